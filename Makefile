@@ -1,0 +1,58 @@
+# LINE campaign delivery on Apache Airflow. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AIRFLOW_HOME ?= $(CURDIR)/data/airflow
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast test-live demo bench bench-push lint format requirements simulator clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(BIN)/uv: $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv (if missing) and install the pinned requirements and the package
+
+test: install ## Run the whole test suite
+	$(BIN)/python -m pytest
+
+test-fast: install ## Run the suite without the slow end-to-end tests
+	$(BIN)/python -m pytest -m "not slow and not live"
+
+demo: install ## Deliver the demo campaign end to end (SQLite CDP, LINE simulator, real DAG run)
+	$(BIN)/python -m line_oa.demo
+
+bench: install ## Run the benchmarks and write docs/benchmarks.md
+	$(BIN)/python -m benchmarks.run
+
+bench-push: install ## Push-throughput benchmark of the delivery engine only
+	$(BIN)/python -m benchmarks.run push
+
+simulator: install ## Start the LINE simulator on 127.0.0.1:8099 (Ctrl-C stops it)
+	$(BIN)/python -m line_oa.simulator --host 127.0.0.1 --port 8099
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+requirements: | $(BIN)/uv ## Regenerate the fully pinned requirements.txt from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.txt --python-version 3.11
+
+clean: ## Remove generated data (keeps .venv)
+	rm -rf data .pytest_cache
