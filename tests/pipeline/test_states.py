@@ -1,0 +1,214 @@
+"""Campaign states: every row of the DESIGN.md table, from the Airflow facts a user can see."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from line_oa.states import CampaignState, RunFacts, campaign_state, describe_state, latest_run
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+FUTURE = NOW + timedelta(days=2)
+PAST = NOW - timedelta(hours=3)
+
+
+def run(
+    state: str, *, started_hours_ago: float | None = 1, logical_hours_ago: float | None = None
+) -> RunFacts:
+    """Build a run that started (or was planned) some hours before NOW."""
+    start = None if started_hours_ago is None else NOW - timedelta(hours=started_hours_ago)
+    logical = None if logical_hours_ago is None else NOW - timedelta(hours=logical_hours_ago)
+    return RunFacts(
+        run_id=f"manual__{state}_{started_hours_ago}", state=state, start_date=start, logical_date=logical
+    )
+
+
+def state_of(*, runs=(), status="active", schedule_type="immediate", send_at=None, paused=False):
+    return campaign_state(
+        status=status, schedule_type=schedule_type, send_at=send_at, runs=list(runs), now=NOW, paused=paused
+    )
+
+
+@pytest.mark.parametrize(
+    ("runs", "schedule_type"),
+    [
+        pytest.param([], "immediate", id="a draft with no run is Draft"),
+        pytest.param([run("running")], "immediate", id="a draft with a running run is still Draft"),
+        pytest.param([run("success")], "scheduled", id="a draft whose earlier run succeeded is Draft"),
+        pytest.param([run("failed")], "recurring", id="a draft whose earlier run failed is Draft"),
+    ],
+)
+def test_a_draft_campaign_is_draft_whatever_its_runs(runs, schedule_type):
+    assert state_of(status="draft", runs=runs, schedule_type=schedule_type) is CampaignState.DRAFT
+
+
+@pytest.mark.parametrize(
+    ("schedule_type", "send_at", "paused"),
+    [
+        pytest.param("scheduled", FUTURE, False, id="scheduled for a future time is Planned"),
+        pytest.param("scheduled", PAST, False, id="scheduled time passed but no run yet is still Planned"),
+        pytest.param("immediate", None, False, id="immediate and not yet triggered is Planned"),
+        pytest.param("recurring", None, False, id="recurring before its first run is Planned"),
+    ],
+)
+def test_a_launched_campaign_without_runs_is_planned(schedule_type, send_at, paused):
+    assert state_of(schedule_type=schedule_type, send_at=send_at, paused=paused) is CampaignState.PLANNED
+
+
+@pytest.mark.parametrize("schedule_type", ["scheduled", "immediate", "recurring"])
+def test_a_paused_campaign_that_never_ran_is_suspended(schedule_type):
+    assert state_of(schedule_type=schedule_type, send_at=FUTURE, paused=True) is CampaignState.SUSPENDED
+
+
+@pytest.mark.parametrize(
+    "runs",
+    [
+        pytest.param([run("queued", started_hours_ago=None)], id="a queued run makes it Active"),
+        pytest.param([run("running")], id="a running run makes it Active"),
+        pytest.param(
+            [run("failed", started_hours_ago=5), run("running", started_hours_ago=1)],
+            id="a retry running after a failure is Active",
+        ),
+        pytest.param(
+            [run("running", started_hours_ago=5), run("success", started_hours_ago=1)],
+            id="a run still running is Active even if a later one succeeded",
+        ),
+        pytest.param([run("RUNNING")], id="run states are compared without case"),
+    ],
+)
+def test_a_queued_or_running_run_makes_the_campaign_active(runs):
+    assert state_of(runs=runs) is CampaignState.ACTIVE
+
+
+def test_a_queued_run_of_a_paused_dag_is_still_active():
+    assert state_of(runs=[run("queued", started_hours_ago=None)], paused=True) is CampaignState.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("runs", "expected"),
+    [
+        pytest.param([run("success")], CampaignState.FINISHED, id="one successful run is Finished"),
+        pytest.param([run("failed")], CampaignState.SUSPENDED, id="one failed run is Suspended"),
+        pytest.param([run("canceled")], CampaignState.SUSPENDED, id="a cancelled run counts as failed"),
+        pytest.param(
+            [run("upstream_failed")], CampaignState.SUSPENDED, id="an unknown run state counts as failed"
+        ),
+        pytest.param(
+            [run("failed", started_hours_ago=5), run("success", started_hours_ago=1)],
+            CampaignState.FINISHED,
+            id="a successful re-run after a failure is Finished",
+        ),
+        pytest.param(
+            [run("success", started_hours_ago=1), run("failed", started_hours_ago=5)],
+            CampaignState.FINISHED,
+            id="the latest run wins whatever the order they are listed in",
+        ),
+        pytest.param(
+            [run("success", started_hours_ago=5), run("failed", started_hours_ago=1)],
+            CampaignState.SUSPENDED,
+            id="a failed re-run after a success is Suspended",
+        ),
+        pytest.param(
+            [
+                run("failed", started_hours_ago=None, logical_hours_ago=1),
+                run("success", started_hours_ago=5),
+            ],
+            CampaignState.SUSPENDED,
+            id="a run without start date falls back to its logical date",
+        ),
+        pytest.param(
+            [run("success", started_hours_ago=1), run("failed", started_hours_ago=None)],
+            CampaignState.SUSPENDED,
+            id="a run with no date at all counts as the latest",
+        ),
+    ],
+)
+def test_the_latest_finished_run_decides_a_one_off_campaign(runs, expected):
+    assert state_of(runs=runs, schedule_type="scheduled", send_at=PAST) is expected
+
+
+def test_a_finished_one_off_campaign_stays_finished_when_its_dag_is_paused():
+    assert state_of(runs=[run("success")], paused=True) is CampaignState.FINISHED
+
+
+@pytest.mark.parametrize(
+    ("runs", "paused", "expected"),
+    [
+        pytest.param([run("success")], False, CampaignState.PLANNED, id="between runs it is Planned"),
+        pytest.param(
+            [run("success")], True, CampaignState.SUSPENDED, id="paused between runs it is Suspended"
+        ),
+        pytest.param(
+            [run("failed")], False, CampaignState.SUSPENDED, id="after a failed run it is Suspended"
+        ),
+    ],
+)
+def test_a_recurring_campaign_between_runs(runs, paused, expected):
+    assert state_of(runs=runs, schedule_type="recurring", paused=paused) is expected
+
+
+def test_an_unknown_schedule_type_is_refused_with_the_allowed_values():
+    with pytest.raises(ValueError, match="immediate, scheduled, recurring"):
+        state_of(schedule_type="weekly")
+
+
+def test_latest_run_of_no_runs_is_none():
+    assert latest_run([]) is None
+
+
+def test_states_read_as_the_product_spells_them():
+    assert [str(state) for state in CampaignState] == ["Draft", "Planned", "Active", "Finished", "Suspended"]
+    assert CampaignState("Suspended") is CampaignState.SUSPENDED
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        pytest.param(
+            {"sent": 1234, "failed": 56, "not_sent": 7800},
+            "Suspended — 1,234 sent, 56 failed, 7,800 not yet sent",
+            id="summary counts are shown with thousands separators",
+        ),
+        pytest.param(
+            {"sent": 10, "failed": {"unknown_recipient": 2, "rejected_by_line": 3}, "not_sent": 0},
+            "Suspended — 10 sent, 5 failed, 0 not yet sent",
+            id="failures by reason are added up",
+        ),
+        pytest.param(
+            {"sent": 1, "failed": 0, "excluded": {"missing_recipient_id": 4}, "not_sent": 0},
+            "Suspended — 1 sent, 0 failed, 4 excluded, 0 not yet sent",
+            id="exclusions are shown when given",
+        ),
+        pytest.param(
+            {"sent": 5, "pending": 3, "sending": 2},
+            "Suspended — 5 sent, 0 failed, 5 not yet sent",
+            id="pending and sending rows of the delivery log are not yet sent",
+        ),
+    ],
+)
+def test_describe_state_gives_one_line_with_the_latest_counts(counts, expected):
+    line = describe_state(CampaignState.SUSPENDED, counts)
+    assert line == expected
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize("state", list(CampaignState), ids=lambda state: f"{state.value} without counts")
+def test_describe_state_without_counts_says_what_the_state_means(state):
+    line = describe_state(state.value, None)
+    assert line.startswith(f"{state.value} — ")
+    assert len(line) > len(state.value) + 10
+
+
+def test_the_state_module_imports_no_airflow():
+    assert not any(
+        name == "airflow" or name.startswith("airflow.") for name in _modules_loaded_by("line_oa.states")
+    )
+
+
+def _modules_loaded_by(module: str) -> set[str]:
+    """Return the modules a fresh interpreter has loaded after importing ``module``."""
+    code = f"import sys, {module}; print('\\n'.join(sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(result.stdout.split())
