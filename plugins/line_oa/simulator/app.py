@@ -1,0 +1,150 @@
+"""Build the simulator: its runtime state (``Simulator``) and the aiohttp application that serves it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aiohttp import web
+
+from line_oa.simulator.config import build_config, deep_merge, normalize
+from line_oa.simulator.faults import FaultInjector
+from line_oa.simulator.state import (
+    ChannelState,
+    RecipientRules,
+    Record,
+    SimulatedClock,
+    TokenBucket,
+)
+
+#: Which ``rate_limits`` key sets the bucket of each endpoint (each endpoint has its own bucket).
+RATE_LIMIT_KEY = {
+    "push": "push",
+    "multicast": "multicast",
+    "validate_push": "validate",
+    "validate_multicast": "validate",
+    "quota": "quota",
+    "quota_consumption": "quota",
+    "bot_info": "other",
+}
+
+
+class Channel:
+    """A configured channel as the request handlers need it: token, quota, buckets and its memory."""
+
+    __slots__ = ("buckets", "config", "name", "quota_limit", "state", "token")
+
+    def __init__(self, config: dict[str, Any], state: ChannelState):
+        self.config = config
+        self.name: str = config["name"]
+        self.token: str = config["token"]
+        quota = config["quota"]
+        self.quota_limit: int | None = quota["value"] if quota["type"] == "limited" else None
+        self.state = state
+        limits = config["rate_limits"]
+        self.buckets: dict[str, TokenBucket | None] = {
+            endpoint: TokenBucket(limits[key]) if limits[key] else None
+            for endpoint, key in RATE_LIMIT_KEY.items()
+        }
+
+    def bot_info(self) -> dict[str, str]:
+        """Return ``GET /v2/bot/info``'s body, derived from the channel name unless configured."""
+        import hashlib
+
+        digest = hashlib.sha256(self.name.encode()).hexdigest()
+        return {
+            "userId": self.config.get("user_id") or "U" + digest[:32],
+            "basicId": self.config.get("basic_id") or "@" + digest[32:40],
+            "displayName": self.config.get("display_name") or self.name,
+            "chatMode": "chat",
+            "markAsReadMode": "manual",
+        }
+
+
+class Simulator:
+    """Hold the configuration and everything the simulator remembers; change both at run time."""
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        self.clock = SimulatedClock()
+        self.startup_config = build_config(config, self.clock.now())
+        self.record = Record()
+        self.states: dict[str, ChannelState] = {}
+        self.config: dict[str, Any] = {}
+        self.apply(copy.deepcopy(self.startup_config))
+
+    def apply(self, config: dict[str, Any], *, reseed: bool = False) -> None:
+        """Switch to a complete, normalized configuration; keep consumption and retry keys."""
+        if reseed or config["faults"] != self.config.get("faults"):
+            self.faults = FaultInjector(config["faults"])
+        self.config = config
+        self.channels_by_token = {
+            channel["token"]: Channel(
+                channel, self.states.setdefault(channel["name"], ChannelState(channel["name"]))
+            )
+            for channel in config["channels"]
+        }
+        self.channels_by_name = {channel.name: channel for channel in self.channels_by_token.values()}
+        self.rules = RecipientRules(config["recipients"])
+
+    def configure(self, partial: dict[str, Any]) -> dict[str, Any]:
+        """Deep-merge a partial configuration into the current one and return the result."""
+        self.apply(normalize(deep_merge(self.config, partial), self.clock.now()))
+        return self.config
+
+    def reset(
+        self, *, keep_config: bool = True, config: dict[str, Any] | None = None, keep_clock: bool = False
+    ) -> None:
+        """Forget the record, retry keys, counters and consumption; the clock returns to real time.
+
+        :param keep_config: keep the current configuration; if false, go back to the startup one.
+        :param config: start from the defaults merged with this configuration instead.
+        """
+        self.record = Record()
+        self.states = {}
+        if not keep_clock:
+            self.clock.offset = type(self.clock.offset)(0)
+        if config is not None:
+            new_config = build_config(config, self.clock.now())
+        elif keep_config:
+            new_config = self.config
+        else:
+            new_config = copy.deepcopy(self.startup_config)
+        self.apply(new_config, reseed=True)
+
+    def stats(self) -> dict[str, Any]:
+        """Return the counters: requests by endpoint and status, faults by kind, deliveries, billing."""
+        requests: dict[str, dict[str, int]] = {}
+        for (endpoint, status), count in sorted(self.record.requests.items(), key=str):
+            requests.setdefault(endpoint, {})[str(status)] = count
+        events = self.record.events
+        return {
+            "requests": requests,
+            "requests_total": sum(self.record.requests.values()),
+            "faults": dict(self.record.faults),
+            "deliveries": events["deliveries"],
+            "delivered": events["delivered"],
+            "blocked": events["deliveries"] - events["delivered"],
+            "billed": sum(state.consumption for state in self.states.values()),
+            "rate_limited": events["rate_limited"],
+            "quota_exceeded": events["quota_exceeded"],
+            "retry_key_conflicts": events["retry_key_conflicts"],
+            "unknown_recipients": events["unknown_recipients"],
+            "send_requests_accepted": len(self.record.sends),
+            "consumption": {name: state.consumption for name, state in sorted(self.states.items())},
+            "simulated_time": self.clock.now().isoformat(),
+        }
+
+
+SIMULATOR = web.AppKey("simulator", Simulator)
+
+
+def create_app(simulator: Simulator | None = None) -> web.Application:
+    """Return the aiohttp application serving LINE's endpoints and the ``/_sim/`` admin endpoints."""
+    from line_oa.simulator import admin, routes
+
+    app = web.Application(client_max_size=routes.READ_LIMIT)
+    app[SIMULATOR] = simulator or Simulator()
+    routes.add_routes(app)
+    admin.add_routes(app)
+    app.router.add_route("*", "/{tail:.*}", routes.not_found)
+    return app
