@@ -1,0 +1,297 @@
+"""The campaign file: one closed schema with a section per tab of the product.
+
+``include/campaigns/<id>.yaml`` names the segment, the sender account, the messages, the schedule,
+the retry policy and the UTM parameters of one campaign. This module holds the schema (pydantic,
+``extra="forbid"`` everywhere) and the two entry points that read it, :func:`load_campaign` and
+:func:`parse_campaign`. It imports nothing from Airflow and touches no network or database.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import zoneinfo
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from croniter import croniter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from line_oa import utm
+from line_oa.errors import CampaignFileError
+from line_oa.messages import Loc, Message, rule_error, rule_errors
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEFAULT_CAMPAIGNS_DIR = pathlib.Path(
+    os.environ.get("LINE_OA_CAMPAIGNS_DIR") or REPO_ROOT / "include" / "campaigns"
+)
+DEFAULT_SQL_ROOT = pathlib.Path(os.environ.get("LINE_OA_SQL_ROOT") or REPO_ROOT / "include" / "sql")
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+CONN_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,250}$"
+UTM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+SECTIONS = ("target_audience", "content", "delivery_schedule", "activation", "utm_tracking")
+
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
+ConnectionId = Annotated[str, Field(pattern=CONN_ID_PATTERN)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Section(BaseModel):
+    """Base of every part of the campaign file: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TargetAudience(Section):
+    """Who receives the campaign: a segment whose SQL lives in ``include/sql/segments``."""
+
+    parent_segment: Slug
+    segment: Slug
+    cdp_conn_id: ConnectionId = "line_oa_cdp"
+
+
+class Content(Section):
+    """What is sent and from which LINE Official Account."""
+
+    line_config: ConnectionId
+    delivery_mode: Literal["push", "multicast", "auto"] = "auto"
+    notification_disabled: bool = False
+    messages: list[Message]
+
+    @field_validator("messages")
+    @classmethod
+    def _one_to_five(cls, value: list[Any]) -> list[Any]:
+        if not value:
+            raise rule_error("no messages; a campaign needs at least one message (LINE sends 1 to 5)")
+        if len(value) > 5:
+            raise rule_error(f"{len(value)} messages, LINE sends at most 5 in one request")
+        return value
+
+
+class ImmediateSchedule(Section):
+    """Send as soon as the campaign's DAG is triggered."""
+
+    type: Literal["immediate"]
+
+
+class ScheduledSchedule(Section):
+    """Send once at ``send_at`` (a date and time with a timezone offset)."""
+
+    type: Literal["scheduled"]
+    send_at: AwareDatetime
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise rule_error(f"'{name}' is not an IANA timezone name such as 'Asia/Tokyo' or 'UTC'") from None
+    return name
+
+
+def _check_cron(expression: str) -> str:
+    fields = expression.split()
+    preset = len(fields) == 1 and expression.strip().startswith("@")
+    try:
+        valid = (preset or len(fields) == 5) and croniter.is_valid(expression)
+    except Exception:  # croniter raises assorted errors on garbage; any of them means "not a cron"
+        valid = False
+    if not valid:
+        raise rule_error(
+            f"'{expression}' is not a valid cron expression; write five fields "
+            "(minute hour day-of-month month day-of-week), e.g. '0 9 * * 1'"
+        )
+    return expression
+
+
+class RecurringSchedule(Section):
+    """Send on every ``cron`` tick in ``timezone``, between ``start_at`` and ``end_at`` when given."""
+
+    type: Literal["recurring"]
+    cron: str
+    timezone: str = "UTC"
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+
+    _cron = field_validator("cron")(_check_cron)
+    _timezone = field_validator("timezone")(_check_timezone)
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> RecurringSchedule:
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            raise rule_errors([(("end_at",), f"{self.end_at.isoformat()} is not after start_at")])
+        return self
+
+
+DeliverySchedule = Annotated[
+    ImmediateSchedule | ScheduledSchedule | RecurringSchedule, Field(discriminator="type")
+]
+
+
+class Retry(Section):
+    """How a transient LINE error is retried: exponential backoff between the two bounds."""
+
+    max_attempts: int = Field(5, ge=1, le=20)
+    initial_backoff_seconds: FiniteFloat = Field(1.0, gt=0)
+    max_backoff_seconds: FiniteFloat = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> Retry:
+        if self.max_backoff_seconds < self.initial_backoff_seconds:
+            raise rule_errors(
+                [
+                    (
+                        ("max_backoff_seconds",),
+                        f"{self.max_backoff_seconds:g} is less than initial_backoff_seconds "
+                        f"({self.initial_backoff_seconds:g})",
+                    )
+                ]
+            )
+        return self
+
+
+class Activation(Section):
+    """How delivery runs: retries, an optional rate cap below LINE's limit, chunk size."""
+
+    retry: Retry = Field(default_factory=Retry)
+    rate_limit_per_second: FiniteFloat | None = Field(None, gt=0, le=2000)
+    chunk_size: int = Field(5000, ge=100, le=50000)
+
+
+class UtmTracking(Section):
+    """UTM parameters added to every web link of the messages."""
+
+    enabled: bool = True
+    parameters: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("parameters")
+    @classmethod
+    def _names_and_placeholders(cls, value: dict[str, str]) -> dict[str, str]:
+        problems: list[tuple[Loc, str]] = []
+        for name, text in value.items():
+            if not UTM_NAME.match(name):
+                problems.append(
+                    ((name,), "is not a usable parameter name; use letters, digits, '_', '.' or '-'")
+                )
+            for placeholder in utm.unknown_placeholders(text):
+                problems.append(
+                    (
+                        (name,),
+                        f"unknown placeholder {placeholder}; use {{{{campaign.id}}}} or {{{{campaign.name}}}}",
+                    )
+                )
+        if problems:
+            raise rule_errors(problems)
+        return value
+
+
+class Campaign(Section):
+    """One campaign file. ``source_path`` is the file it was read from (``None`` when parsed from text)."""
+
+    id: Slug
+    name: str = Field(min_length=1, max_length=200)
+    workspace: Slug
+    status: Literal["draft", "launched"]
+    owner: str = Field("marketing", min_length=1, max_length=200)
+    description: str | None = None
+    target_audience: TargetAudience
+    content: Content
+    delivery_schedule: DeliverySchedule
+    activation: Activation = Field(default_factory=Activation)
+    utm_tracking: UtmTracking = Field(default_factory=UtmTracking)
+
+    _source_path: pathlib.Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_path(self) -> pathlib.Path | None:
+        """Return the file this campaign was loaded from."""
+        return self._source_path
+
+    @property
+    def dag_id(self) -> str:
+        """Return the id of the DAG that delivers this campaign."""
+        return f"line_campaign__{self.id}"
+
+    @property
+    def is_draft(self) -> bool:
+        """Tell whether the campaign is still a draft (its DAG must not deliver)."""
+        return self.status == "draft"
+
+    def utm_parameters(self) -> dict[str, str]:
+        """Return the UTM parameters added to links, or nothing when tracking is disabled."""
+        return utm_parameters_of(self.id, self.name, self.utm_tracking)
+
+    def wire_messages(self) -> list[dict[str, Any]]:
+        """Return LINE's ``messages`` JSON (camelCase) with UTM tags applied to the links."""
+        params = self.utm_parameters()
+        return [message.wire_tagged(params) for message in self.content.messages]
+
+    def segment_sql_path(self, sql_root: pathlib.Path) -> pathlib.Path:
+        """Return the segment's SQL file under ``sql_root`` (``segments/<parent>/<segment>.sql``)."""
+        audience = self.target_audience
+        return pathlib.Path(sql_root) / "segments" / audience.parent_segment / f"{audience.segment}.sql"
+
+
+def utm_parameters_of(campaign_id: str, campaign_name: str, tracking: UtmTracking) -> dict[str, str]:
+    """Return the UTM parameters of a campaign's tracking section (empty when disabled)."""
+    if not tracking.enabled:
+        return {}
+    return utm.utm_parameters(campaign_id, campaign_name, tracking.parameters)
+
+
+def tagging_problems(content: Content, params: dict[str, str]) -> list[tuple[Loc, str]]:
+    """List every LINE limit that a message passes before UTM tagging and fails after it."""
+    return [
+        (("content", "messages", number, *loc), message)
+        for number, item in enumerate(content.messages)
+        for loc, message in item.tagging_problems(params)
+    ]
+
+
+def parse_campaign(text: str, path: str) -> Campaign:
+    """Parse campaign YAML ``text`` read from ``path``; raise ``CampaignFileError`` with every problem."""
+    from line_oa.validation import campaign_from_text  # validation imports this module
+
+    return _raise_or_return(path, *campaign_from_text(text, str(path)))
+
+
+def load_campaign(path: str | os.PathLike[str]) -> Campaign:
+    """Read and parse the campaign file at ``path``; raise ``CampaignFileError`` with every problem.
+
+    Checks YAML syntax, the schema and LINE's message rules. Checks that depend on the clock or on
+    other files (``send_at`` in the past, the segment SQL file) belong to
+    :func:`line_oa.validation.validate_campaign_file`.
+    """
+    from line_oa.validation import campaign_from_text, read_campaign_text
+
+    text, problems = read_campaign_text(path)
+    if text is None:
+        return _raise_or_return(str(path), None, problems)
+    campaign, problems = campaign_from_text(text, str(path))
+    if campaign is not None:
+        campaign._source_path = pathlib.Path(path)
+    return _raise_or_return(str(path), campaign, problems)
+
+
+def _raise_or_return(path: str, campaign: Campaign | None, problems: list[Any]) -> Campaign:
+    if problems or campaign is None:
+        raise CampaignFileError(path, problems)
+    return campaign
+
+
+def send_time(campaign: Campaign) -> datetime | None:
+    """Return the planned send time of a scheduled campaign, ``None`` for other schedules."""
+    schedule = campaign.delivery_schedule
+    return schedule.send_at if isinstance(schedule, ScheduledSchedule) else None
