@@ -107,6 +107,14 @@ async def reset(request: web.Request) -> web.Response:
     return _json({"config": sim.config})
 
 
+async def next_month(request: web.Request) -> web.Response:
+    """Start a new month: every channel's quota consumption returns to 0; the record is kept."""
+    sim: Simulator = request.app[SIMULATOR]
+    for state in sim.states.values():
+        state.consumption = 0
+    return _json({"consumption": {name: 0 for name in sim.states}})
+
+
 async def get_config(request: web.Request) -> web.Response:
     """Return the configuration in force."""
     return _json(request.app[SIMULATOR].config)
@@ -150,6 +158,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/_sim/delivery-counts", delivery_counts)
     app.router.add_get("/_sim/messages/{digest}", message_bundle)
     app.router.add_post("/_sim/reset", reset)
+    app.router.add_post("/_sim/next-month", next_month)
     app.router.add_get("/_sim/config", get_config)
     app.router.add_post("/_sim/config", post_config)
     app.router.add_get("/_sim/clock", get_clock)

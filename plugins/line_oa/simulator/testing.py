@@ -81,6 +81,10 @@ class SimulatorAdmin:
             body["config"] = config
         return self._call("POST", "reset", json=body)["config"]
 
+    def next_month(self) -> None:
+        """Reset every channel's monthly quota consumption to 0 (the record and retry keys stay)."""
+        self._call("POST", "next-month")
+
     def configure(self, **partial: Any) -> dict[str, Any]:
         """Deep-merge ``partial`` (``faults=...``, ``recipients=...``, ``channels=[...]``); return the result."""
         return self._call("POST", "config", json=partial)
