@@ -1,0 +1,155 @@
+"""Command line of the project: ``python -m line_oa <command>``, no running Airflow needed.
+
+Commands are listed in :data:`COMMANDS`; to add one, write an ``add_arguments(parser)`` and a
+``run(args) -> exit code`` function and register them there. Every user mistake (unknown file, broken
+YAML, a campaign over LINE's limits) ends with a message and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from typing import TYPE_CHECKING, NamedTuple, TextIO
+
+from line_oa import campaign as campaign_module
+from line_oa.errors import LineOAError
+from line_oa.validation import ValidationReport, validate_campaign_file
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+
+
+class Command(NamedTuple):
+    """One subcommand: its one-line help, how it adds its arguments, and what it runs."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _add_validate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "files",
+        nargs="*",
+        type=pathlib.Path,
+        help="campaign files (default: every *.yaml in --campaigns-dir)",
+    )
+    parser.add_argument(
+        "--campaigns-dir",
+        type=pathlib.Path,
+        default=campaign_module.DEFAULT_CAMPAIGNS_DIR,
+        help="folder searched when no file is given (default: %(default)s, env LINE_OA_CAMPAIGNS_DIR)",
+    )
+    parser.add_argument(
+        "--sql-root",
+        type=pathlib.Path,
+        default=campaign_module.DEFAULT_SQL_ROOT,
+        help="folder holding segments/<parent>/<segment>.sql (default: %(default)s, env LINE_OA_SQL_ROOT)",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Check campaign files before launch; exit 1 when any file has a problem."""
+    files = list(args.files) or [
+        _relative(path) for path in sorted(pathlib.Path(args.campaigns_dir).glob("*.yaml"))
+    ]
+    if not files:
+        print(f"no campaign files (*.yaml) in {args.campaigns_dir}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    reports = [validate_campaign_file(path, sql_root=args.sql_root) for path in files]
+    all_ok = all(report.ok for report in reports)
+    if args.format == "json":
+        document = {"ok": all_ok, "files": [report.to_dict() for report in reports]}
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        for report in reports:
+            print_report(report, sys.stdout)
+        failed = sum(not report.ok for report in reports)
+        problems = sum(len(report.problems) for report in reports)
+        print(
+            f"\n{len(reports)} file(s) checked: {len(reports) - failed} OK, {failed} with problems"
+            + (f" ({problems} problems)" if problems else "")
+        )
+    return EXIT_OK if all_ok else EXIT_PROBLEMS
+
+
+def _relative(path: pathlib.Path) -> pathlib.Path:
+    """Show ``path`` relative to the working directory when it is below it."""
+    try:
+        return path.resolve().relative_to(pathlib.Path.cwd())
+    except ValueError:
+        return path
+
+
+def print_report(report: ValidationReport, stream: TextIO) -> None:
+    """Print one file's report: OK, or its problems under a heading per tab."""
+    if report.ok:
+        campaign = report.campaign
+        summary = f" ({campaign.id}, {campaign.status}, DAG {campaign.dag_id})" if campaign else ""
+        print(f"{report.file}: OK{summary}", file=stream)
+        return
+    count = len(report.problems)
+    print(f"{report.file}: {count} problem{'s' if count != 1 else ''}", file=stream)
+    for tab, problems in report.by_tab().items():
+        print(f"  {tab}", file=stream)
+        for problem in problems:
+            where = f"line {problem.line}: " if problem.line else ""
+            subject = f"{problem.path}: " if problem.path else ""
+            print(f"    {where}{subject}{problem.message}", file=stream)
+
+
+def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=pathlib.Path, help="campaign file")
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """Print the exact LINE ``messages`` JSON of a campaign, after UTM tagging."""
+    try:
+        campaign = campaign_module.load_campaign(args.file)
+    except LineOAError as error:
+        print_report(ValidationReport(str(args.file), None, list(getattr(error, "problems", []))), sys.stderr)
+        return EXIT_PROBLEMS
+    print(json.dumps(campaign.wire_messages(), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+# Register a new subcommand here: name -> Command(help, add_arguments, run).
+COMMANDS: dict[str, Command] = {
+    "validate": Command(
+        "check campaign files before launch (every problem, grouped by tab)",
+        _add_validate_arguments,
+        run_validate,
+    ),
+    "render": Command(
+        "print the LINE messages JSON of a campaign after UTM tagging", _add_render_arguments, run_render
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``python -m line_oa`` parser with one subparser per entry of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m line_oa", description="LINE campaign files: check and render."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(subparser)
+        subparser.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except LineOAError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_PROBLEMS
