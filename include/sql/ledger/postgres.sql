@@ -1,0 +1,42 @@
+-- Delivery log (ledger) on PostgreSQL: one row per (campaign, run, profile).
+CREATE TABLE IF NOT EXISTS line_delivery_log (
+    campaign_id         TEXT        NOT NULL,
+    run_id              TEXT        NOT NULL,
+    profile_id          TEXT        NOT NULL,
+    line_user_id        TEXT,
+    status              TEXT        NOT NULL CHECK (status IN ('excluded', 'pending', 'sending', 'sent', 'failed')),
+    reason              TEXT,
+    chunk_index         INTEGER,
+    batch_id            TEXT,
+    retry_key           TEXT,
+    http_status         INTEGER,
+    line_request_id     TEXT,
+    accepted_request_id TEXT,
+    line_message        TEXT,
+    attempts            INTEGER     NOT NULL DEFAULT 0,
+    is_test             INTEGER     NOT NULL DEFAULT 0,
+    created_at          TIMESTAMPTZ NOT NULL,
+    updated_at          TIMESTAMPTZ NOT NULL,
+    sent_at             TIMESTAMPTZ,
+    PRIMARY KEY (campaign_id, run_id, profile_id)
+);
+CREATE INDEX IF NOT EXISTS line_delivery_log_chunk ON line_delivery_log (campaign_id, run_id, chunk_index, status);
+CREATE TABLE IF NOT EXISTS line_campaign_summary (
+    campaign_id     TEXT    NOT NULL,
+    run_id          TEXT    NOT NULL,
+    state           TEXT    NOT NULL,
+    dry_run         INTEGER NOT NULL DEFAULT 0,
+    targeted        INTEGER NOT NULL,
+    excluded        INTEGER NOT NULL,
+    sent            INTEGER NOT NULL,
+    failed          INTEGER NOT NULL,
+    not_sent        INTEGER NOT NULL,
+    test_sends      INTEGER NOT NULL,
+    messages_billed INTEGER NOT NULL,
+    requests        INTEGER NOT NULL,
+    retries         INTEGER NOT NULL,
+    started_at      TIMESTAMPTZ,
+    finished_at     TIMESTAMPTZ,
+    summary_json    TEXT    NOT NULL,
+    PRIMARY KEY (campaign_id, run_id)
+);

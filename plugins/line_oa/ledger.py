@@ -1,0 +1,289 @@
+"""The delivery log: one row per (campaign, run, profile) saying what happened to that profile.
+
+Written through a common.sql hook (SQLite by default, PostgreSQL in production) with batched
+UPSERTs. The ledger is what makes delivery exactly-once: a row is marked ``sending`` with its retry
+key before the request leaves, and only rows that are not final are ever sent again.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEFAULT_LEDGER_CONN_ID = "line_oa_ledger"
+TABLE = "line_delivery_log"
+SUMMARY_TABLE = "line_campaign_summary"
+BATCH_SIZE = 1000
+
+EXCLUDED, PENDING, SENDING, SENT, FAILED = "excluded", "pending", "sending", "sent", "failed"
+# Failures that a resumed run sends again (with the same retry key): nothing was accepted by LINE.
+RESUMABLE_REASONS = ("quota_exceeded", "auth_failed", "retries_exhausted", "stopped")
+RETRY_KEY_LIFETIME = timedelta(hours=24)
+
+
+def data_dir() -> pathlib.Path:
+    """Return the project's data directory (``LINE_OA_DATA_DIR``, default ``<repo>/data``)."""
+    path = pathlib.Path(os.environ.get("LINE_OA_DATA_DIR", REPO_ROOT / "data"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class LedgerRow:
+    """One profile's line in the delivery log."""
+
+    profile_id: str
+    line_user_id: str | None
+    status: str
+    reason: str | None = None
+    chunk_index: int | None = None
+    batch_id: str | None = None
+    retry_key: str | None = None
+    http_status: int | None = None
+    line_request_id: str | None = None
+    accepted_request_id: str | None = None
+    line_message: str | None = None
+    attempts: int = 0
+    is_test: bool = False
+    sent_at: str | None = None
+    updated_at: str | None = None
+
+
+_ROW_FIELDS = [f.name for f in fields(LedgerRow) if f.name not in ("updated_at",)]
+_COLUMNS = ["campaign_id", "run_id", *_ROW_FIELDS, "created_at", "updated_at"]
+_UPDATED_ON_CONFLICT = [c for c in _ROW_FIELDS if c not in ("profile_id",)] + ["updated_at"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ledger_hook(conn_id: str | None = None) -> DbApiHook:
+    """Return the common.sql hook of the delivery log's connection.
+
+    When the connection (default ``line_oa_ledger``) is not defined, the log is a SQLite file
+    ``delivery_log.db`` under the project's data directory.
+    """
+    from airflow.sdk import Connection
+
+    from line_oa.errors import LineOAError
+
+    conn_id = conn_id or os.environ.get("LINE_OA_LEDGER_CONN_ID", DEFAULT_LEDGER_CONN_ID)
+    try:
+        conn = Connection.get(conn_id)
+    except Exception as err:  # AirflowNotFoundException differs between core and the task SDK
+        if "isn't defined" not in str(err) and "not found" not in str(err).lower():
+            raise
+        path = data_dir() / "delivery_log.db"
+        return sqlite_file_hook(path, conn_id=conn_id)
+    hook = conn.get_hook()
+    if not hasattr(hook, "get_conn") or conn.conn_type not in ("sqlite", "postgres"):
+        raise LineOAError(
+            f"Delivery log connection {conn_id!r} must be sqlite or postgres, not {conn.conn_type}"
+        )
+    return hook
+
+
+def sqlite_file_hook(path: str | pathlib.Path, *, conn_id: str = DEFAULT_LEDGER_CONN_ID) -> DbApiHook:
+    """Return a ``SqliteHook`` on a file, without an Airflow connection having to be defined."""
+    from airflow.providers.sqlite.hooks.sqlite import SqliteHook
+    from airflow.sdk import Connection
+
+    class FileSqliteHook(SqliteHook):
+        def get_uri(self) -> str:
+            return f"sqlite:///{self.connection.host}"
+
+    return FileSqliteHook(connection=Connection(conn_id=conn_id, conn_type="sqlite", host=str(path)))
+
+
+class DeliveryLedger:
+    """Read and write one (campaign, run)'s rows of the delivery log.
+
+    :param hook: a common.sql hook (``SqliteHook`` or ``PostgresHook``).
+    :param clock: returns the current UTC time; tests move it to cross LINE's 24 h retry-key window.
+    """
+
+    def __init__(
+        self, hook: DbApiHook, *, campaign_id: str, run_id: str, clock: Callable[[], datetime] = _utcnow
+    ):
+        self.hook = hook
+        self.campaign_id = campaign_id
+        self.run_id = run_id
+        self.clock = clock
+        self.dialect = "postgres" if "postgres" in type(hook).__name__.lower() else "sqlite"
+        self._p = "%s" if self.dialect == "postgres" else "?"
+        self._conn = hook.get_conn()
+        if self.dialect == "sqlite":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self.ensure_schema()
+
+    @classmethod
+    def connect(cls, conn_id: str | None = None, **kwargs: Any) -> DeliveryLedger:
+        """Open the ledger on the delivery log connection (see ``ledger_hook``)."""
+        return cls(ledger_hook(conn_id), **kwargs)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def ensure_schema(self) -> None:
+        """Create the tables from ``include/sql/ledger/<dialect>.sql`` when missing."""
+        ddl = (REPO_ROOT / "include" / "sql" / "ledger" / f"{self.dialect}.sql").read_text()
+        cursor = self._conn.cursor()
+        for statement in (s.strip() for s in ddl.split(";")):
+            body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
+            if body.strip():
+                cursor.execute(body)
+        self._conn.commit()
+
+    def _now(self) -> str:
+        return self.clock().isoformat()
+
+    def _values(self, row: LedgerRow, now: str) -> tuple:
+        data = asdict(row)
+        data["is_test"] = int(bool(row.is_test))
+        return (self.campaign_id, self.run_id, *(data[f] for f in _ROW_FIELDS), now, row.updated_at or now)
+
+    def _write(self, rows: Iterable[LedgerRow], *, overwrite: bool) -> int:
+        placeholders = ", ".join([self._p] * len(_COLUMNS))
+        sql = f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}) VALUES ({placeholders}) "
+        sql += "ON CONFLICT (campaign_id, run_id, profile_id) DO "
+        if overwrite:
+            sql += "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _UPDATED_ON_CONFLICT)
+        else:
+            sql += "NOTHING"
+        now = self._now()
+        written = 0
+        batch: list[tuple] = []
+        cursor = self._conn.cursor()
+        for row in rows:
+            batch.append(self._values(row, now))
+            if len(batch) >= BATCH_SIZE:
+                cursor.executemany(sql, batch)
+                written += len(batch)
+                batch.clear()
+        if batch:
+            cursor.executemany(sql, batch)
+            written += len(batch)
+        self._conn.commit()
+        return written
+
+    def add(self, rows: Iterable[LedgerRow]) -> int:
+        """Insert rows that are not in the log yet; existing rows (a re-run) are left as they are."""
+        return self._write(rows, overwrite=False)
+
+    def upsert(self, rows: Iterable[LedgerRow]) -> int:
+        """Insert or update rows in batches, committed before returning."""
+        return self._write(rows, overwrite=True)
+
+    def _select(self, where: str, params: tuple) -> Iterator[LedgerRow]:
+        cols = [*_ROW_FIELDS, "updated_at"]
+        sql = f"SELECT {', '.join(cols)} FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}"
+        cursor = self._conn.cursor()
+        cursor.execute(f"{sql} AND {where} ORDER BY profile_id", (self.campaign_id, self.run_id, *params))
+        while batch := cursor.fetchmany(5000):
+            for values in batch:
+                row = LedgerRow(**dict(zip(cols, values, strict=True)))
+                row.is_test = bool(row.is_test)
+                if row.updated_at is not None and not isinstance(row.updated_at, str):
+                    row.updated_at = row.updated_at.isoformat()
+                if row.sent_at is not None and not isinstance(row.sent_at, str):
+                    row.sent_at = row.sent_at.isoformat()
+                yield row
+
+    def rows_to_send(self, chunk_index: int) -> list[LedgerRow]:
+        """Return the chunk's rows that are not final: pending, sending, or failed without acceptance."""
+        reasons = ", ".join([self._p] * len(RESUMABLE_REASONS))
+        where = (
+            f"chunk_index = {self._p} AND (status IN ('pending', 'sending') "
+            f"OR (status = 'failed' AND reason IN ({reasons})))"
+        )
+        return list(self._select(where, (chunk_index, *RESUMABLE_REASONS)))
+
+    def rows(self, status: str | None = None) -> Iterator[LedgerRow]:
+        """Iterate over this run's rows (optionally of one status), ordered by profile id."""
+        if status is None:
+            return self._select("1 = 1", ())
+        return self._select(f"status = {self._p}", (status,))
+
+    def counts(self) -> dict[tuple[str, str | None, bool], int]:
+        """Return row counts by (status, reason, is_test) for this run."""
+        sql = (
+            f"SELECT status, reason, is_test, COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} "
+            f"AND run_id = {self._p} GROUP BY status, reason, is_test"
+        )
+        cursor = self._conn.cursor()
+        cursor.execute(sql, (self.campaign_id, self.run_id))
+        return {(s, r, bool(t)): int(n) for s, r, t, n in cursor.fetchall()}
+
+    def totals(self) -> dict[str, int]:
+        """Return requests-related totals for this run: attempts summed over rows and batches."""
+        sql = (
+            f"SELECT COALESCE(SUM(attempts), 0), MIN(created_at), MAX(sent_at) FROM {TABLE} "
+            f"WHERE campaign_id = {self._p} AND run_id = {self._p}"
+        )
+        cursor = self._conn.cursor()
+        cursor.execute(sql, (self.campaign_id, self.run_id))
+        attempts, first, last = cursor.fetchone()
+        return {"attempts": int(attempts or 0), "first_created_at": first, "last_sent_at": last}
+
+    def sent_per_second(self) -> list[tuple[str, int]]:
+        """Return (second, recipients sent) buckets for the report's send-rate chart."""
+        bucket = (
+            "substr(sent_at, 1, 19)"
+            if self.dialect == "sqlite"
+            else "to_char(date_trunc('second', sent_at), 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+        )
+        sql = (
+            f"SELECT {bucket} AS s, COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
+            f"AND status = 'sent' AND sent_at IS NOT NULL GROUP BY s ORDER BY s"
+        )
+        cursor = self._conn.cursor()
+        cursor.execute(sql, (self.campaign_id, self.run_id))
+        return [(str(s), int(n)) for s, n in cursor.fetchall()]
+
+    def is_stale(self, row: LedgerRow, margin: timedelta = timedelta(0)) -> bool:
+        """Tell whether a row's retry key has outlived LINE's 24 h memory of it (less ``margin``)."""
+        if row.updated_at is None:
+            return False
+        updated = datetime.fromisoformat(str(row.updated_at))
+        if updated.tzinfo is None:
+            updated = updated.replace(tzinfo=UTC)
+        return self.clock() - updated > RETRY_KEY_LIFETIME - margin
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """UPSERT the run's summary row (``line_campaign_summary``)."""
+        import json
+
+        cols = [
+            "campaign_id", "run_id", "state", "dry_run", "targeted", "excluded", "sent", "failed", "not_sent",
+            "test_sends", "messages_billed", "requests", "retries", "started_at", "finished_at", "summary_json",
+        ]  # fmt: skip
+        values = {
+            **{c: summary.get(c) for c in cols},
+            "campaign_id": self.campaign_id,
+            "run_id": self.run_id,
+            "dry_run": int(bool(summary.get("dry_run"))),
+            "excluded": sum(summary.get("excluded", {}).values()),
+            "failed": sum(summary.get("failed", {}).values()),
+            "summary_json": json.dumps(summary, sort_keys=True, default=str),
+        }
+        placeholders = ", ".join([self._p] * len(cols))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols[2:])
+        sql = (
+            f"INSERT INTO {SUMMARY_TABLE} ({', '.join(cols)}) VALUES ({placeholders}) "
+            f"ON CONFLICT (campaign_id, run_id) DO UPDATE SET {updates}"
+        )
+        cursor = self._conn.cursor()
+        cursor.execute(sql, tuple(values[c] for c in cols))
+        self._conn.commit()

@@ -1,0 +1,144 @@
+"""LineOAPushOperator: deliver one staged chunk of one campaign run, exactly once per recipient."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from line_oa.engine import DeliveryEngine, RetryPolicy, deliver_chunk
+from line_oa.hooks import LineOAHook
+from line_oa.ledger import DeliveryLedger
+from line_oa.ratelimit import channel_share
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+# Campaign-wide stops: retrying the task cannot help until someone acts (token, quota).
+CAMPAIGN_STOPS = ("auth_failed", "quota_exceeded")
+
+
+class LineOAPushOperator(BaseOperator):
+    """Send a campaign's message bundle to the recipients of one chunk file and log every outcome.
+
+    A retried or cleared task instance sends only the chunk's rows that are not final yet, with the
+    retry keys they were first sent with, so LINE refuses anything it already accepted.
+
+    :param campaign_file: path of the campaign YAML file (its messages, mode and retry policy).
+    :param chunk: the chunk descriptor from ``chunk_profiles`` (``{"index", "uri", "rows"}``).
+    :param run_id: the delivery scope in the log; defaults to the DAG run's id.
+    :param line_oa_conn_id: the sender account's connection; defaults to the campaign's ``line_config``.
+    :param ledger_conn_id: the delivery log's SQL connection (``line_oa_ledger``, else SQLite).
+    :param is_test: a test send: rows are flagged and kept out of the campaign's counts.
+    :param concurrent_senders: chunk tasks of this channel that may send at once; the channel's rate
+        limit is divided among them.
+    """
+
+    template_fields: Sequence[str] = ("campaign_file", "chunk", "run_id", "line_oa_conn_id", "ledger_conn_id")
+    ui_color = "#06c755"
+
+    def __init__(
+        self,
+        *,
+        campaign_file: str,
+        chunk: dict[str, Any] | str,
+        run_id: str = "{{ run_id }}",
+        line_oa_conn_id: str | None = None,
+        ledger_conn_id: str | None = None,
+        is_test: bool = False,
+        concurrent_senders: int = 1,
+        max_in_flight: int = 128,
+        progress_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.campaign_file = campaign_file
+        self.chunk = chunk
+        self.run_id = run_id
+        self.line_oa_conn_id = line_oa_conn_id
+        self.ledger_conn_id = ledger_conn_id
+        self.is_test = is_test
+        self.concurrent_senders = concurrent_senders
+        self.max_in_flight = max_in_flight
+        self.progress_interval = progress_interval
+        self._engine: DeliveryEngine | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from line_oa.campaign import load_campaign
+        from line_oa.chunks import read_chunk
+
+        campaign = load_campaign(self.campaign_file)
+        chunk = self.chunk if isinstance(self.chunk, dict) else __import__("json").loads(self.chunk)
+        recipients = read_chunk(chunk)
+        hook = LineOAHook(line_oa_conn_id=self.line_oa_conn_id or campaign.content.line_config)
+        settings = hook.settings
+        mode = campaign.content.delivery_mode
+        limit = settings.multicast_rate_limit if mode == "multicast" else settings.push_rate_limit
+        rate = channel_share(
+            limit, concurrent_senders=self.concurrent_senders, cap=campaign.activation.rate_limit_per_second
+        )
+        retry = campaign.activation.retry
+        policy = RetryPolicy(retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds)
+        ledger = DeliveryLedger.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
+        self.log.info(
+            "chunk %d: %d recipients, mode %s, rate %.0f/s via %s",
+            chunk["index"], len(recipients), mode, rate, settings.conn_id,
+        )  # fmt: skip
+        total = len(recipients)
+
+        def progress(stats: dict[str, Any]) -> None:
+            done = stats["sent"] + sum(stats["failed"].values())
+            speed = stats["recipients_per_second"] or 0.0
+            eta = (stats["total"] - done) / speed if speed else float("nan")
+            self.log.info(
+                "chunk %d: %d/%d sent, %.0f/s, ETA %.0fs, failed %s",
+                stats["chunk_index"], stats["sent"], total, speed, eta, stats["failed"] or "none",
+            )  # fmt: skip
+
+        try:
+            result = deliver_chunk(
+                client_factory=lambda: hook.async_client(max_in_flight=self.max_in_flight),
+                ledger=ledger,
+                chunk_index=int(chunk["index"]),
+                recipients=recipients,
+                messages=campaign.wire_messages(),
+                mode=mode,
+                policy=policy,
+                rate=rate,
+                is_test=self.is_test,
+                notification_disabled=campaign.content.notification_disabled,
+                max_in_flight=self.max_in_flight,
+                progress=progress,
+                progress_interval=self.progress_interval,
+                on_engine=self._keep_engine,
+            )
+        finally:
+            ledger.close()
+            hook.close()
+        summary = result.to_dict()
+        self.log.info(
+            "chunk %d done: %d sent now, %d already final, failed %s, %d requests (%d retries), %.1fs, %.0f/s",
+            summary["chunk_index"], summary["sent"], summary["already_final"], summary["failed"] or "none",
+            summary["requests"], summary["retries"], summary["duration_seconds"], summary["recipients_per_second"],
+        )  # fmt: skip
+        if result.stopped_reason in CAMPAIGN_STOPS:
+            raise AirflowFailException(
+                f"chunk {summary['chunk_index']}: delivery stopped ({result.stopped_reason}); "
+                "unsent recipients are recorded and will be sent when the run is cleared and resumed"
+            )
+        if result.failed.get("retries_exhausted"):
+            raise RuntimeError(
+                f"chunk {summary['chunk_index']}: {result.failed['retries_exhausted']} recipients still failing "
+                "after the retry policy; the task's retry will send them again with the same keys"
+            )
+        return summary
+
+    def _keep_engine(self, engine: DeliveryEngine) -> None:
+        self._engine = engine
+
+    def on_kill(self) -> None:
+        """Stop sending: in-flight requests finish, their outcomes and the rest are logged."""
+        if self._engine is not None:
+            self._engine.request_stop("stopped")

@@ -1,0 +1,51 @@
+"""Provider metadata: registers the ``line_oa`` connection type with Airflow's UI form."""
+
+from __future__ import annotations
+
+from line_oa import __version__
+
+
+def get_provider_info() -> dict:
+    """Return the provider info Airflow reads through the ``apache_airflow_provider`` entry point."""
+    return {
+        "package-name": "line-oa-campaigns",
+        "name": "LINE Official Account campaigns",
+        "description": "Deliver LINE Official Account campaigns (push and multicast) from Airflow.",
+        "versions": [__version__],
+        "connection-types": [
+            {
+                "connection-type": "line_oa",
+                "hook-class-name": "line_oa.hooks.LineOAHook",
+                "hook-name": "LINE Official Account",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "port", "extra"],
+                    "relabeling": {"host": "API base URL", "password": "Channel access token"},
+                    "placeholders": {
+                        "host": "https://api.line.me",
+                        "password": "long-lived or stateless channel access token",
+                    },
+                },
+                "conn-fields": {
+                    "push_rate_limit": {
+                        "label": "Push rate limit (requests/s)",
+                        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 2000},
+                        "description": "LINE's limit for this channel's push endpoint (2,000/s by default).",
+                    },
+                    "multicast_rate_limit": {
+                        "label": "Multicast rate limit (requests/s)",
+                        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 200},
+                        "description": "LINE's limit for this channel's multicast endpoint (200/s by default).",
+                    },
+                    "workspaces": {
+                        "label": "Assigned workspaces",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "Comma-separated workspaces allowed to send through this account.",
+                    },
+                    "timeout": {
+                        "label": "Request timeout (s)",
+                        "schema": {"type": ["number", "null"], "minimum": 0.1, "default": 10},
+                    },
+                },
+            }
+        ],
+    }
