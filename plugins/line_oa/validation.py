@@ -179,6 +179,8 @@ def load_yaml(text: str, collector: ProblemCollector) -> Any:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         message = error.problem or error.context or "invalid YAML"
+        if error.problem and error.context and error.context_mark and error.context_mark is not mark:
+            message += f" ({error.context} that starts at line {error.context_mark.line + 1})"
         if "\t" in message or "'\\t'" in message:
             message += " (indent with spaces, not tabs)"
         collector.add((), f"YAML syntax error: {message}", line=mark.line + 1 if mark else None)
@@ -479,7 +481,8 @@ def _sentence(kind, ctx, value, loc, parent, tags, default: str) -> str:  # noqa
             hint = " (put the value in quotes)"
         return f"expected {_KINDS[kind]}, got {_kind(value)}{hint}"
     if kind == "literal_error":
-        return f"{_kind(value)} is not allowed; use {ctx.get('expected')}"
+        hint = " (YAML reads yes/no/on/off as true/false)" if isinstance(value, bool) else ""
+        return f"{_kind(value)} is not allowed; use {ctx.get('expected')}{hint}"
     sentence = re.sub(r"^(Value error, |Input should be |Input |String should have )", "", default)
     prefix = (
         "must be "
