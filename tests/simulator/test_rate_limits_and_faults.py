@@ -90,6 +90,7 @@ def test_an_accepted_then_lost_request_is_recorded_and_its_retry_gets_409(line, 
     (row,) = sim.admin.deliveries()
     assert (row["to"], row["retry_key"], row["delivered"]) == (user_id(1), retry_key, True)
     assert line.get("/v2/bot/message/quota/consumption").json() == {"totalUsage": 1}
+    assert sim.admin.stats()["requests"]["push"] == {"dropped": 1}
     sim.admin.configure(faults={"accepted_then_lost_rate": 0})
     retry = line.push(user_id(1), retry_key=retry_key)
     assert retry.status_code == 409

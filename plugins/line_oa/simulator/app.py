@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from typing import Any
 
 from aiohttp import web
@@ -49,8 +50,6 @@ class Channel:
 
     def bot_info(self) -> dict[str, str]:
         """Return ``GET /v2/bot/info``'s body, derived from the channel name unless configured."""
-        import hashlib
-
         digest = hashlib.sha256(self.name.encode()).hexdigest()
         return {
             "userId": self.config.get("user_id") or "U" + digest[:32],
@@ -115,7 +114,8 @@ class Simulator:
         """Return the counters: requests by endpoint and status, faults by kind, deliveries, billing."""
         requests: dict[str, dict[str, int]] = {}
         for (endpoint, status), count in sorted(self.record.requests.items(), key=str):
-            requests.setdefault(endpoint, {})[str(status)] = count
+            if count:
+                requests.setdefault(endpoint, {})[str(status)] = count
         events = self.record.events
         return {
             "requests": requests,

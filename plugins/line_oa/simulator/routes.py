@@ -188,6 +188,7 @@ async def send(request: web.Request, endpoint: str) -> web.Response:
         return respond(sim, endpoint, 400, details_body(details))
     response = accept(sim, channel, endpoint, body, retry_key)
     if response.status == 200 and endpoint in sim.faults.endpoints and sim.faults.draw_lost():
+        sim.record.requests[endpoint, 200] -= 1  # recorded as accepted, but the answer never leaves
         raise drop(sim, request, endpoint, fault_kinds.ACCEPTED_THEN_LOST)
     return response
 
