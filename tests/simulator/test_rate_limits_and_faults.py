@@ -14,16 +14,16 @@ RATE_LIMITED = {"message": "The API rate limit has been exceeded. Try again late
 def test_a_low_push_rate_limit_answers_429_to_the_excess(line, sim):
     sim.admin.configure(channels=[{"name": "default", "rate_limits": {"push": 5}}])
 
-    statuses = [line.push(user_id(n)).status_code for n in range(20)]
+    answers = [line.push(user_id(n)) for n in range(20)]
 
-    assert statuses.count(200) in range(5, 8)
+    statuses = [answer.status_code for answer in answers]
+    accepted = statuses.count(200)
     assert statuses[:5] == [200] * 5
-    assert statuses.count(429) == 20 - statuses.count(200)
-    rejected = line.push(user_id(99))
-    if rejected.status_code == 429:
-        assert rejected.json() == RATE_LIMITED
-    assert sim.admin.stats()["rate_limited"] >= 12
-    assert len(sim.admin.deliveries()) == statuses.count(200) + (rejected.status_code == 200)
+    assert 5 <= accepted <= 10
+    assert statuses.count(429) == 20 - accepted
+    assert all(answer.json() == RATE_LIMITED for answer in answers if answer.status_code == 429)
+    assert sim.admin.stats()["rate_limited"] == 20 - accepted
+    assert len(sim.admin.deliveries()) == accepted
 
 
 def test_the_bucket_refills_over_time(line, sim):
@@ -121,7 +121,7 @@ def test_a_hanging_request_can_be_processed_after_the_hang(line, sim):
 
 
 def test_latency_is_added_to_send_endpoints_only_by_default(line, sim):
-    sim.admin.configure(faults={"latency_ms": 300})
+    sim.admin.configure(faults={"latency_ms": 500})
 
     started = time.monotonic()
     line.push(user_id(1))
@@ -130,8 +130,8 @@ def test_latency_is_added_to_send_endpoints_only_by_default(line, sim):
     line.get("/v2/bot/message/quota")
     quota_seconds = time.monotonic() - started
 
-    assert push_seconds >= 0.3
-    assert quota_seconds < 0.2
+    assert push_seconds >= 0.5
+    assert quota_seconds < 0.4
 
 
 def test_fault_endpoints_choose_where_faults_apply(line, sim):
