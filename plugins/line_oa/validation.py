@@ -172,7 +172,12 @@ _CampaignLoader.add_constructor("tag:yaml.org,2002:timestamp", _CampaignLoader.c
 
 def load_yaml(text: str, collector: ProblemCollector) -> Any:
     """Parse ``text`` into Python data, filling ``collector.lines``; record syntax problems."""
-    loader = _CampaignLoader(text)
+    try:
+        loader = _CampaignLoader(text)
+    except yaml.reader.ReaderError as error:
+        line = text[: error.position].count("\n") + 1
+        collector.add((), f"contains the control character #x{error.character:04x}; remove it", line=line)
+        return None
     try:
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)

@@ -1,0 +1,109 @@
+"""``python -m line_oa``: what a data engineer sees in the terminal and what CI gets as exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from campaign_docs import EXAMPLES, FIXTURES, ROOT
+from line_oa import cli
+
+INVALID = FIXTURES / "invalid"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_validate_without_files_checks_every_shipped_campaign(capsys):
+    code, out, _ = run(capsys, "validate", "--campaigns-dir", str(EXAMPLES))
+    assert code == 0
+    assert [line.split(":")[0].rsplit("/", 1)[-1] for line in out.splitlines()[:3]] == [
+        "spring_sale.yaml",
+        "summer_preview.yaml",
+        "welcome_back.yaml",
+    ]
+    assert "3 file(s) checked: 3 OK, 0 with problems" in out
+
+
+def test_validate_prints_problems_under_their_tab_and_exits_1(capsys):
+    code, out, _ = run(
+        capsys, "validate", str(INVALID / "missing_essentials.yaml"), str(EXAMPLES / "welcome_back.yaml")
+    )
+    assert code == 1
+    assert (
+        "missing_essentials.yaml: 3 problems\n  target_audience\n    line 5: target_audience.segment: no segment"
+        in out
+    )
+    assert "  content\n    line 7: content.line_config: no LINE sender account selected" in out
+    assert "welcome_back.yaml: OK (welcome_back, launched, DAG line_campaign__welcome_back)" in out
+    assert "2 file(s) checked: 1 OK, 1 with problems (3 problems)" in out
+
+
+def test_validate_json_is_machine_readable(capsys):
+    code, out, _ = run(capsys, "validate", "--format", "json", str(INVALID / "bad_schedule.yaml"))
+    document = json.loads(out)
+    assert code == 1
+    assert document["ok"] is False
+    assert [p["path"] for p in document["files"][0]["problems"]] == [
+        "delivery_schedule.cron",
+        "delivery_schedule.timezone",
+        "activation.retry.max_backoff_seconds",
+    ]
+
+
+def test_validate_in_an_empty_folder_says_so(capsys, tmp_path):
+    code, _, err = run(capsys, "validate", "--campaigns-dir", str(tmp_path))
+    assert code == 1
+    assert "no campaign files" in err
+
+
+def test_render_prints_the_exact_line_messages_json(capsys):
+    code, out, _ = run(capsys, "render", str(EXAMPLES / "welcome_back.yaml"))
+    assert code == 0
+    assert out.startswith('[\n  {\n    "type": "text",\n    "text": "お帰りなさい! We missed you."\n  },')
+    messages = json.loads(out)
+    assert messages[1]["text"].endswith("utm_campaign=welcome_back (free shipping this week).")
+
+
+def test_render_of_an_invalid_campaign_prints_the_report_and_exits_1(capsys):
+    code, out, err = run(capsys, "render", str(INVALID / "line_limits.yaml"))
+    assert (code, out) == (1, "")
+    assert "line_limits.yaml: 4 problems" in err
+    assert "content.messages[1].base_url: ends with a file extension" in err
+
+
+def test_build_parser_lists_every_registered_command():
+    parser = cli.build_parser()
+    assert parser.parse_args(["render", "x.yaml"]).run is cli.run_render
+    assert set(cli.COMMANDS) == {"validate", "render"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "words"),
+    [
+        (["validate", "missing.yaml"], 1, "file not found"),
+        (["validate", str(INVALID / "broken_yaml.yaml")], 1, "YAML syntax error"),
+        (["render", "missing.yaml"], 1, "file not found"),
+        (["render", str(INVALID / "billion_laughs.yaml")], 1, "aliases"),
+        (["launch"], 2, "invalid choice"),
+    ],
+    ids=[
+        "validating a missing file",
+        "validating broken YAML",
+        "rendering a missing file",
+        "rendering a YAML bomb",
+        "an unknown command",
+    ],
+)
+def test_user_mistakes_end_with_a_message_and_no_traceback(argv, code, words):
+    result = subprocess.run(
+        [sys.executable, "-m", "line_oa", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == code
+    assert words in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
