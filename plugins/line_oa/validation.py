@@ -456,11 +456,27 @@ def describe_error(error: dict[str, Any]) -> list[tuple[Loc, str]]:
     return [(loc, _sentence(kind, ctx, value, loc, parent, tags, error["msg"]))]
 
 
-def _sentence(kind, ctx, value, loc, parent, tags, default: str) -> str:  # noqa: PLR0911
+_PYDANTIC_PHRASES = (
+    ("Input should be ", "must be "),
+    ("String should have ", "must have "),
+    ("Value error, ", ""),
+)
+
+
+def _sentence(
+    kind: str,
+    ctx: dict[str, Any],
+    value: Any,
+    loc: Loc,
+    parent: type[BaseModel] | None,
+    tags: tuple[str, ...],
+    default: str,
+) -> str:
+    """Write the sentence a marketer reads for one pydantic error."""
     generic = re.sub(r"\[\d+\]", "", format_path(loc))
     if kind == "line_rule":
         return default
-    if kind == "missing":
+    if kind == "missing" or (kind == "string_pattern_mismatch" and value == "" and generic in _MISSING):
         return _MISSING.get(generic, "required, but missing")
     if kind == "extra_forbidden":
         return _unknown_key(str(loc[-1]), sorted(parent.model_fields) if parent else [])
@@ -488,15 +504,10 @@ def _sentence(kind, ctx, value, loc, parent, tags, default: str) -> str:  # noqa
     if kind == "literal_error":
         hint = " (YAML reads yes/no/on/off as true/false)" if isinstance(value, bool) else ""
         return f"{_kind(value)} is not allowed; use {ctx.get('expected')}{hint}"
-    sentence = re.sub(r"^(Value error, |Input should be |Input |String should have )", "", default)
-    prefix = (
-        "must be "
-        if default.startswith("Input should be")
-        else "must have "
-        if "should have" in default
-        else ""
-    )
-    return f"{prefix}{sentence}, got {_kind(value)}"
+    for phrase, replacement in _PYDANTIC_PHRASES:
+        if default.startswith(phrase):
+            return f"{replacement}{default[len(phrase) :]}, got {_kind(value)}"
+    return f"{default}, got {_kind(value)}"
 
 
 def _unknown_key(key: str, allowed: list[str]) -> str:

@@ -313,3 +313,27 @@ def test_unknown_placeholder_in_utm_parameters_is_reported():
         ("utm_tracking", "utm_tracking.parameters.bad name"),
     ]
     assert "unknown placeholder {{campaign.title}}" in problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "words"),
+    [
+        ("content", "line_config", "no LINE sender account selected"),
+        ("target_audience", "segment", "no segment specified"),
+    ],
+    ids=["an empty sender account counts as not selected", "an empty segment counts as not specified"],
+)
+def test_empty_launch_essentials_read_like_missing_ones(section, key, words):
+    document = valid_document()
+    document[section][key] = ""
+    problems = problems_of(document)
+    assert [(p.path, words in p.message) for p in problems] == [(f"{section}.{key}", True)]
+
+
+def test_message_without_type_names_the_allowed_types():
+    document = valid_document()
+    document["content"]["messages"].append({"text": "no type"})
+    problems = problems_of(document)
+    assert [(p.path, p.message) for p in problems] == [
+        ("content.messages[2]", "'type' is missing; use text or imagemap")
+    ]
