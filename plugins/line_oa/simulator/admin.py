@@ -61,10 +61,12 @@ async def deliveries(request: web.Request) -> web.StreamResponse:
             f',"retry_key":{retry_key},"request_id":"{send.request_id}",'
             f'"time":"{send.time}","messages_hash":"{send.messages_hash}"}}\n'
         )
-        blocked = send.blocked
+        blocked, unknown = send.blocked, send.unknown
         for recipient in send.recipients:
-            delivered = "false" if recipient in blocked else "true"
-            lines.append(f'{head}{recipient}","delivered":{delivered}{tail}')
+            is_unknown = recipient in unknown
+            delivered = "false" if is_unknown or recipient in blocked else "true"
+            flags = f'"delivered":{delivered},"unknown":{"true" if is_unknown else "false"}'
+            lines.append(f'{head}{recipient}",{flags}{tail}')
         if len(lines) >= _ROWS_PER_WRITE:
             await response.write("".join(lines).encode())
             lines = []

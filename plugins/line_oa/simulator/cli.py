@@ -98,11 +98,11 @@ async def serve(simulator: Simulator, host: str, port: int) -> None:
     await site.start()
     bound_port = sock.getsockname()[1]
     url_host = f"[{host}]" if family == socket.AF_INET6 else host
-    print(f"LINE simulator listening on http://{url_host}:{bound_port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT):  # before announcing the port: a parent may signal at once
         loop.add_signal_handler(signum, stop.set)
+    print(f"LINE simulator listening on http://{url_host}:{bound_port}", flush=True)
     try:
         await stop.wait()
     finally:

@@ -208,6 +208,7 @@ def accept(
                 conflict["sentMessages"] = accepted.sent_messages
             return respond(sim, endpoint, 409, conflict, {"X-Line-Accepted-Request-Id": accepted.request_id})
     rules = sim.rules
+    skipped: set[str] = set()
     if endpoint == "push":
         recipients = [body["to"]]
         if rules.is_unknown(body["to"]):
@@ -220,10 +221,9 @@ def accept(
             sim.record.events["unknown_recipients"] += len(unknown)
             if rules.multicast_reject_unknown:
                 return respond(sim, endpoint, 400, FAILED_TO_SEND)
-            skipped = set(unknown)
-            recipients = [user_id for user_id in recipients if user_id not in skipped]
-    blocked = frozenset(user_id for user_id in recipients if rules.is_blocked(user_id))
-    billed = len(recipients) - len(blocked)
+            skipped = set(unknown)  # accepted, silently not delivered (LINE's "Conditions"), not billed
+    blocked = frozenset(user_id for user_id in recipients if rules.is_blocked(user_id) and user_id not in skipped)
+    billed = len(recipients) - len(blocked) - len(skipped)
     if channel.quota_limit is not None and state.consumption + billed > channel.quota_limit:
         sim.record.events["quota_exceeded"] += 1
         return respond(sim, endpoint, 429, MONTHLY_LIMIT)
@@ -244,6 +244,7 @@ def accept(
             request_id,
             now.isoformat(),
             sim.record.store_bundle(messages),
+            frozenset(skipped),
         )
         sim.record.add(send_record)
     return response

@@ -87,6 +87,7 @@ class SendRecord:
     request_id: str
     time: str
     messages_hash: str
+    unknown: frozenset[str] = frozenset()  # multicast recipients unknown to the channel, skipped
 
 
 @dataclass
@@ -142,7 +143,7 @@ class Record:
         """Append an accepted send and count its deliveries."""
         self.sends.append(send)
         self.events["deliveries"] += len(send.recipients)
-        self.events["delivered"] += len(send.recipients) - len(send.blocked)
+        self.events["delivered"] += len(send.recipients) - len(send.blocked) - len(send.unknown)
 
     def rows(self, channel: str | None = None) -> Iterator[dict[str, Any]]:
         """Yield one delivery row per recipient, oldest first (optionally of one channel)."""
@@ -154,7 +155,8 @@ class Record:
                     "channel": send.channel,
                     "endpoint": send.endpoint,
                     "to": recipient,
-                    "delivered": recipient not in send.blocked,
+                    "delivered": recipient not in send.blocked and recipient not in send.unknown,
+                    "unknown": recipient in send.unknown,
                     "retry_key": send.retry_key,
                     "request_id": send.request_id,
                     "time": send.time,
