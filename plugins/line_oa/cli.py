@@ -129,7 +129,19 @@ COMMANDS: dict[str, Command] = {
     "render": Command(
         "print the LINE messages JSON of a campaign after UTM tagging", _add_render_arguments, run_render
     ),
+    "status": Command(
+        "print each campaign's state (Draft, Planned, Active, Finished, Suspended) and latest run's counts",
+        lambda parser: _status().add_arguments(parser),
+        lambda args: _status().run(args),
+    ),
 }
+
+
+def _status():
+    """Import the status command lazily: it needs Airflow's metadata DB, validate and render do not."""
+    from line_oa import status
+
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:

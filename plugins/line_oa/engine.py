@@ -201,12 +201,27 @@ class DeliveryEngine:
             self.progress(result.to_dict())  # type: ignore[misc]
 
     # -- push -----------------------------------------------------------------------------------
+    async def _attempt(self, send: Callable, result: ChunkResult, counter: list[int]) -> LineResponse:
+        if self._stop_reason:
+            raise _CampaignStop(self._stop_reason)
+        await self._limiter.acquire()
+        counter[0] += 1
+        result.requests += 1
+        if counter[0] > 1:
+            result.retries += 1
+        return await send()
+
     async def _send_with_retries(
         self, send: Callable, result: ChunkResult, counter: list[int]
     ) -> LineResponse:
-        limiter = self._limiter
+        """Send once; on a transient error, retry per the policy (tenacity) with the same key and body."""
+        try:
+            return await self._attempt(send, result, counter)  # the common case, without tenacity's overhead
+        except TRANSIENT:
+            if self.policy.max_attempts <= 1:
+                raise
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.policy.max_attempts),
+            stop=stop_after_attempt(self.policy.max_attempts - 1),
             wait=wait_exponential_jitter(
                 multiplier=self.policy.initial_backoff_seconds,
                 max=self.policy.max_backoff_seconds,
@@ -215,16 +230,10 @@ class DeliveryEngine:
             retry=retry_if_exception_type(TRANSIENT),
             reraise=True,
         )
+        await asyncio.sleep(self.policy.initial_backoff_seconds)
         async for attempt in retrying:
             with attempt:
-                if self._stop_reason:
-                    raise _CampaignStop(self._stop_reason)
-                await limiter.acquire()
-                counter[0] += 1
-                result.requests += 1
-                if counter[0] > 1:
-                    result.retries += 1
-                return await send()
+                return await self._attempt(send, result, counter)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _push_all(self, client: AsyncLineClient, rows: list[LedgerRow], result: ChunkResult) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import requests
+import yarl
 from airflow.providers.http.hooks.http import HttpHook
 
 from line_oa.errors import (
@@ -273,8 +274,8 @@ class AsyncLineClient:
 
     async def __aenter__(self) -> AsyncLineClient:
         connector = aiohttp.TCPConnector(limit=self._max_in_flight, ttl_dns_cache=300)
+        self._urls = {path: yarl.URL(self.settings.base_url + path) for path in (PUSH, MULTICAST)}
         self._session = aiohttp.ClientSession(
-            base_url=self.settings.base_url,
             connector=connector,
             headers=self._headers,
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
@@ -293,7 +294,8 @@ class AsyncLineClient:
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {"X-Line-Retry-Key": retry_key} if retry_key else None
         try:
-            async with self._session.post(path, data=data, headers=headers) as response:
+            url = self._urls.get(path) or yarl.URL(self.settings.base_url + path)
+            async with self._session.post(url, data=data, headers=headers) as response:
                 raw = await response.read()
                 return interpret_response(response.status, raw, response.headers)
         except (aiohttp.ClientError, TimeoutError, OSError) as err:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -14,6 +13,8 @@ from line_oa.ledger import DeliveryLedger
 from line_oa.ratelimit import channel_share
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow.sdk import Context
 
 # Campaign-wide stops: retrying the task cannot help until someone acts (token, quota).
@@ -31,12 +32,15 @@ class LineOAPushOperator(BaseOperator):
     :param run_id: the delivery scope in the log; defaults to the DAG run's id.
     :param line_oa_conn_id: the sender account's connection; defaults to the campaign's ``line_config``.
     :param ledger_conn_id: the delivery log's SQL connection (``line_oa_ledger``, else SQLite).
+    :param dry_run: log what would be sent and send nothing (``"{{ params.dry_run }}"`` works).
     :param is_test: a test send: rows are flagged and kept out of the campaign's counts.
     :param concurrent_senders: chunk tasks of this channel that may send at once; the channel's rate
         limit is divided among them.
     """
 
-    template_fields: Sequence[str] = ("campaign_file", "chunk", "run_id", "line_oa_conn_id", "ledger_conn_id")
+    template_fields: Sequence[str] = (
+        "campaign_file", "chunk", "run_id", "line_oa_conn_id", "ledger_conn_id", "dry_run",
+    )  # fmt: skip
     ui_color = "#06c755"
 
     def __init__(
@@ -48,6 +52,7 @@ class LineOAPushOperator(BaseOperator):
         line_oa_conn_id: str | None = None,
         ledger_conn_id: str | None = None,
         is_test: bool = False,
+        dry_run: bool | str = False,
         concurrent_senders: int = 1,
         max_in_flight: int = 128,
         progress_interval: float = 10.0,
@@ -60,6 +65,7 @@ class LineOAPushOperator(BaseOperator):
         self.line_oa_conn_id = line_oa_conn_id
         self.ledger_conn_id = ledger_conn_id
         self.is_test = is_test
+        self.dry_run = dry_run
         self.concurrent_senders = concurrent_senders
         self.max_in_flight = max_in_flight
         self.progress_interval = progress_interval
@@ -72,6 +78,14 @@ class LineOAPushOperator(BaseOperator):
         campaign = load_campaign(self.campaign_file)
         chunk = self.chunk if isinstance(self.chunk, dict) else __import__("json").loads(self.chunk)
         recipients = read_chunk(chunk)
+        is_test = self.is_test or bool(chunk.get("is_test"))
+        if str(self.dry_run).lower() in ("true", "1"):
+            self.log.info(
+                "chunk %d: dry run, %d recipients would be sent to; nothing sent",
+                chunk["index"],
+                len(recipients),
+            )
+            return {"chunk_index": chunk["index"], "total": len(recipients), "sent": 0, "dry_run": True}
         hook = LineOAHook(line_oa_conn_id=self.line_oa_conn_id or campaign.content.line_config)
         settings = hook.settings
         mode = campaign.content.delivery_mode
@@ -107,7 +121,7 @@ class LineOAPushOperator(BaseOperator):
                 mode=mode,
                 policy=policy,
                 rate=rate,
-                is_test=self.is_test,
+                is_test=is_test,
                 notification_disabled=campaign.content.notification_disabled,
                 max_in_flight=self.max_in_flight,
                 progress=progress,

@@ -1,0 +1,326 @@
+"""Render campaign files into Airflow DAGs: validate → extract_segment → chunk_profiles → push → summarize.
+
+This is the one module of the library that knows about DAGs; the tasks only call ``line_oa.pipeline``
+and ``LineOAPushOperator``. Parsing touches neither the network nor a database: it reads YAML files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from line_oa.campaign import DEFAULT_CAMPAIGNS_DIR, Campaign, load_campaign
+from line_oa.errors import CampaignFileError, LineOAError
+from line_oa.operators import LineOAPushOperator
+
+log = logging.getLogger(__name__)
+DAG_PREFIX = "line_campaign__"
+DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
+STRICT_ENV = "LINE_OA_STRICT_DAGS"
+
+
+def trigger_params() -> dict[str, Param]:
+    """Return the Trigger form's parameters (Airflow Params with UI forms)."""
+    return {
+        "dry_run": Param(False, type="boolean", title="Dry run", description="Do everything but send."),
+        "test_recipients": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Test recipients",
+            description="Send only to these LINE user IDs (one per line); recorded as test sends.",
+        ),
+        "max_recipients": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Max recipients",
+            description="Send to at most this many eligible recipients; the rest are logged as excluded.",
+        ),  # fmt: skip
+        "redeliver": Param(
+            False,
+            type="boolean",
+            title="Deliver again",
+            description="Allow a one-off campaign that already finished to be delivered a second time.",
+        ),  # fmt: skip
+        "allow_partial_delivery": Param(
+            False,
+            type="boolean",
+            title="Allow partial delivery",
+            description="Start even when the monthly quota cannot cover every recipient.",
+        ),  # fmt: skip
+    }
+
+
+def schedule_args(campaign: Campaign) -> dict[str, Any]:
+    """Return ``schedule``, ``start_date`` and ``end_date`` for the campaign's delivery schedule."""
+    schedule = campaign.delivery_schedule
+    if schedule.type == "scheduled":
+        return {"schedule": "@once", "start_date": schedule.send_at}
+    if schedule.type == "recurring":
+        from airflow.timetables.trigger import CronTriggerTimetable
+
+        return {
+            "schedule": CronTriggerTimetable(schedule.cron, timezone=schedule.timezone),
+            "start_date": schedule.start_at or DEFAULT_START,
+            "end_date": schedule.end_at,
+        }
+    return {"schedule": None, "start_date": DEFAULT_START}
+
+
+def describe(campaign: Campaign) -> str:
+    """Return the DAG's ``doc_md``: audience, schedule, messages and tagged links."""
+    schedule = campaign.delivery_schedule
+    when = {
+        "immediate": "immediately when triggered (UI, CLI or API)",
+        "scheduled": f"once at {getattr(schedule, 'send_at', '')}",
+        "recurring": f"on cron `{getattr(schedule, 'cron', '')}` ({getattr(schedule, 'timezone', 'UTC')})",
+    }[schedule.type]
+    lines = [
+        f"# {campaign.name}",
+        "",
+        campaign.description or "",
+        "",
+        f"- **Campaign**: `{campaign.id}` · status **{campaign.status}** · workspace `{campaign.workspace}`",
+        f"- **Audience**: segment `{campaign.target_audience.parent_segment}/{campaign.target_audience.segment}`"
+        f" from connection `{campaign.target_audience.cdp_conn_id}`",
+        f"- **Sender account**: connection `{campaign.content.line_config}` · mode {campaign.content.delivery_mode}",
+        f"- **Schedule**: {when}",
+        f"- **Retries**: {campaign.activation.retry.max_attempts} attempts, backoff "
+        f"{campaign.activation.retry.initial_backoff_seconds}-{campaign.activation.retry.max_backoff_seconds} s",
+        "",
+        "## Messages",
+    ]
+    for number, message in enumerate(campaign.wire_messages(), start=1):
+        if message["type"] == "text":
+            lines.append(f"{number}. text: {message['text'][:200]}")
+        else:
+            lines.append(f"{number}. imagemap `{message['baseUrl']}`: {message['altText'][:100]}")
+            lines += [
+                f"   - {a['type']}: {a.get('linkUri') or a.get('text', '')}" for a in message["actions"]
+            ]
+    lines += ["", "Source file: `" + str(campaign.source_path) + "`"]
+    return "\n".join(lines)
+
+
+def build_campaign_dag(campaign: Campaign) -> DAG:
+    """Return the delivery DAG of one campaign."""
+    campaign_file = str(campaign.source_path)
+    with DAG(
+        dag_id=campaign.dag_id,
+        description=f"LINE campaign: {campaign.name}"[:200],
+        doc_md=describe(campaign),
+        tags=["line", "campaign", campaign.workspace],
+        max_active_runs=1,
+        catchup=False,
+        params=trigger_params(),
+        default_args={"owner": campaign.owner, "retries": 2, "retry_delay": timedelta(seconds=15)},
+        **schedule_args(campaign),
+    ) as dag:
+        validation = validate.override(retries=0)(campaign_file)
+        segment = extract_segment(campaign_file, validation)
+        chunks = chunk_profiles(campaign_file, segment)
+        pushed = LineOAPushOperator.partial(
+            task_id="push",
+            campaign_file=campaign_file,
+            dry_run="{{ params.dry_run }}",
+            max_active_tis_per_dagrun=1,
+            retries=3,
+            retry_delay=timedelta(seconds=10),
+        ).expand(chunk=chunks)
+        pushed >> summarize.override(trigger_rule=TriggerRule.ALL_DONE, retries=0)(campaign_file)
+    return dag
+
+
+def _context() -> tuple[dict[str, Any], Any]:
+    from line_oa.pipeline import TriggerOptions
+
+    context = get_current_context()
+    return context, TriggerOptions.from_params(dict(context["params"]))
+
+
+def _ledger(campaign_id: str, run_id: str):
+    from line_oa.ledger import DeliveryLedger
+
+    return DeliveryLedger.connect(campaign_id=campaign_id, run_id=run_id)
+
+
+def _line_hook(conn_id: str):
+    from line_oa.hooks import LineOAHook
+
+    return LineOAHook(line_oa_conn_id=conn_id)
+
+
+@task
+def validate(campaign_file: str) -> dict[str, Any]:
+    """Check the campaign is ready to launch: schema, LINE rules, sender account, segment, quota."""
+    from line_oa.pipeline import LaunchRefused, validate_for_launch
+
+    context, options = _context()
+    try:
+        facts = validate_for_launch(
+            campaign_file,
+            run_id=context["run_id"],
+            options=options,
+            hook_factory=_line_hook,
+            ledger_factory=_ledger,
+        )
+    except (LaunchRefused, CampaignFileError) as err:
+        raise AirflowFailException(f"not launched: {err}") from None
+    log.info(
+        "ready: %d reachable recipients, quota %s, %s left this month%s",
+        facts["reachable"], facts["quota"].get("type"), facts["remaining"] if facts["remaining"] is not None else "no limit",
+        " (dry run)" if options.dry_run else "",
+    )  # fmt: skip
+    return facts
+
+
+@task
+def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str, Any]:
+    """Stream the segment from the CDP; log exclusions; stage the eligible recipients."""
+    from line_oa import pipeline, segment
+
+    context, options = _context()
+    campaign = load_campaign(campaign_file)
+    ledger = _ledger(campaign.id, context["run_id"])
+    try:
+        if options.is_test:
+            rows = sorted(segment.rows_for_test_send(options.test_recipients), key=lambda r: r[1])
+        else:
+            sql = segment.wrap_segment_sql(pipeline.segment_sql(campaign))
+            rows = segment.stream_rows(pipeline.cdp_hook(campaign), sql)
+        result = segment.extract_segment(
+            rows=rows,
+            ledger=ledger,
+            staging_dir=pipeline.run_staging_uri(campaign.id, context["run_id"]),
+            max_recipients=options.max_recipients,
+            is_test=options.is_test,
+        )
+    finally:
+        ledger.close()
+    log.info(
+        "segment: %d profiles, %d eligible, excluded %s, failed %s",
+        result.profiles, result.eligible, dict(result.excluded) or "none", dict(result.failed) or "none",
+    )  # fmt: skip
+    return result.to_dict()
+
+
+@task
+def chunk_profiles(campaign_file: str, segment: dict[str, Any]) -> list[dict[str, Any]]:
+    """Write chunk files of eligible recipients and register them as pending in the delivery log."""
+    from line_oa.pipeline import chunk_profiles as make_chunks
+
+    context, _ = _context()
+    campaign = load_campaign(campaign_file)
+    ledger = _ledger(campaign.id, context["run_id"])
+    try:
+        chunks = make_chunks(segment, campaign=campaign, ledger=ledger)
+    finally:
+        ledger.close()
+    log.info("%d chunks of up to %d recipients", len(chunks), max((c["rows"] for c in chunks), default=0))
+    return chunks
+
+
+@task
+def summarize(campaign_file: str) -> dict[str, Any]:
+    """Count the run from the delivery log, log the summary block, write the summary row and report."""
+    from line_oa.pipeline import summarize_run, summary_block
+
+    context, options = _context()
+    campaign = load_campaign(campaign_file)
+    ti = context["ti"]
+    validation = ti.xcom_pull(task_ids="validate")
+    pushed = ti.xcom_pull(task_ids="push", default=None)
+    push_results = [r for r in (pushed if isinstance(pushed, list) else [pushed]) if isinstance(r, dict)]
+    started = validation is not None and ti.xcom_pull(task_ids="chunk_profiles") is not None
+    consumption = None
+    if validation is not None and not options.dry_run:
+        try:
+            hook = _line_hook(campaign.content.line_config)
+            consumption = hook.get_quota_consumption()
+            hook.close()
+        except LineOAError as err:
+            log.warning("could not read LINE's quota consumption: %s", err)
+    ledger = _ledger(campaign.id, context["run_id"])
+    try:
+        summary = summarize_run(
+            campaign,
+            ledger=ledger,
+            options=options,
+            validation=validation,
+            push_results=push_results,
+            delivery_incomplete=not started,
+            consumption_now=consumption,
+        )
+    finally:
+        ledger.close()
+    log.info("delivery summary\n%s", summary_block(summary))
+    if summary["state"] == "Suspended":
+        raise AirflowFailException(
+            f"campaign suspended: {summary['sent']} sent, {summary['not_sent']} not yet sent, failed {summary['failed']}"
+            + ("" if started else " (delivery did not start: see the validate task's log)")
+        )
+    return summary
+
+
+def _broken_campaign_dag(path: pathlib.Path, error: str) -> DAG:
+    """Return a placeholder DAG that shows a broken campaign file's error in the UI and fails when run."""
+    stem = re.sub(r"[^a-z0-9_-]", "_", path.stem.lower()) or "unnamed"
+    with DAG(
+        dag_id=f"{DAG_PREFIX}{stem}",
+        description=f"INVALID campaign file {path.name}",
+        doc_md=f"# Invalid campaign file `{path.name}`\n\n```\n{error}\n```\nFix the file; this DAG never sends.",
+        tags=["line", "campaign", "invalid"],
+        schedule=None,
+        start_date=DEFAULT_START,
+        catchup=False,
+    ) as dag:
+
+        @task(task_id="report_invalid_campaign_file", retries=0)
+        def report_invalid() -> None:
+            raise AirflowFailException(f"{path.name} is not a valid campaign file:\n{error}")
+
+        report_invalid()
+    return dag
+
+
+def build_campaign_dags(
+    campaigns_dir: pathlib.Path | str | None = None, *, strict: bool | None = None
+) -> tuple[dict[str, DAG], dict[str, str]]:
+    """Render every ``*.yaml`` in ``campaigns_dir`` (sorted) into a DAG.
+
+    A broken file never hides the others: it becomes a placeholder DAG showing its error, and the
+    error is logged with the file name. Under ``strict`` (or ``LINE_OA_STRICT_DAGS=1``, as in CI) any
+    broken file raises instead, so the loader shows an import error.
+
+    :return: (DAGs by id, error text by file name).
+    """
+    directory = pathlib.Path(
+        campaigns_dir or os.environ.get("LINE_OA_CAMPAIGNS_DIR") or DEFAULT_CAMPAIGNS_DIR
+    )
+    strict = os.environ.get(STRICT_ENV, "") in ("1", "true", "True") if strict is None else strict
+    dags: dict[str, DAG] = {}
+    errors: dict[str, str] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            campaign = load_campaign(path)
+            if campaign.dag_id in dags:
+                raise LineOAError(f"{path.name}: campaign id {campaign.id!r} is used by another file")
+            dags[campaign.dag_id] = build_campaign_dag(campaign)
+        except LineOAError as err:
+            errors[path.name] = str(err)
+            log.error("campaign file %s is invalid and will not deliver:\n%s", path, err)
+            placeholder = _broken_campaign_dag(path, str(err))
+            dags.setdefault(placeholder.dag_id, placeholder)
+    if strict and errors:
+        raise LineOAError(
+            "invalid campaign files:\n" + "\n".join(f"{name}: {err}" for name, err in errors.items())
+        )
+    return dags, errors
