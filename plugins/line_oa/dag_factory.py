@@ -24,6 +24,19 @@ log = logging.getLogger(__name__)
 DAG_PREFIX = "line_campaign__"
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 STRICT_ENV = "LINE_OA_STRICT_DAGS"
+CHANNEL_POOLS_ENV = "LINE_OA_CHANNEL_POOLS"
+
+
+def channel_pool(line_config: str) -> str | None:
+    """Return the pool shared by every campaign's push tasks on one sender account, when enabled.
+
+    With ``LINE_OA_CHANNEL_POOLS=1`` push tasks run in pool ``line_oa__<connection id>`` (create it
+    with as many slots as the connection's ``concurrent_senders``), so campaigns on one LINE channel
+    share its rate limit; otherwise they use Airflow's default pool.
+    """
+    if os.environ.get(CHANNEL_POOLS_ENV, "") not in ("1", "true", "True"):
+        return None
+    return f"line_oa__{line_config}"
 
 
 def trigger_params() -> dict[str, Param]:
@@ -127,8 +140,10 @@ def build_campaign_dag(campaign: Campaign) -> DAG:
         validation = validate.override(retries=0)(campaign_file)
         segment = extract_segment(campaign_file, validation)
         chunks = chunk_profiles(campaign_file, segment)
+        pool = channel_pool(campaign.content.line_config)
         pushed = LineOAPushOperator.partial(
             task_id="push",
+            **({"pool": pool} if pool else {}),
             campaign_file=campaign_file,
             dry_run="{{ params.dry_run }}",
             max_active_tis_per_dagrun=1,

@@ -71,6 +71,7 @@ class ChannelSettings:
     multicast_rate_limit: float = DEFAULT_MULTICAST_RATE_LIMIT
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     workspaces: tuple[str, ...] = field(default_factory=tuple)
+    concurrent_senders: int = 1  # push tasks of this channel allowed at once (the channel pool's slots)
 
     def allows_workspace(self, workspace: str) -> bool:
         return workspace in self.workspaces
@@ -166,6 +167,7 @@ class LineOAHook(HttpHook):
             multicast_rate_limit=float(extra.get("multicast_rate_limit") or DEFAULT_MULTICAST_RATE_LIMIT),
             timeout=float(extra.get("timeout") or DEFAULT_TIMEOUT_SECONDS),
             workspaces=tuple(w for w in workspaces if w),
+            concurrent_senders=max(1, int(extra.get("concurrent_senders") or 1)),
         )
 
     def _auth_headers(self) -> dict[str, str]:

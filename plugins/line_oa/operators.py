@@ -35,7 +35,7 @@ class LineOAPushOperator(BaseOperator):
     :param dry_run: log what would be sent and send nothing (``"{{ params.dry_run }}"`` works).
     :param is_test: a test send: rows are flagged and kept out of the campaign's counts.
     :param concurrent_senders: chunk tasks of this channel that may send at once; the channel's rate
-        limit is divided among them.
+        limit is divided among them (default: the connection's ``concurrent_senders`` extra, else 1).
     """
 
     template_fields: Sequence[str] = (
@@ -53,7 +53,7 @@ class LineOAPushOperator(BaseOperator):
         ledger_conn_id: str | None = None,
         is_test: bool = False,
         dry_run: bool | str = False,
-        concurrent_senders: int = 1,
+        concurrent_senders: int | None = None,
         max_in_flight: int = 128,
         progress_interval: float = 10.0,
         **kwargs: Any,
@@ -91,7 +91,9 @@ class LineOAPushOperator(BaseOperator):
         mode = campaign.content.delivery_mode
         limit = settings.multicast_rate_limit if mode == "multicast" else settings.push_rate_limit
         rate = channel_share(
-            limit, concurrent_senders=self.concurrent_senders, cap=campaign.activation.rate_limit_per_second
+            limit,
+            concurrent_senders=self.concurrent_senders or settings.concurrent_senders,
+            cap=campaign.activation.rate_limit_per_second,
         )
         retry = campaign.activation.retry
         policy = RetryPolicy(retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds)

@@ -41,6 +41,11 @@ def get_provider_info() -> dict:
                         "schema": {"type": ["string", "null"]},
                         "description": "Comma-separated workspaces allowed to send through this account.",
                     },
+                    "concurrent_senders": {
+                        "label": "Concurrent senders",
+                        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 1},
+                        "description": "Slots of this channel's pool: the rate limits are divided among them.",
+                    },
                     "timeout": {
                         "label": "Request timeout (s)",
                         "schema": {"type": ["number", "null"], "minimum": 0.1, "default": 10},
