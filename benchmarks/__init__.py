@@ -1,0 +1,1 @@
+"""Benchmarks of the LINE campaign delivery project: ``python -m benchmarks.run [CASE...]``."""

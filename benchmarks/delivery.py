@@ -1,0 +1,151 @@
+"""Run the project's delivery engine against the simulator with the delivery log on SQLite, PostgreSQL or nothing."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from line_oa.simulator import DEFAULT_TOKEN
+
+from benchmarks.environment import POSTGRES_CONN, define_connection
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from line_oa.ledger import LedgerRow
+
+LINE_CONN_ID = "bench_line"
+POSTGRES_CONN_ID = "bench_pg"
+MESSAGES = [{"type": "text", "text": "hi"}]
+LEDGER_KINDS = ("sqlite", "postgres", "none")
+
+
+class InMemoryLedger:
+    """A delivery log that keeps rows in a dict and writes nothing: the "no log" baseline.
+
+    It has exactly the members ``deliver_chunk`` and ``DeliveryEngine`` use.
+    """
+
+    def __init__(self, *, campaign_id: str, run_id: str):
+        self.campaign_id = campaign_id
+        self.run_id = run_id
+        self._rows: dict[str, LedgerRow] = {}
+        self.writes = 0
+
+    @staticmethod
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+    def add(self, rows: Iterable[LedgerRow]) -> int:
+        added = 0
+        for row in rows:
+            if row.profile_id not in self._rows:
+                self._rows[row.profile_id] = row
+                added += 1
+        return added
+
+    def upsert(self, rows: Iterable[LedgerRow]) -> int:
+        for row in rows:
+            self._rows[row.profile_id] = row
+            self.writes += 1
+        return self.writes
+
+    def rows_to_send(self, chunk_index: int) -> list[LedgerRow]:
+        return [r for r in self._rows.values() if r.chunk_index == chunk_index and r.status in ("pending", "sending")]
+
+    def is_stale(self, row: LedgerRow, margin: timedelta = timedelta(0)) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._rows.clear()
+
+
+def define_line_connection(base_url: str) -> None:
+    """Define the ``bench_line`` (line_oa) and ``bench_http`` (http) connections at the simulator."""
+    define_connection(LINE_CONN_ID, {"conn_type": "line_oa", "host": base_url, "password": DEFAULT_TOKEN})
+    define_connection("bench_http", {"conn_type": "http", "host": base_url})
+    define_connection(POSTGRES_CONN_ID, POSTGRES_CONN)
+
+
+def open_ledger(kind: str, work: pathlib.Path, campaign_id: str):
+    """Open a fresh run's delivery log of ``kind`` (``sqlite`` file, ``postgres`` database, or ``none``)."""
+    run_id = f"bench-{uuid.uuid4().hex[:12]}"
+    if kind == "none":
+        return InMemoryLedger(campaign_id=campaign_id, run_id=run_id)
+    from line_oa.ledger import DeliveryLedger, ledger_hook, sqlite_file_hook
+
+    if kind == "sqlite":
+        hook = sqlite_file_hook(work / f"delivery_log-{run_id}.db")
+    elif kind == "postgres":
+        hook = ledger_hook(POSTGRES_CONN_ID)
+    else:
+        raise ValueError(f"unknown delivery log kind {kind!r}; use one of {LEDGER_KINDS}")
+    return DeliveryLedger(hook, campaign_id=campaign_id, run_id=run_id)
+
+
+@dataclass
+class EngineOutcome:
+    """One engine run: recipients and requests, wall time of ``deliver_chunk`` and the engine's send time."""
+
+    recipients: int
+    sent: int
+    requests: int
+    retries: int
+    wall_seconds: float
+    send_seconds: float
+    failed: dict
+
+    @property
+    def per_second(self) -> float:
+        return self.sent / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def requests_per_send_second(self) -> float:
+        return self.requests / self.send_seconds if self.send_seconds else 0.0
+
+
+def run_engine(
+    *,
+    recipients: list[str],
+    ledger,
+    mode: str,
+    rate: float | None,
+    max_in_flight: int = 128,
+) -> EngineOutcome:
+    """Deliver ``recipients`` as one chunk with ``deliver_chunk`` and the default retry policy; time it."""
+    from line_oa.engine import RetryPolicy, deliver_chunk
+    from line_oa.hooks import LineOAHook
+
+    hook = LineOAHook(line_oa_conn_id=LINE_CONN_ID)
+    people = [(f"p{n:08d}", user_id) for n, user_id in enumerate(recipients)]
+    policy = RetryPolicy()  # the campaign file's default: 5 attempts, 1-60 s backoff
+    try:
+        started = time.perf_counter()
+        result = deliver_chunk(
+            client_factory=lambda: hook.async_client(max_in_flight=max_in_flight),
+            ledger=ledger,
+            chunk_index=0,
+            recipients=people,
+            messages=MESSAGES,
+            mode=mode,
+            policy=policy,
+            rate=rate,
+            max_in_flight=max_in_flight,
+        )
+        wall = time.perf_counter() - started
+    finally:
+        hook.close()
+        ledger.close()
+    return EngineOutcome(
+        recipients=len(recipients),
+        sent=result.sent,
+        requests=result.requests,
+        retries=result.retries,
+        wall_seconds=wall,
+        send_seconds=result.duration_seconds,
+        failed=dict(result.failed),
+    )

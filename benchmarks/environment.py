@@ -1,0 +1,98 @@
+"""Prepare the benchmark process (a throwaway Airflow home) and describe the machine it runs on."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+POSTGRES_CONN = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": "test"}
+KEY_DISTRIBUTIONS = (
+    "apache-airflow",
+    "apache-airflow-task-sdk",
+    "apache-airflow-providers-http",
+    "apache-airflow-providers-sqlite",
+    "apache-airflow-providers-postgres",
+    "aiohttp",
+    "requests",
+    "line-bot-sdk",
+    "psycopg2-binary",
+    "pyarrow",
+)
+
+
+def prepare_airflow_home() -> pathlib.Path:
+    """Point Airflow at a temporary home before it is imported; return the benchmark's work folder."""
+    work = pathlib.Path(tempfile.mkdtemp(prefix="line-oa-bench-"))
+    os.environ["AIRFLOW_HOME"] = str(work / "airflow")
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+    os.environ["LINE_OA_DATA_DIR"] = str(work / "data")
+    plugins = str(REPO_ROOT / "plugins")
+    if plugins not in sys.path:
+        sys.path.insert(0, plugins)
+    return work
+
+
+def define_connection(conn_id: str, definition: dict) -> None:
+    """Define an Airflow connection for this process as an ``AIRFLOW_CONN_*`` variable."""
+    os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(definition)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float:
+    try:
+        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+def _load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def machine() -> dict:
+    """Return the facts a reader needs to judge the figures: cores, memory, CPU, versions, load."""
+    versions = {}
+    for name in KEY_DISTRIBUTIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "cpu_model": _cpu_model(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "load_average_at_start": _load_average(),
+        "git_commit": commit,
+    }
