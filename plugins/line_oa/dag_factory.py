@@ -76,7 +76,14 @@ def schedule_args(campaign: Campaign) -> dict[str, Any]:
     """Return ``schedule``, ``start_date`` and ``end_date`` for the campaign's delivery schedule."""
     schedule = campaign.delivery_schedule
     if schedule.type == "scheduled":
-        return {"schedule": "@once", "start_date": schedule.send_at}
+        # An events timetable, not start_date=send_at: the DAG stays triggerable before send_at
+        # (test sends, dry runs), and the scheduler still starts exactly one run at send_at.
+        import pendulum
+        from airflow.timetables.events import EventsTimetable
+
+        send_at = pendulum.instance(schedule.send_at)
+        timetable = EventsTimetable([send_at], description=f"once at {send_at.isoformat()}")
+        return {"schedule": timetable, "start_date": DEFAULT_START}
     if schedule.type == "recurring":
         from airflow.timetables.trigger import CronTriggerTimetable
 

@@ -9,6 +9,7 @@ same key and the same body, so LINE itself refuses a second delivery.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections import Counter
@@ -253,6 +254,10 @@ class DeliveryEngine:
                     continue
                 await self._push_one(client, row, result)
 
+        # One request first: a campaign-wide stop (token revoked, quota used up by another chunk)
+        # then costs one request instead of a full window of in-flight ones.
+        for row in itertools.islice(iterator, 1):
+            await self._push_one(client, row, result)
         await asyncio.gather(*(worker() for _ in range(min(self.max_in_flight, max(1, len(rows))))))
 
     async def _push_one(self, client: AsyncLineClient, row: LedgerRow, result: ChunkResult) -> None:
@@ -338,6 +343,9 @@ class DeliveryEngine:
         async def worker() -> None:
             for batch in queue:
                 await self._multicast_batch(client, batch, result)
+
+        for batch in itertools.islice(queue, 1):  # one request first, as for push
+            await self._multicast_batch(client, batch, result)
 
         await asyncio.gather(*(worker() for _ in range(min(self.max_in_flight, max(1, len(batches))))))
 

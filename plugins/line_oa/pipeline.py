@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from line_oa.campaign import DEFAULT_SQL_ROOT, Campaign
-from line_oa.errors import LineApiError, LineOAError
+from line_oa.errors import LineApiError, LineAuthError, LineOAError
 from line_oa.ledger import PENDING, RESUMABLE_REASONS, SENDING, SENT, DeliveryLedger, data_dir, sql_hook
 from line_oa.segment import LINE_USER_ID, count_sql
 
@@ -88,6 +88,11 @@ def preflight(hook, messages: list[dict], *, reachable: int, mode: str) -> dict[
     """
     try:
         (hook.validate_multicast if mode == "multicast" else hook.validate_push)(messages)
+    except LineAuthError as err:
+        raise LaunchRefused(
+            f"content.line_config: LINE refused the channel access token of {hook.line_oa_conn_id!r} "
+            f"({err.status}: {err.line_message})"
+        ) from None
     except LineApiError as err:
         details = "; ".join(f"{d.get('property', '')}: {d.get('message', '')}" for d in err.details)
         raise LaunchRefused(
@@ -256,6 +261,7 @@ def summary_block(summary: dict[str, Any]) -> str:
         f"  sent:             {summary['sent']:,}",
         f"  failed:           {sum(summary['failed'].values()):,} {summary['failed'] or ''}",
         f"  not yet sent:     {summary['not_sent']:,}",
+        *([f"  would send:       {summary['would_send']:,}"] if summary["dry_run"] else []),
         f"  test sends:       {summary['test_sends']:,}",
         f"  messages billed:  {summary['messages_billed']:,}",
         f"  requests:         {summary['requests']:,} ({summary['retries']:,} retries)",

@@ -9,7 +9,13 @@ import pytest
 
 from line_oa.simulator import DEFAULT_TOKEN
 
-POSTGRES_CONN = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": "test"}
+POSTGRES_CONN = {
+    "conn_type": "postgres",
+    "host": "127.0.0.1",
+    "port": 5432,
+    "login": "postgres",
+    "schema": "test",
+}
 
 
 def user_id(n: int) -> str:

@@ -78,7 +78,9 @@ def test_retry_key_is_deterministic_per_campaign_run_and_recipient():
 
 
 def test_transient_errors_are_retried_with_the_same_key_and_deliver_once(line_conn, ledger_factory, sim):
-    sim.admin.configure(faults={"seed": 3, "error_500_rate": 0.2, "error_503_rate": 0.1, "rate_limit_429_rate": 0.1})
+    sim.admin.configure(
+        faults={"seed": 3, "error_500_rate": 0.2, "error_503_rate": 0.1, "rate_limit_429_rate": 0.1}
+    )
     ledger = ledger_factory()
     result = run_chunk(line_conn, ledger, recipients(200))
     assert result.sent == 200
@@ -130,7 +132,9 @@ def test_auth_failure_stops_the_chunk_without_burning_retries(line_conn, ledger_
 
 
 def test_quota_stop_then_resume_next_month_without_duplicates(line_conn, ledger_factory, sim):
-    sim.admin.configure(channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": {"type": "limited", "value": 120}}])
+    sim.admin.configure(
+        channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": {"type": "limited", "value": 120}}]
+    )
     ledger = ledger_factory()
     people = recipients(300)
     first = run_chunk(line_conn, ledger, people)
@@ -246,7 +250,14 @@ def test_sigkill_mid_chunk_then_rerun_delivers_everyone_exactly_once(line_conn, 
     sim.admin.configure(faults={"seed": 11, "latency_ms": latency, "accepted_then_lost_rate": 0.05})
     people = recipients(4000)
     db = tmp_path / "kill.db"
-    args = {"conn": line_conn, "db": str(db), "people": people, "messages": MESSAGES, "mode": mode, "rate": rate}
+    args = {
+        "conn": line_conn,
+        "db": str(db),
+        "people": people,
+        "messages": MESSAGES,
+        "mode": mode,
+        "rate": rate,
+    }
     args_file = tmp_path / "args.json"
     args_file.write_text(json.dumps(args))
     child = subprocess.Popen(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from line_oa.simulator.pytest_plugin import *  # noqa: F403  (line_simulator, sim)
-from simulator_helpers import LineClient
+from .simulator_helpers import LineClient
 
 
 @pytest.fixture

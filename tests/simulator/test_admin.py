@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 import requests
-from simulator_helpers import text, user_id
+from .simulator_helpers import text, user_id
 
 
 def test_stats_count_requests_by_endpoint_and_status_and_deliveries(line, sim):

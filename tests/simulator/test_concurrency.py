@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 from line_oa.simulator import DEFAULT_TOKEN
-from simulator_helpers import user_id
+from .simulator_helpers import user_id
 
 
 async def push_all(base_url: str, count: int) -> list[int]:

@@ -6,7 +6,7 @@ import threading
 import uuid
 
 import pytest
-from simulator_helpers import text, user_id
+from .simulator_helpers import text, user_id
 
 
 def test_a_repeated_push_key_gets_409_with_the_original_request_id_and_sent_messages(line, sim, retry_key):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from campaign_docs import EXAMPLES, FIXTURES, SQL_ROOT, valid_document
+from .campaign_docs import EXAMPLES, FIXTURES, SQL_ROOT, valid_document
 from line_oa.campaign import (
     DEFAULT_CAMPAIGNS_DIR,
     DEFAULT_SQL_ROOT,

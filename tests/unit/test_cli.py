@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from campaign_docs import EXAMPLES, FIXTURES, ROOT
+from .campaign_docs import EXAMPLES, FIXTURES, ROOT
 from line_oa import cli
 
 INVALID = FIXTURES / "invalid"
@@ -80,7 +80,7 @@ def test_render_of_an_invalid_campaign_prints_the_report_and_exits_1(capsys):
 def test_build_parser_lists_every_registered_command():
     parser = cli.build_parser()
     assert parser.parse_args(["render", "x.yaml"]).run is cli.run_render
-    assert set(cli.COMMANDS) == {"validate", "render"}
+    assert set(cli.COMMANDS) == {"validate", "render", "status"}
 
 
 @pytest.mark.parametrize(

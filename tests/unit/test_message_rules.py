@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from campaign_docs import problems_of, valid_document
+from .campaign_docs import problems_of, valid_document
 from line_oa.messages import utf16_len
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
-from campaign_docs import SQL_ROOT, valid_document
+from .campaign_docs import SQL_ROOT, valid_document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from line_oa.campaign import Campaign, parse_campaign

@@ -1,0 +1,148 @@
+"""An Airflow metadata DB, campaign files, a sample CDP and connections for end-to-end DAG runs."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+
+from line_oa.simulator import DEFAULT_TOKEN
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "include" / "campaigns"
+PROFILES = 3000
+
+
+def _campaign(source: str, campaign_id: str, **changes) -> dict:
+    document = yaml.safe_load((SHIPPED / f"{source}.yaml").read_text(encoding="utf-8"))
+    document["id"] = campaign_id
+    for dotted, value in changes.items():
+        target = document
+        *parents, last = dotted.split(".")
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[last] = value
+    return document
+
+
+def e2e_campaigns() -> dict[str, dict]:
+    """Return the campaign files of the end-to-end tests, by id."""
+    soon = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    files = {
+        "e2e_immediate": _campaign("welcome_back", "e2e_immediate"),
+        "e2e_push": _campaign("welcome_back", "e2e_push", **{"content.delivery_mode": "push"}),
+        "e2e_quota": _campaign(
+            "welcome_back", "e2e_quota", **{"content.delivery_mode": "push", "activation.chunk_size": 500}
+        ),
+        "e2e_scheduled": _campaign(
+            "spring_sale", "e2e_scheduled", **{"delivery_schedule.send_at": soon.isoformat()}
+        ),
+        "e2e_recurring": _campaign(
+            "welcome_back",
+            "e2e_recurring",
+            delivery_schedule={"type": "recurring", "cron": "0 9 * * 1", "timezone": "Asia/Tokyo"},
+        ),
+        "e2e_draft": _campaign("summer_preview", "e2e_draft"),
+        "e2e_dry": _campaign("welcome_back", "e2e_dry"),
+        "e2e_test_send": _campaign("welcome_back", "e2e_test_send"),
+        "e2e_other_workspace": _campaign("welcome_back", "e2e_other_workspace", workspace="retail_kr"),
+    }
+    for document in files.values():
+        schedule = document["delivery_schedule"]
+        if "send_at" in schedule and not isinstance(schedule["send_at"], str):
+            schedule["send_at"] = schedule["send_at"].isoformat()
+    return files
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory, line_simulator):
+    """Set up Airflow (SQLite metadata), campaign files, the CDP and connections once per session."""
+    from line_oa.sample_cdp import generate_sample_cdp
+
+    base = tmp_path_factory.mktemp("e2e")
+    campaigns = base / "campaigns"
+    campaigns.mkdir()
+    for campaign_id, document in e2e_campaigns().items():
+        (campaigns / f"{campaign_id}.yaml").write_text(yaml.safe_dump(document, allow_unicode=True))
+    cdp = generate_sample_cdp(base / "cdp.db", profiles=PROFILES, seed=11)
+    env = {
+        "LINE_OA_CAMPAIGNS_DIR": str(campaigns),
+        "LINE_OA_DATA_DIR": str(base / "data"),
+        "AIRFLOW_CONN_LINE_OA_DEFAULT": json.dumps(
+            {
+                "conn_type": "line_oa",
+                "host": line_simulator.base_url,
+                "password": DEFAULT_TOKEN,
+                "extra": {"workspaces": "retail_jp", "timeout": 5},
+            }
+        ),
+        "AIRFLOW_CONN_LINE_OA_CDP": json.dumps({"conn_type": "sqlite", "host": str(base / "cdp.db")}),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        from airflow.utils import db
+
+        db.resetdb()
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
+        assert bag.import_errors == {}
+        yield {"bag": bag, "cdp": cdp, "base": base, "campaigns": campaigns}
+
+
+@pytest.fixture
+def line(sim, airflow_env):
+    """Return the simulator, reset, with the sample CDP's blocked and unknown users configured."""
+    cdp = airflow_env["cdp"]
+    sim.admin.configure(recipients={"blocked": cdp.blocked_user_ids, "unknown": cdp.unknown_user_ids})
+    return sim
+
+
+def run_dag(airflow_env, campaign_id: str, **kwargs):
+    """Run a campaign's DAG with ``dag.test()``; return the DagRun."""
+    dag = airflow_env["bag"].dags[f"line_campaign__{campaign_id}"]
+    return dag.test(**kwargs)
+
+
+def resume_run(airflow_env, campaign_id: str, dag_run, **kwargs):
+    """Run a suspended run again under the same run id (its delivery scope), as clearing it does.
+
+    ``dag.test()`` always starts a new run; keeping the run id makes it re-execute the same delivery
+    scope, so only the delivery log's rows that are not final are sent.
+    """
+    from unittest import mock
+
+    from airflow.models.dagrun import DagRun
+
+    with mock.patch.object(DagRun, "generate_run_id", return_value=dag_run.run_id):
+        return run_dag(airflow_env, campaign_id, logical_date=dag_run.logical_date, **kwargs)
+
+
+def task_states(dag_run) -> dict[str, str]:
+    return {
+        (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): str(ti.state)
+        for ti in dag_run.get_task_instances()
+    }
+
+
+def ledger_of(campaign_id: str, run_id: str):
+    from line_oa.ledger import DeliveryLedger
+
+    return DeliveryLedger.connect(campaign_id=campaign_id, run_id=run_id)
+
+
+def assert_log_matches_record(ledger, sim, *, is_test: bool = False) -> int:
+    """Assert every `sent` row is one accepted delivery at the simulator and vice versa; return the count."""
+    record = sim.admin.deliveries()
+    counts = Counter(d["to"] for d in record)
+    assert {to: n for to, n in counts.items() if n > 1} == {}, "a recipient was delivered twice"
+    sent = {row.line_user_id: row for row in ledger.rows("sent") if row.is_test == is_test}
+    assert set(sent) == set(counts), "the delivery log and LINE's record disagree on who was sent"
+    for delivery in record:
+        assert sent[delivery["to"]].accepted_request_id == delivery["request_id"]
+    return len(sent)

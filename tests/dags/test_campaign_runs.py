@@ -1,0 +1,174 @@
+"""End-to-end campaign DAG runs with ``dag.test()`` against the LINE simulator and a SQLite CDP."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+from line_oa.simulator import DEFAULT_TOKEN
+
+from .conftest import assert_log_matches_record, ledger_of, resume_run, run_dag, task_states
+
+pytestmark = pytest.mark.slow
+
+
+def eligible_profiles(airflow_env) -> int:
+    """Count opted-in profiles with a well-formed, first-seen LINE user id (what the campaign targets)."""
+    with sqlite3.connect(airflow_env["base"] / "cdp.db") as conn:
+        rows = conn.execute("SELECT line_user_id FROM profiles WHERE opted_in = 1").fetchall()
+    ids = {
+        uid
+        for (uid,) in rows
+        if uid and uid.startswith("U") and len(uid) == 33 and uid[1:] == uid[1:].lower()
+    }
+    return len({uid for uid in ids if all(c in "0123456789abcdef" for c in uid[1:])})
+
+
+def test_immediate_campaign_delivers_every_eligible_recipient_once(airflow_env, line):
+    dag_run = run_dag(airflow_env, "e2e_immediate")
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    ledger = ledger_of("e2e_immediate", dag_run.run_id)
+    sent = assert_log_matches_record(ledger, line)
+    assert sent == eligible_profiles(airflow_env)
+    counts = {(s, r): n for (s, r, _), n in ledger.counts().items()}
+    assert counts[("excluded", "missing_recipient_id")] > 0
+    assert counts[("excluded", "duplicate_recipient")] > 0
+    assert counts[("failed", "invalid_recipient_id")] > 0
+    assert not any(status in ("pending", "sending") for status, _ in counts)
+    report = next((airflow_env["base"] / "data" / "reports" / "e2e_immediate").glob("*.html"))
+    assert "Finished" in report.read_text()
+
+
+def test_a_finished_one_off_campaign_refuses_a_second_delivery_unless_asked(airflow_env, line):
+    first = run_dag(airflow_env, "e2e_push")
+    assert str(first.state) == "success"
+    delivered = line.admin.stats()["deliveries"]
+    again = run_dag(airflow_env, "e2e_push")
+    assert str(again.state) == "failed"
+    assert task_states(again)["validate"] == "failed"
+    assert line.admin.stats()["deliveries"] == delivered, "the refused run sent something"
+    forced = run_dag(airflow_env, "e2e_push", run_conf={"redeliver": True})
+    assert str(forced.state) == "success"
+    assert line.admin.stats()["deliveries"] == 2 * delivered
+
+
+def test_scheduled_campaign_runs_at_its_send_time(airflow_env, line):
+    dag = airflow_env["bag"].dags["line_campaign__e2e_scheduled"]
+    from line_oa.campaign import load_campaign
+
+    campaign = load_campaign(airflow_env["campaigns"] / "e2e_scheduled.yaml")
+    assert [d.timestamp() for d in dag.timetable.event_dates] == [
+        campaign.delivery_schedule.send_at.timestamp()
+    ]
+    dag_run = run_dag(airflow_env, "e2e_scheduled", logical_date=campaign.delivery_schedule.send_at)
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    assert assert_log_matches_record(ledger_of("e2e_scheduled", dag_run.run_id), line) > 0
+    bundle = line.admin.messages(line.admin.deliveries()[0]["messages_hash"])
+    assert [m["type"] for m in bundle] == [m["type"] for m in campaign.wire_messages()]
+    assert "utm_source=line" in str(bundle)
+
+
+def test_recurring_campaign_gives_each_run_its_own_delivery_scope(airflow_env, line):
+    monday = run_dag(airflow_env, "e2e_recurring", logical_date=datetime(2026, 11, 23, 0, tzinfo=UTC))
+    next_monday = run_dag(airflow_env, "e2e_recurring", logical_date=datetime(2026, 11, 30, 0, tzinfo=UTC))
+    assert (str(monday.state), str(next_monday.state)) == ("success", "success")
+    per_recipient = set(line.admin.delivery_counts().values())
+    assert per_recipient == {2}, "each weekly run should reach each recipient exactly once"
+    first, second = (ledger_of("e2e_recurring", run.run_id) for run in (monday, next_monday))
+    assert sum(1 for _ in first.rows("sent")) == sum(1 for _ in second.rows("sent")) > 0
+
+
+def test_dry_run_sends_nothing_and_reports_who_would_receive(airflow_env, line):
+    dag_run = run_dag(airflow_env, "e2e_dry", run_conf={"dry_run": True})
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    endpoints = set(line.admin.stats()["requests"])
+    assert endpoints <= {"validate_push", "validate_multicast", "quota", "quota_consumption"}, endpoints
+    assert line.admin.deliveries() == []
+    ledger = ledger_of("e2e_dry", dag_run.run_id)
+    would = sum(1 for _ in ledger.rows("pending"))
+    assert would == eligible_profiles(airflow_env)
+    summary = dag_run.get_task_instance("summarize").xcom_pull(task_ids="summarize")
+    assert (summary["dry_run"], summary["would_send"], summary["sent"]) == (True, would, 0)
+
+
+def test_test_send_goes_only_to_the_listed_recipients_and_stays_out_of_the_counts(airflow_env, line):
+    testers = ["U" + "a" * 32, "U" + "b" * 32]
+    dag_run = run_dag(airflow_env, "e2e_test_send", run_conf={"test_recipients": testers})
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    assert sorted(d["to"] for d in line.admin.deliveries()) == testers
+    ledger = ledger_of("e2e_test_send", dag_run.run_id)
+    assert assert_log_matches_record(ledger, line, is_test=True) == 2
+    assert all(row.is_test for row in ledger.rows())
+    from line_oa.status import state_of
+    from line_oa.campaign import load_campaign
+
+    campaign = load_campaign(airflow_env["campaigns"] / "e2e_test_send.yaml")
+    assert state_of(campaign, []).value == "Planned", "a test send does not launch the campaign"
+    real = run_dag(airflow_env, "e2e_test_send")
+    assert str(real.state) == "success", "a test send must not count as the campaign's delivery"
+
+
+def test_a_draft_refuses_to_deliver(airflow_env, line):
+    dag_run = run_dag(airflow_env, "e2e_draft")
+    assert str(dag_run.state) == "failed"
+    states = task_states(dag_run)
+    assert states["validate"] == "failed"
+    assert states["summarize"] == "failed", "the summary must mark the run Suspended"
+    assert line.admin.stats()["requests_total"] == 0
+
+
+def test_a_sender_account_of_another_workspace_is_refused(airflow_env, line):
+    dag_run = run_dag(airflow_env, "e2e_other_workspace")
+    assert str(dag_run.state) == "failed"
+    assert task_states(dag_run)["validate"] == "failed"
+    assert line.admin.deliveries() == []
+
+
+def test_auth_failure_suspends_before_anything_is_sent(airflow_env, line, monkeypatch):
+    import json
+    import os
+
+    conn = json.loads(os.environ["AIRFLOW_CONN_LINE_OA_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_DEFAULT", json.dumps({**conn, "password": "revoked-token"}))
+    dag_run = run_dag(airflow_env, "e2e_immediate", run_conf={"redeliver": True})
+    assert str(dag_run.state) == "failed"
+    assert task_states(dag_run)["validate"] == "failed"
+    assert line.admin.deliveries() == []
+
+
+def test_quota_stop_suspends_and_the_resumed_run_finishes_next_month_without_duplicates(airflow_env, line):
+    from line_oa.campaign import load_campaign
+    from line_oa.status import state_of
+    from line_oa.states import RunFacts
+
+    eligible = eligible_profiles(airflow_env)
+    quota = eligible // 2
+    line.admin.configure(
+        channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": {"type": "limited", "value": quota}}]
+    )
+    suspended = run_dag(airflow_env, "e2e_quota", run_conf={"allow_partial_delivery": True})
+    assert str(suspended.state) == "failed"
+    states = task_states(suspended)
+    assert "failed" in {state for task, state in states.items() if task.startswith("push")}
+    ledger = ledger_of("e2e_quota", suspended.run_id)
+    stopped = sum(1 for row in ledger.rows("failed") if row.reason == "quota_exceeded")
+    billed = line.admin.stats()["billed"]
+    assert stopped > 0 and billed <= quota
+    campaign = load_campaign(airflow_env["campaigns"] / "e2e_quota.yaml")
+    facts = [RunFacts(suspended.run_id, str(suspended.state), start_date=suspended.start_date)]
+    assert state_of(campaign, facts).value == "Suspended"
+
+    line.admin.next_month()
+    line.admin.configure(channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": {"type": "none"}}])
+    resumed = resume_run(airflow_env, "e2e_quota", suspended, run_conf={"allow_partial_delivery": True})
+    assert resumed.run_id == suspended.run_id, "resuming must continue the same delivery scope"
+    assert str(resumed.state) == "success", task_states(resumed)
+    ledger = ledger_of("e2e_quota", resumed.run_id)
+    unknown = sum(1 for row in ledger.rows("failed") if row.reason == "unknown_recipient")
+    assert unknown > 0, "push reports recipients unknown to the channel"
+    assert assert_log_matches_record(ledger, line) + unknown == eligible
+    assert not [row for row in ledger.rows("failed") if row.reason == "quota_exceeded"]
+    facts = [RunFacts(resumed.run_id, str(resumed.state), start_date=resumed.start_date)]
+    assert state_of(campaign, facts).value == "Finished"

@@ -1,0 +1,121 @@
+"""The DAG folder and the DAGs the factory renders from campaign files (no network, no database)."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+
+import pytest
+import yaml
+
+from line_oa.dag_factory import build_campaign_dags, describe, schedule_args
+from line_oa.errors import LineOAError
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "include" / "campaigns"
+
+
+def test_the_dag_folder_imports_without_errors_and_has_one_dag_per_shipped_campaign(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.delenv("LINE_OA_CAMPAIGNS_DIR", raising=False)
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    assert sorted(bag.dag_ids) == sorted(f"line_campaign__{p.stem}" for p in SHIPPED.glob("*.yaml"))
+
+
+def test_every_generated_dag_has_the_pipeline_shape_and_the_house_policies():
+    dags, errors = build_campaign_dags(SHIPPED)
+    assert errors == {}
+    for dag in dags.values():
+        assert [t.task_id for t in dag.topological_sort()] == [
+            "validate", "extract_segment", "chunk_profiles", "push", "summarize",
+        ]  # fmt: skip
+        assert dag.get_task("push").downstream_task_ids == {"summarize"}
+        assert dag.get_task("summarize").trigger_rule == "all_done"
+        assert {"line", "campaign", "retail_jp"} <= set(dag.tags)
+        assert dag.max_active_runs == 1 and dag.catchup is False
+        assert set(dag.params) == {
+            "dry_run",
+            "test_recipients",
+            "max_recipients",
+            "redeliver",
+            "allow_partial_delivery",
+        }
+        assert all(task.owner == "marketing" for task in dag.tasks)
+        assert dag.get_task("validate").retries == 0, "a refused launch must not be retried"
+        assert dag.get_task("push").retries >= 1, "a killed push task must be retried"
+
+
+def test_doc_md_tells_the_audience_schedule_and_tagged_links():
+    from line_oa.campaign import load_campaign
+
+    doc = describe(load_campaign(SHIPPED / "spring_sale.yaml"))
+    assert "customers/" in doc and "Schedule" in doc and "once at 2027-03-20" in doc
+    assert "utm_source=line" in doc and "utm_medium=social" in doc
+
+
+@pytest.mark.parametrize(
+    ("campaign", "timetable"),
+    [
+        ("welcome_back", "NullTimetable"),
+        ("spring_sale", "EventsTimetable"),
+    ],
+    ids=["an immediate campaign runs only when triggered", "a scheduled campaign runs once at send_at"],
+)
+def test_schedules_map_to_timetables(campaign, timetable):
+    from line_oa.campaign import load_campaign
+
+    dags, _ = build_campaign_dags(SHIPPED)
+    assert type(dags[f"line_campaign__{campaign}"].timetable).__name__ == timetable
+    args = schedule_args(load_campaign(SHIPPED / f"{campaign}.yaml"))
+    assert args["start_date"].year == 2024, "start_date is fixed, never 'now'"
+
+
+def test_a_recurring_campaign_runs_on_its_cron_in_its_timezone(tmp_path):
+    document = yaml.safe_load((SHIPPED / "welcome_back.yaml").read_text())
+    document.update(
+        id="weekly", delivery_schedule={"type": "recurring", "cron": "0 9 * * 1", "timezone": "Asia/Tokyo"}
+    )
+    (tmp_path / "weekly.yaml").write_text(yaml.safe_dump(document, allow_unicode=True))
+    dags, errors = build_campaign_dags(tmp_path)
+    timetable = dags["line_campaign__weekly"].timetable
+    assert errors == {}
+    assert type(timetable).__name__ == "CronTriggerTimetable"
+    assert (
+        "Asia/Tokyo" in repr(timetable.__dict__) or str(getattr(timetable, "_timezone", "")) == "Asia/Tokyo"
+    )
+
+
+def test_a_broken_file_never_hides_the_others(tmp_path, caplog):
+    shutil.copy(SHIPPED / "welcome_back.yaml", tmp_path / "welcome_back.yaml")
+    (tmp_path / "broken.yaml").write_text("id: broken\nname: [unclosed\n")
+    dags, errors = build_campaign_dags(tmp_path, strict=False)
+    assert "line_campaign__welcome_back" in dags
+    assert list(errors) == ["broken.yaml"]
+    placeholder = dags["line_campaign__broken"]
+    assert "invalid" in placeholder.tags
+    assert "broken.yaml" in placeholder.doc_md
+    assert "broken.yaml" in caplog.text
+
+
+def test_strict_mode_turns_a_broken_file_into_an_import_error(tmp_path, monkeypatch):
+    (tmp_path / "broken.yaml").write_text("id: broken\n")
+    monkeypatch.setenv("LINE_OA_STRICT_DAGS", "1")
+    with pytest.raises(LineOAError, match=r"broken\.yaml"):
+        build_campaign_dags(tmp_path)
+
+
+def test_two_files_with_the_same_campaign_id_are_reported(tmp_path):
+    shutil.copy(SHIPPED / "welcome_back.yaml", tmp_path / "welcome_back.yaml")
+    text = (SHIPPED / "welcome_back.yaml").read_text()
+    (tmp_path / "zz_copy.yaml").write_text(text)
+    _, errors = build_campaign_dags(tmp_path)
+    assert list(errors) == ["zz_copy.yaml"]
+
+
+def test_channel_pools_put_every_push_task_of_a_sender_account_in_one_pool(monkeypatch):
+    monkeypatch.setenv("LINE_OA_CHANNEL_POOLS", "1")
+    dags, _ = build_campaign_dags(SHIPPED)
+    pools = {dag.get_task("push").pool for dag in dags.values()}
+    assert pools == {"line_oa__line_oa_default"}

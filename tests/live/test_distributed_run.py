@@ -1,0 +1,284 @@
+"""Campaigns delivered by a distributed Airflow: CeleryExecutor with two workers, PostgreSQL, Redis.
+
+One stack serves every test of this module (starting it is most of the time): the API server,
+scheduler, DAG processor and two Celery workers run as separate processes on this machine, with
+Airflow's metadata and the delivery log on PostgreSQL, Redis as the broker, chunk files on a shared
+staging directory and the LINE simulator as LINE. Four campaigns are triggered at once through the
+REST API:
+
+- ``live_welcome``: 20,000 profiles in chunks of 2,000 on channel ``default``;
+- ``live_shared_a`` and ``live_shared_b``: 1,000 recipients each, in push mode, on channel ``shared``
+  whose LINE push limit is 200 requests/s; both go through the pool ``line_oa__line_oa_shared``
+  (2 slots, ``concurrent_senders: 2``), so each sender gets half of the limit;
+- ``live_other_workspace``: workspace ``retail_th``, which the sender account is not assigned to.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sqlite3
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg2
+import pytest
+import yaml
+
+from tests.live.airflow_stack import (
+    POSTGRES,
+    REPO_ROOT,
+    AirflowApi,
+    AirflowStack,
+    drop_database,
+    postgres_available,
+    recreate_database,
+)
+
+pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.timeout(900)]
+
+LIVE_TOKEN = "sim-live-token-xyz123"
+SHARED_TOKEN = "sim-live-shared-token-abc789"
+PROFILES = 20_000
+MAIN, SHARED_A, SHARED_B, OTHER_WORKSPACE = (
+    "live_welcome", "live_shared_a", "live_shared_b", "live_other_workspace",
+)  # fmt: skip
+SHARED_RECIPIENTS = 1_000
+SHARED_PUSH_LIMIT = 200
+RUN_TIMEOUT = 420.0
+
+
+def dag_id(campaign_id: str) -> str:
+    return f"line_campaign__{campaign_id}"
+
+
+@dataclass
+class LiveRuns:
+    """What the module's tests read: the stack, the simulator and each campaign's run."""
+
+    stack: AirflowStack
+    api: AirflowApi
+    simulator: Any
+    ledger_db: str
+    cdp_path: pathlib.Path
+    run_ids: dict[str, str]
+    states: dict[str, str]
+    seconds: float
+    task_instances: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def ledger(self, sql: str, params: tuple = ()) -> list[tuple]:
+        conn = psycopg2.connect(dbname=self.ledger_db, **POSTGRES)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+        finally:
+            conn.close()
+
+    def tis(self, campaign_id: str, task_id: str) -> list[dict[str, Any]]:
+        return [ti for ti in self.task_instances[campaign_id] if ti["task_id"] == task_id]
+
+    def task_log(self, campaign_id: str, task_id: str) -> str:
+        """Return the text of every attempt's log file of the task (all map indexes)."""
+        folder = (
+            self.stack.logs_folder / f"dag_id={dag_id(campaign_id)}" / f"run_id={self.run_ids[campaign_id]}"
+        )
+        files = sorted((folder / f"task_id={task_id}").rglob("attempt=*.log"))
+        return "\n".join(path.read_text(errors="replace") for path in files)
+
+
+def write_campaigns(directory: pathlib.Path) -> None:
+    """Write the four campaign files, each a copy of include/campaigns/welcome_back.yaml."""
+    template = yaml.safe_load((REPO_ROOT / "include" / "campaigns" / "welcome_back.yaml").read_text())
+    directory.mkdir(parents=True)
+
+    def write(campaign_id: str, **changes: Any) -> None:
+        document = json.loads(json.dumps(template))
+        document["id"] = campaign_id
+        document["name"] = f"Live test: {campaign_id}"
+        for path, value in changes.items():
+            section, _, key = path.partition("__")
+            if key:
+                document.setdefault(section, {})[key] = value
+            else:
+                document[section] = value
+        (directory / f"{campaign_id}.yaml").write_text(yaml.safe_dump(document, allow_unicode=True))
+
+    write(MAIN, activation__chunk_size=2000)
+    for campaign_id in (SHARED_A, SHARED_B):
+        write(
+            campaign_id,
+            content__line_config="line_oa_shared",
+            content__delivery_mode="push",
+            activation__chunk_size=250,
+        )
+    write(OTHER_WORKSPACE, workspace="retail_th")
+
+
+def connection(host: str, token: str, **extra: Any) -> str:
+    return json.dumps({"conn_type": "line_oa", "host": host, "password": token, "extra": extra})
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> LiveRuns:
+    """Start the stack, trigger the four campaigns through the REST API and wait for every run."""
+    if not postgres_available():
+        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
+    from line_oa.sample_cdp import generate_sample_cdp
+    from line_oa.simulator.testing import SimulatorProcess
+
+    root = tmp_path_factory.mktemp("live")
+    cdp = generate_sample_cdp(root / "cdp.db", profiles=PROFILES)
+    write_campaigns(root / "campaigns")
+    simulator_config = {
+        "channels": [
+            {"name": "default", "token": LIVE_TOKEN},
+            {"name": "shared", "token": SHARED_TOKEN, "rate_limits": {"push": SHARED_PUSH_LIMIT}},
+        ],
+        "recipients": {"blocked": cdp.blocked_user_ids, "unknown": cdp.unknown_user_ids},
+    }
+    with SimulatorProcess(simulator_config) as simulator:
+        stack = AirflowStack(
+            root,
+            env={
+                "LINE_OA_DATA_DIR": str(root / "data"),
+                "LINE_OA_CAMPAIGNS_DIR": str(root / "campaigns"),
+                "LINE_OA_STAGING_URI": str(root / "staging"),
+                "LINE_OA_CHANNEL_POOLS": "1",
+                "LINE_OA_STRICT_DAGS": "1",
+                "AIRFLOW_CONN_LINE_OA_DEFAULT": connection(
+                    simulator.base_url, LIVE_TOKEN, workspaces="retail_jp", push_rate_limit=2000
+                ),
+                "AIRFLOW_CONN_LINE_OA_SHARED": connection(
+                    simulator.base_url,
+                    SHARED_TOKEN,
+                    workspaces="retail_jp",
+                    push_rate_limit=SHARED_PUSH_LIMIT,
+                    concurrent_senders=2,
+                ),
+                "AIRFLOW_CONN_LINE_OA_CDP": json.dumps({"conn_type": "sqlite", "host": str(cdp.path)}),
+            },
+            pools={"line_oa__line_oa_default": 1, "line_oa__line_oa_shared": 2},
+        )
+        ledger_db = f"{stack.metadata_db}_ledger"
+        stack.extra_env["AIRFLOW_CONN_LINE_OA_LEDGER"] = json.dumps(
+            {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": ledger_db}
+        )
+        recreate_database(ledger_db)
+        started = time.monotonic()
+        try:
+            stack.start()
+            api = stack.api()
+            campaigns = (MAIN, SHARED_A, SHARED_B, OTHER_WORKSPACE)
+            api.wait_for_dags([dag_id(c) for c in campaigns])
+            conf = {SHARED_A: {"max_recipients": SHARED_RECIPIENTS}, SHARED_B: {"max_recipients": SHARED_RECIPIENTS}}
+            for campaign_id in campaigns:
+                api.unpause(dag_id(campaign_id))
+            run_ids = {c: api.trigger(dag_id(c), conf.get(c, {"dry_run": False})) for c in campaigns}
+            states = api.wait_for_runs({dag_id(c): r for c, r in run_ids.items()}, timeout=RUN_TIMEOUT)
+            runs = LiveRuns(
+                stack=stack,
+                api=api,
+                simulator=simulator,
+                ledger_db=ledger_db,
+                cdp_path=cdp.path,
+                run_ids=run_ids,
+                states={c: states[dag_id(c)] for c in campaigns},
+                seconds=time.monotonic() - started,
+                task_instances={c: api.task_instances(dag_id(c), run_ids[c]) for c in campaigns},
+            )
+            yield runs
+        finally:
+            stack.stop()
+            drop_database(ledger_db)
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_campaign_run_succeeds_with_push_tasks_on_both_celery_workers(live):
+    assert live.states[MAIN] == "success", live.task_instances[MAIN]
+    pushes = live.tis(MAIN, "push")
+    assert len(pushes) >= 5, "the campaign should have been split into several chunks"
+    assert {ti["state"] for ti in pushes} == {"success"}
+    assert {ti["hostname"] for ti in pushes} == {"worker1", "worker2"}
+    (summary,) = live.ledger(
+        "SELECT state, sent, not_sent FROM line_campaign_summary WHERE campaign_id = %s AND run_id = %s",
+        (MAIN, live.run_ids[MAIN]),
+    )
+    assert summary[0] == "Finished"
+    assert summary[1] > 0
+    assert summary[2] == 0
+
+
+def test_delivery_log_matches_what_line_recorded_row_for_row(live):
+    rows = live.ledger(
+        "SELECT profile_id, line_user_id, status, reason, accepted_request_id FROM line_delivery_log "
+        "WHERE campaign_id = %s AND run_id = %s",
+        (MAIN, live.run_ids[MAIN]),
+    )
+    with sqlite3.connect(live.cdp_path) as cdp:
+        (opted_in,) = cdp.execute("SELECT COUNT(*) FROM profiles WHERE opted_in = 1").fetchone()
+    assert len(rows) == opted_in, "every profile of the segment has exactly one row"
+    assert {status for _, _, status, _, _ in rows} <= {"sent", "excluded", "failed"}
+    recorded: dict[str, list[str]] = defaultdict(list)
+    for delivery in live.simulator.admin.iter_deliveries(channel="default"):
+        recorded[delivery["to"]].append(delivery["request_id"])
+    sent = {line_user_id: accepted for _, line_user_id, status, _, accepted in rows if status == "sent"}
+    assert sent, "nothing was sent"
+    mismatched = {uid: (accepted, recorded.get(uid)) for uid, accepted in sent.items() if recorded.get(uid) != [accepted]}
+    assert mismatched == {}, f"{len(mismatched)} sent rows disagree with LINE's record"
+    assert set(recorded) == set(sent), "LINE recorded deliveries the log does not show as sent"
+    assert live.simulator.admin.delivery_counts(min_count=2) == {}
+
+
+def test_task_logs_hold_the_summary_block_and_never_the_channel_token(live):
+    summary_log = live.task_log(MAIN, "summarize")
+    assert f"LINE campaign {MAIN} (" in summary_log
+    assert "chunk 0 done" in live.task_log(MAIN, "push")
+    log_files = [path for path in live.stack.logs_folder.rglob("*") if path.is_file()]
+    assert len(log_files) > 20
+    leaking = [
+        str(path)
+        for path in [*log_files, *live.stack.output_dir.glob("*.log")]
+        if any(token in path.read_text(errors="replace") for token in (LIVE_TOKEN, SHARED_TOKEN))
+    ]
+    assert leaking == [], "a channel access token appears unmasked in these logs"
+
+
+def test_two_campaigns_on_one_channel_stay_under_its_rate_limit_together(live):
+    assert live.states[SHARED_A] == "success", live.task_instances[SHARED_A]
+    assert live.states[SHARED_B] == "success", live.task_instances[SHARED_B]
+    spans = {
+        campaign_id: [(_time(ti["start_date"]), _time(ti["end_date"])) for ti in live.tis(campaign_id, "push")]
+        for campaign_id in (SHARED_A, SHARED_B)
+    }
+    overlapping = any(a0 < b1 and b0 < a1 for a0, a1 in spans[SHARED_A] for b0, b1 in spans[SHARED_B])
+    assert overlapping, f"the two campaigns never sent at the same time: {spans}"
+    shared_requests = sum(1 for _ in live.simulator.admin.iter_deliveries(channel="shared"))
+    assert shared_requests == 2 * SHARED_RECIPIENTS
+    stats = live.simulator.admin.stats()
+    assert stats["rate_limited"] <= 0.01 * shared_requests, stats
+    for campaign_id in (SHARED_A, SHARED_B):
+        ((sent,),) = live.ledger(
+            "SELECT COUNT(*) FROM line_delivery_log WHERE campaign_id = %s AND run_id = %s AND status = 'sent'",
+            (campaign_id, live.run_ids[campaign_id]),
+        )
+        assert sent == SHARED_RECIPIENTS
+
+
+def test_campaign_of_a_workspace_not_assigned_to_the_sender_account_is_refused_at_validate(live):
+    assert live.states[OTHER_WORKSPACE] == "failed"
+    (validate,) = live.tis(OTHER_WORKSPACE, "validate")
+    assert validate["state"] == "failed"
+    assert {ti["state"] for ti in live.tis(OTHER_WORKSPACE, "extract_segment")} == {"upstream_failed"}
+    assert live.tis(OTHER_WORKSPACE, "push")[0]["state"] == "upstream_failed"
+    assert "not assigned to workspace 'retail_th'" in live.task_log(OTHER_WORKSPACE, "validate")
+    rows = live.ledger(
+        "SELECT COUNT(*) FROM line_delivery_log WHERE campaign_id = %s", (OTHER_WORKSPACE,)
+    )
+    assert rows == [(0,)]
