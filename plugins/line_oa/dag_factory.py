@@ -313,6 +313,21 @@ def _broken_campaign_dag(path: pathlib.Path, error: str) -> DAG:
     return dag
 
 
+def _render_one(path: pathlib.Path, dags: dict[str, DAG]) -> str | None:
+    """Add the DAG of one campaign file to ``dags``; return the error text instead when it cannot be."""
+    try:
+        campaign = load_campaign(path)
+    except LineOAError as err:
+        return str(err)
+    if campaign.dag_id in dags:
+        return f"{path.name}: campaign id {campaign.id!r} is used by another file"
+    try:
+        dags[campaign.dag_id] = build_campaign_dag(campaign)
+    except Exception as err:  # one file must never hide the others, whatever went wrong
+        return f"{path.name}: the DAG could not be built: {type(err).__name__}: {err}"
+    return None
+
+
 def build_campaign_dags(
     campaigns_dir: pathlib.Path | str | None = None, *, strict: bool | None = None
 ) -> tuple[dict[str, DAG], dict[str, str]]:
@@ -331,15 +346,11 @@ def build_campaign_dags(
     dags: dict[str, DAG] = {}
     errors: dict[str, str] = {}
     for path in sorted(directory.glob("*.yaml")):
-        try:
-            campaign = load_campaign(path)
-            if campaign.dag_id in dags:
-                raise LineOAError(f"{path.name}: campaign id {campaign.id!r} is used by another file")
-            dags[campaign.dag_id] = build_campaign_dag(campaign)
-        except LineOAError as err:
-            errors[path.name] = str(err)
-            log.error("campaign file %s is invalid and will not deliver:\n%s", path, err)
-            placeholder = _broken_campaign_dag(path, str(err))
+        error = _render_one(path, dags)
+        if error is not None:
+            errors[path.name] = error
+            log.error("campaign file %s is invalid and will not deliver:\n%s", path, error)
+            placeholder = _broken_campaign_dag(path, error)
             dags.setdefault(placeholder.dag_id, placeholder)
     if strict and errors:
         raise LineOAError(

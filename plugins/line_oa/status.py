@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from line_oa.campaign import DEFAULT_CAMPAIGNS_DIR, Campaign, load_campaign, send_time
 from line_oa.errors import LineOAError
 from line_oa.states import CampaignState, RunFacts, campaign_state, describe_state, latest_run
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def _is_test_or_dry(conf: dict[str, Any] | None) -> bool:

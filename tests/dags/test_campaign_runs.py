@@ -6,7 +6,6 @@ import sqlite3
 from datetime import UTC, datetime
 
 import pytest
-
 from line_oa.simulator import DEFAULT_TOKEN
 
 from .conftest import assert_log_matches_record, ledger_of, resume_run, run_dag, task_states
@@ -101,8 +100,8 @@ def test_test_send_goes_only_to_the_listed_recipients_and_stays_out_of_the_count
     ledger = ledger_of("e2e_test_send", dag_run.run_id)
     assert assert_log_matches_record(ledger, line, is_test=True) == 2
     assert all(row.is_test for row in ledger.rows())
-    from line_oa.status import state_of
     from line_oa.campaign import load_campaign
+    from line_oa.status import state_of
 
     campaign = load_campaign(airflow_env["campaigns"] / "e2e_test_send.yaml")
     assert state_of(campaign, []).value == "Planned", "a test send does not launch the campaign"
@@ -140,8 +139,8 @@ def test_auth_failure_suspends_before_anything_is_sent(airflow_env, line, monkey
 
 def test_quota_stop_suspends_and_the_resumed_run_finishes_next_month_without_duplicates(airflow_env, line):
     from line_oa.campaign import load_campaign
-    from line_oa.status import state_of
     from line_oa.states import RunFacts
+    from line_oa.status import state_of
 
     eligible = eligible_profiles(airflow_env)
     quota = eligible // 2
@@ -155,7 +154,8 @@ def test_quota_stop_suspends_and_the_resumed_run_finishes_next_month_without_dup
     ledger = ledger_of("e2e_quota", suspended.run_id)
     stopped = sum(1 for row in ledger.rows("failed") if row.reason == "quota_exceeded")
     billed = line.admin.stats()["billed"]
-    assert stopped > 0 and billed <= quota
+    assert stopped > 0
+    assert billed <= quota
     campaign = load_campaign(airflow_env["campaigns"] / "e2e_quota.yaml")
     facts = [RunFacts(suspended.run_id, str(suspended.state), start_date=suspended.start_date)]
     assert state_of(campaign, facts).value == "Suspended"

@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import yaml
-
 from line_oa.dag_factory import build_campaign_dags, describe, schedule_args
 from line_oa.errors import LineOAError
 
@@ -34,7 +33,8 @@ def test_every_generated_dag_has_the_pipeline_shape_and_the_house_policies():
         assert dag.get_task("push").downstream_task_ids == {"summarize"}
         assert dag.get_task("summarize").trigger_rule == "all_done"
         assert {"line", "campaign", "retail_jp"} <= set(dag.tags)
-        assert dag.max_active_runs == 1 and dag.catchup is False
+        assert dag.max_active_runs == 1
+        assert dag.catchup is False
         assert set(dag.params) == {
             "dry_run",
             "test_recipients",
@@ -51,8 +51,11 @@ def test_doc_md_tells_the_audience_schedule_and_tagged_links():
     from line_oa.campaign import load_campaign
 
     doc = describe(load_campaign(SHIPPED / "spring_sale.yaml"))
-    assert "customers/" in doc and "Schedule" in doc and "once at 2027-03-20" in doc
-    assert "utm_source=line" in doc and "utm_medium=social" in doc
+    assert "customers/" in doc
+    assert "Schedule" in doc
+    assert "once at 2027-03-20" in doc
+    assert "utm_source=line" in doc
+    assert "utm_medium=social" in doc
 
 
 @pytest.mark.parametrize(

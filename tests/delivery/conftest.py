@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 
 import pytest
-
 from line_oa.simulator import DEFAULT_TOKEN
 
 POSTGRES_CONN = {
@@ -61,7 +61,5 @@ def ledger_factory(request, tmp_path, monkeypatch):
     make.dialect = request.param
     yield make
     for ledger in opened:
-        try:
+        with contextlib.suppress(Exception):  # already closed by the code under test
             ledger.close()
-        except Exception:  # already closed by the code under test
-            pass

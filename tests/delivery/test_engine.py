@@ -13,7 +13,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from line_oa.engine import RetryPolicy, deliver_chunk, push_retry_key
 from line_oa.hooks import LineOAHook
 from line_oa.simulator import DEFAULT_TOKEN
@@ -111,7 +110,8 @@ def test_recipient_errors_are_recorded_without_retry(line_conn, ledger_factory, 
     rows = {row.profile_id: row for row in ledger.rows()}
     assert (rows["p-unknown"].status, rows["p-unknown"].reason) == ("failed", "unknown_recipient")
     assert (rows["p-bad"].status, rows["p-bad"].reason) == ("failed", "invalid_recipient_id")
-    assert rows["p-bad"].http_status == 400 and rows["p-bad"].line_request_id
+    assert rows["p-bad"].http_status == 400
+    assert rows["p-bad"].line_request_id
     assert rows["p-blocked"].status == "sent", "LINE answers 200 for a user who blocked the account"
     assert rows["p-ok"].status == "sent"
     assert result.requests == 4, "permanent errors must not be retried"
@@ -160,7 +160,8 @@ def test_multicast_packs_500_per_request_and_isolates_a_malformed_id(line_conn, 
     stats = sim.admin.stats()
     assert stats["requests"]["multicast"] == {"200": 3, "400": 1}
     bad = next(row for row in ledger.rows("failed"))
-    assert bad.profile_id == "p-bad" and bad.http_status == 400
+    assert bad.profile_id == "p-bad"
+    assert bad.http_status == 400
     assert_log_matches_record(ledger, sim, expected_sent=1099)
 
 

@@ -121,6 +121,8 @@ class AirflowStack:
         self.metadata_db = f"airflow_live_{suffix}"
         self.queue = f"line_oa_live_{suffix}"
         self.port = free_port()
+        # one secret for all: the scheduler signs the tokens the API server checks for the workers
+        self.jwt_secret = secrets.token_urlsafe(32)
         self.components: list[Component] = []
         self._database_created = False
 
@@ -157,7 +159,7 @@ class AirflowStack:
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.base_url,
-                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
                 "AIRFLOW__CORE__FERNET_KEY": "",
                 # the workers' hostname_callable lives in tests/live
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),

@@ -165,7 +165,13 @@ def live(tmp_path_factory) -> LiveRuns:
         )
         ledger_db = f"{stack.metadata_db}_ledger"
         stack.extra_env["AIRFLOW_CONN_LINE_OA_LEDGER"] = json.dumps(
-            {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": ledger_db}
+            {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": 5432,
+                "login": "postgres",
+                "schema": ledger_db,
+            }
         )
         recreate_database(ledger_db)
         started = time.monotonic()
@@ -174,7 +180,10 @@ def live(tmp_path_factory) -> LiveRuns:
             api = stack.api()
             campaigns = (MAIN, SHARED_A, SHARED_B, OTHER_WORKSPACE)
             api.wait_for_dags([dag_id(c) for c in campaigns])
-            conf = {SHARED_A: {"max_recipients": SHARED_RECIPIENTS}, SHARED_B: {"max_recipients": SHARED_RECIPIENTS}}
+            conf = {
+                SHARED_A: {"max_recipients": SHARED_RECIPIENTS},
+                SHARED_B: {"max_recipients": SHARED_RECIPIENTS},
+            }
             for campaign_id in campaigns:
                 api.unpause(dag_id(campaign_id))
             run_ids = {c: api.trigger(dag_id(c), conf.get(c, {"dry_run": False})) for c in campaigns}
@@ -230,7 +239,11 @@ def test_delivery_log_matches_what_line_recorded_row_for_row(live):
         recorded[delivery["to"]].append(delivery["request_id"])
     sent = {line_user_id: accepted for _, line_user_id, status, _, accepted in rows if status == "sent"}
     assert sent, "nothing was sent"
-    mismatched = {uid: (accepted, recorded.get(uid)) for uid, accepted in sent.items() if recorded.get(uid) != [accepted]}
+    mismatched = {
+        uid: (accepted, recorded.get(uid))
+        for uid, accepted in sent.items()
+        if recorded.get(uid) != [accepted]
+    }
     assert mismatched == {}, f"{len(mismatched)} sent rows disagree with LINE's record"
     assert set(recorded) == set(sent), "LINE recorded deliveries the log does not show as sent"
     assert live.simulator.admin.delivery_counts(min_count=2) == {}
@@ -254,7 +267,9 @@ def test_two_campaigns_on_one_channel_stay_under_its_rate_limit_together(live):
     assert live.states[SHARED_A] == "success", live.task_instances[SHARED_A]
     assert live.states[SHARED_B] == "success", live.task_instances[SHARED_B]
     spans = {
-        campaign_id: [(_time(ti["start_date"]), _time(ti["end_date"])) for ti in live.tis(campaign_id, "push")]
+        campaign_id: [
+            (_time(ti["start_date"]), _time(ti["end_date"])) for ti in live.tis(campaign_id, "push")
+        ]
         for campaign_id in (SHARED_A, SHARED_B)
     }
     overlapping = any(a0 < b1 and b0 < a1 for a0, a1 in spans[SHARED_A] for b0, b1 in spans[SHARED_B])
@@ -278,7 +293,5 @@ def test_campaign_of_a_workspace_not_assigned_to_the_sender_account_is_refused_a
     assert {ti["state"] for ti in live.tis(OTHER_WORKSPACE, "extract_segment")} == {"upstream_failed"}
     assert live.tis(OTHER_WORKSPACE, "push")[0]["state"] == "upstream_failed"
     assert "not assigned to workspace 'retail_th'" in live.task_log(OTHER_WORKSPACE, "validate")
-    rows = live.ledger(
-        "SELECT COUNT(*) FROM line_delivery_log WHERE campaign_id = %s", (OTHER_WORKSPACE,)
-    )
+    rows = live.ledger("SELECT COUNT(*) FROM line_delivery_log WHERE campaign_id = %s", (OTHER_WORKSPACE,))
     assert rows == [(0,)]

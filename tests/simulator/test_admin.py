@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 import requests
+
 from .simulator_helpers import text, user_id
 
 

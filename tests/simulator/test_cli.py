@@ -12,6 +12,7 @@ import requests
 from line_oa.simulator import build_config
 from line_oa.simulator.config import load_file
 from line_oa.simulator.testing import SimulatorProcess
+
 from .simulator_helpers import LineClient, user_id
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

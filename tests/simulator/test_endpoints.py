@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import requests
+
 from .simulator_helpers import text, user_id
 
 IMAGEMAP = {

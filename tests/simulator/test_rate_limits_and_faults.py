@@ -6,6 +6,7 @@ import time
 
 import pytest
 import requests
+
 from .simulator_helpers import text, user_id
 
 RATE_LIMITED = {"message": "The API rate limit has been exceeded. Try again later."}

@@ -6,6 +6,7 @@ import threading
 import uuid
 
 import pytest
+
 from .simulator_helpers import text, user_id
 
 

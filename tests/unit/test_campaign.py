@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-from .campaign_docs import EXAMPLES, FIXTURES, SQL_ROOT, valid_document
 from line_oa.campaign import (
     DEFAULT_CAMPAIGNS_DIR,
     DEFAULT_SQL_ROOT,
@@ -19,6 +18,8 @@ from line_oa.campaign import (
 )
 from line_oa.errors import CampaignFileError, LineOAError
 from yaml import safe_dump
+
+from .campaign_docs import EXAMPLES, FIXTURES, SQL_ROOT, valid_document
 
 
 def test_load_campaign_returns_the_campaign_with_its_source():

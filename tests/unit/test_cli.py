@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from .campaign_docs import EXAMPLES, FIXTURES, ROOT
 from line_oa import cli
+
+from .campaign_docs import EXAMPLES, FIXTURES, ROOT
 
 INVALID = FIXTURES / "invalid"
 

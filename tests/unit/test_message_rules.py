@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from .campaign_docs import problems_of, valid_document
 from line_oa.messages import utf16_len
+
+from .campaign_docs import problems_of, valid_document
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
-from .campaign_docs import SQL_ROOT, valid_document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from line_oa.campaign import Campaign, parse_campaign
 from line_oa.errors import CampaignFileError
 from line_oa.validation import ValidationReport, validate_campaign_file
+
+from .campaign_docs import SQL_ROOT, valid_document
 
 FIELD_NAMES = [
     "id", "name", "workspace", "status", "target_audience", "content", "delivery_schedule", "activation",

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-from .campaign_docs import EXAMPLES, FIXTURES, SQL_ROOT, problems_of, valid_document
 from line_oa.validation import MAX_FILE_BYTES, Problem, ValidationReport, validate_campaign_file
+
+from .campaign_docs import EXAMPLES, FIXTURES, SQL_ROOT, problems_of, valid_document
 
 if TYPE_CHECKING:
     import pathlib

@@ -222,7 +222,9 @@ def accept(
             if rules.multicast_reject_unknown:
                 return respond(sim, endpoint, 400, FAILED_TO_SEND)
             skipped = set(unknown)  # accepted, silently not delivered (LINE's "Conditions"), not billed
-    blocked = frozenset(user_id for user_id in recipients if rules.is_blocked(user_id) and user_id not in skipped)
+    blocked = frozenset(
+        user_id for user_id in recipients if rules.is_blocked(user_id) and user_id not in skipped
+    )
     billed = len(recipients) - len(blocked) - len(skipped)
     if channel.quota_limit is not None and state.consumption + billed > channel.quota_limit:
         sim.record.events["quota_exceeded"] += 1
