@@ -94,23 +94,26 @@ def run_demo(profiles: int, home: pathlib.Path) -> int:
 
 
 def _print_summary(env: dict[str, str], log_path: pathlib.Path) -> dict | None:
-    """Print the summary block the summarize task logged; return the stored summary row."""
-    text = log_path.read_text(errors="replace")
-    start = text.find("delivery summary")
-    if start >= 0:
-        block = text[start:].split("\n")
-        print("\n".join(line for line in block[1:14] if line.startswith(("LINE campaign", "  "))))
+    """Print the run's summary block from the stored summary row; return the summary."""
     import sqlite3
 
+    from line_oa.pipeline import summary_block
+
     db = pathlib.Path(env["LINE_OA_DATA_DIR"]) / "delivery_log.db"
-    if not db.exists():
+    row = None
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            row = conn.execute(
+                "SELECT summary_json FROM line_campaign_summary WHERE campaign_id = ? ORDER BY finished_at DESC",
+                (DEMO_CAMPAIGN,),
+            ).fetchone()
+    if row is None:
+        print(f"no summary was written: see {log_path}")
         return None
-    with sqlite3.connect(db) as conn:
-        row = conn.execute(
-            "SELECT summary_json FROM line_campaign_summary WHERE campaign_id = ? ORDER BY finished_at DESC",
-            (DEMO_CAMPAIGN,),
-        ).fetchone()
-    return json.loads(row[0]) if row else None
+    summary = json.loads(row[0])
+    summary["report_path"] = None  # printed on its own line below
+    print(summary_block(summary))
+    return json.loads(row[0])
 
 
 def main(argv: list[str] | None = None) -> int:
