@@ -31,7 +31,7 @@ from line_oa.ledger import FAILED, SENDING, SENT, LedgerRow
 from line_oa.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from line_oa.hooks import AsyncLineClient, LineResponse
     from line_oa.ledger import DeliveryLedger
@@ -43,6 +43,7 @@ TRANSIENT = (LineServerError, LineRateLimitError, LineTransportError)
 STALE_MARGIN = timedelta(hours=1)
 FLUSH_EVERY_ROWS = 500
 FLUSH_EVERY_SECONDS = 1.0
+MARK_WINDOW = 1000
 
 
 def push_retry_key(campaign_id: str, run_id: str, line_user_id: str) -> str:
@@ -162,8 +163,9 @@ class DeliveryEngine:
         """Report rows whose retry key LINE may have forgotten as ``outcome_unknown`` instead of resending."""
         fresh = []
         for row in rows:
+            # A `sending` row may have been accepted even with no attempt recorded (killed mid-request).
             maybe_accepted = row.status == SENDING or row.reason == "retries_exhausted"
-            if maybe_accepted and row.attempts and self.ledger.is_stale(row, STALE_MARGIN):
+            if maybe_accepted and self.ledger.is_stale(row, STALE_MARGIN):
                 row.status, row.reason = FAILED, "outcome_unknown"
                 result.failed["outcome_unknown"] += 1
                 self._record(row)
@@ -237,15 +239,26 @@ class DeliveryEngine:
                 return await self._attempt(send, result, counter)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
+    def _marked_ahead(self, rows: list[LedgerRow]) -> Iterator[LedgerRow]:
+        """Yield rows, marking each window of ``MARK_WINDOW`` rows ``sending`` just before its first send.
+
+        Marking just ahead of the sends (not the whole chunk up front) keeps the log's ``sending``
+        rows to those that may really have left, so a crash leaves few rows whose fate is unsure.
+        """
+        for start in range(0, len(rows), MARK_WINDOW):
+            window = rows[start : start + MARK_WINDOW]
+            to_mark = []
+            for row in window:
+                if row.status != SENDING:  # rows already `sending` keep the time their key was first used
+                    row.status, row.reason = SENDING, None
+                    to_mark.append(row)
+            if self._stop_reason is None:
+                self.ledger.upsert(to_mark)
+            yield from window
+
     async def _push_all(self, client: AsyncLineClient, rows: list[LedgerRow], result: ChunkResult) -> None:
         self._limiter = TokenBucket(self.rate)
-        to_mark = []
-        for row in rows:
-            if row.status != SENDING:  # rows already `sending` keep the time their key was first used
-                row.status, row.reason = SENDING, None
-                to_mark.append(row)
-        self.ledger.upsert(to_mark)
-        iterator = iter(rows)
+        iterator = self._marked_ahead(rows)
 
         async def worker() -> None:
             for row in iterator:
