@@ -324,8 +324,13 @@ class DeliveryEngine:
         self._record(row)
 
     # -- multicast ------------------------------------------------------------------------------
-    def _plan_batches(self, rows: list[LedgerRow]) -> list[list[LedgerRow]]:
-        """Group rows into persisted batches: resumed batches as they were, new ones of up to 500."""
+    def _plan_batches(self, rows: list[LedgerRow], chunk_index: int) -> list[list[LedgerRow]]:
+        """Group rows into persisted batches: resumed batches as they were, new ones of up to 500.
+
+        Batches follow profile id order, so a new batch is a range of the chunk's unsent rows and is
+        marked ``sending`` with one UPDATE; a resumed batch is re-sent with the same body and key.
+        """
+        self.flush()  # stale rows just reported must not be picked up again by a range update
         resumed: dict[str, list[LedgerRow]] = {}
         fresh: list[LedgerRow] = []
         for row in rows:
@@ -333,24 +338,46 @@ class DeliveryEngine:
                 resumed.setdefault(row.batch_id, []).append(row)
             else:
                 fresh.append(row)
-        batches = [sorted(batch, key=lambda r: r.line_user_id or "") for batch in resumed.values()]
-        fresh.sort(key=lambda r: r.line_user_id or "")
+        batches = [sorted(batch, key=lambda r: r.profile_id) for batch in resumed.values()]
+        fresh.sort(key=lambda r: r.profile_id)
         for start in range(0, len(fresh), MULTICAST_MAX_RECIPIENTS):
-            batches.append(self._new_batch(fresh[start : start + MULTICAST_MAX_RECIPIENTS]))
+            batches.append(self._new_batch(fresh[start : start + MULTICAST_MAX_RECIPIENTS], chunk_index))
         return batches
 
-    def _new_batch(self, rows: list[LedgerRow]) -> list[LedgerRow]:
+    def _new_batch(self, rows: list[LedgerRow], chunk_index: int) -> list[LedgerRow]:
         key = str(uuid.uuid4())
         for row in rows:
             row.status, row.reason, row.batch_id, row.retry_key = SENDING, None, key, key
-        self.ledger.upsert(rows)
+        marked = self.ledger.mark_batch(chunk_index, rows[0].profile_id, rows[-1].profile_id, key)
+        if marked != len(rows):  # the range held rows it should not: fall back to row by row
+            self.ledger.upsert(rows)
         return rows
+
+    def _rebatch(self, rows: list[LedgerRow]) -> list[LedgerRow]:
+        old, key = rows[0].batch_id, str(uuid.uuid4())
+        for row in rows:
+            row.batch_id = row.retry_key = key
+        self.ledger.rebatch(old, key)  # type: ignore[arg-type]
+        return rows
+
+    def _settle_batch(
+        self, batch: list[LedgerRow], attempts: int, result: ChunkResult, **outcome: Any
+    ) -> None:
+        for row in batch:
+            row.attempts += attempts
+            for name, value in outcome.items():
+                setattr(row, name, value)
+        if outcome["status"] == SENT:
+            result.sent += len(batch)
+        else:
+            result.failed[outcome["reason"]] += len(batch)
+        self.ledger.settle_batch(batch[0].batch_id, attempts=attempts, **outcome)  # type: ignore[arg-type]
 
     async def _multicast_all(
         self, client: AsyncLineClient, rows: list[LedgerRow], result: ChunkResult
     ) -> None:
         self._limiter = TokenBucket(self.rate)
-        batches = self._plan_batches(rows)
+        batches = self._plan_batches(rows, result.chunk_index)
         queue = iter(batches)
 
         async def worker() -> None:
@@ -359,7 +386,6 @@ class DeliveryEngine:
 
         for batch in itertools.islice(queue, 1):  # one request first, as for push
             await self._multicast_batch(client, batch, result)
-
         await asyncio.gather(*(worker() for _ in range(min(self.max_in_flight, max(1, len(batches))))))
 
     async def _multicast_batch(
@@ -367,8 +393,7 @@ class DeliveryEngine:
     ) -> None:
         while batch:
             if self._stop_reason:
-                for row in batch:
-                    self._fail(row, self._stop_reason, result)
+                self._settle_batch(batch, 0, result, status=FAILED, reason=self._stop_reason)
                 return
             counter = [0]
             key = batch[0].retry_key
@@ -383,35 +408,54 @@ class DeliveryEngine:
                 batch = await self._multicast_failure(client, batch, err, counter[0], result)
                 continue
             except (_CampaignStop, *TRANSIENT) as err:
-                reason = str(err) if isinstance(err, _CampaignStop) else "retries_exhausted"
-                for row in batch:
-                    row.attempts += counter[0]
-                    self._fail(row, reason, result, None if isinstance(err, _CampaignStop) else err)
+                stop = isinstance(err, _CampaignStop)
+                reason = str(err) if stop else "retries_exhausted"
+                message = None if stop else str(err)[:500]
+                self._settle_batch(
+                    batch, counter[0], result, status=FAILED, reason=reason, line_message=message
+                )
                 return
-            for row in batch:
-                row.attempts += counter[0]
-                self._succeed(row, response, result)
+            self._settle_batch(
+                batch,
+                counter[0],
+                result,
+                status=SENT,
+                reason=None,
+                http_status=response.status,
+                line_request_id=response.request_id,
+                accepted_request_id=response.accepted_request_id or response.request_id,
+                line_message="retry key already accepted" if response.already_accepted else None,
+                sent_at=self.ledger.clock().isoformat(),
+            )
             return
 
     async def _multicast_failure(
         self, client, batch, err: LineApiError, attempts: int, result
     ) -> list[LedgerRow]:
         """Handle a rejected multicast; return the rows still to send (under a new key) or []."""
-        for row in batch:
-            row.attempts += attempts
+        failure = {
+            "http_status": err.status,
+            "line_request_id": err.request_id,
+            "line_message": err.line_message[:500],
+        }
         if isinstance(err, LineAuthError | LineQuotaExceededError):
             reason = "auth_failed" if isinstance(err, LineAuthError) else "quota_exceeded"
             self.request_stop(reason)
-            for row in batch:
-                self._fail(row, reason, result, err)
+            self._settle_batch(batch, attempts, result, status=FAILED, reason=reason, **failure)
             return []
         bad_index = _bad_recipient_index(err)
         if bad_index is not None and bad_index < len(batch):
-            self._fail(batch[bad_index], "invalid_recipient_id", result, err)
+            bad = batch[bad_index]
+            bad.attempts += attempts
+            self._fail(bad, "invalid_recipient_id", result, err)
+            self.flush()
             rest = batch[:bad_index] + batch[bad_index + 1 :]
-            return self._new_batch(rest) if rest else []
+            for row in rest:
+                row.attempts += attempts
+            return self._rebatch(rest) if rest else []
         # LINE rejected the whole batch without naming a recipient: push each one to learn who.
         for row in batch:
+            row.attempts += attempts
             row.batch_id = None
             row.retry_key = push_retry_key(
                 self.ledger.campaign_id, self.ledger.run_id, row.line_user_id or ""
@@ -488,7 +532,8 @@ def deliver_chunk(
     Safe to call again for the same chunk (a retried or resumed task): registration leaves existing
     rows alone and only rows that are not final are sent, with their original keys.
     """
-    ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, recipients, is_test=is_test))
+    if ledger.chunk_size_logged(chunk_index) < len(recipients):  # chunk_profiles normally registered it
+        ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, recipients, is_test=is_test))
     rows = ledger.rows_to_send(chunk_index)
     engine = DeliveryEngine(
         client_factory=client_factory,

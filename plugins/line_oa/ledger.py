@@ -202,6 +202,64 @@ class DeliveryLedger:
         """Insert or update rows in batches, committed before returning."""
         return self._write(rows, overwrite=True)
 
+    def _update(
+        self, assignments: dict[str, Any], where: str, params: tuple, *, increments: dict | None = None
+    ) -> int:
+        """Run one set-based UPDATE on this run's rows; return the number of rows changed (committed)."""
+        sets = [f"{column} = {self._p}" for column in assignments]
+        sets += [f"{column} = {column} + {self._p}" for column in increments or {}]
+        sql = (
+            f"UPDATE {TABLE} SET {', '.join(sets)}, updated_at = {self._p} "
+            f"WHERE campaign_id = {self._p} AND run_id = {self._p} AND {where}"
+        )
+        values = (
+            *assignments.values(),
+            *(increments or {}).values(),
+            self._now(),
+            self.campaign_id,
+            self.run_id,
+        )
+        cursor = self._conn.cursor()
+        cursor.execute(sql, (*values, *params))
+        self._conn.commit()
+        return cursor.rowcount
+
+    def mark_batch(self, chunk_index: int, first_profile: str, last_profile: str, batch_id: str) -> int:
+        """Mark the chunk's unsent rows with profile ids in [first, last] ``sending`` in one batch (one UPDATE)."""
+        reasons = ", ".join([self._p] * len(RESUMABLE_REASONS))
+        where = (
+            f"chunk_index = {self._p} AND profile_id BETWEEN {self._p} AND {self._p} "
+            f"AND (status = 'pending' OR (status = 'failed' AND reason IN ({reasons})))"
+        )
+        assignments = {"status": SENDING, "reason": None, "batch_id": batch_id, "retry_key": batch_id}
+        return self._update(
+            assignments, where, (chunk_index, first_profile, last_profile, *RESUMABLE_REASONS)
+        )
+
+    def rebatch(self, old_batch_id: str, new_batch_id: str) -> int:
+        """Move a batch's rows still ``sending`` to a new batch and retry key (its body changed)."""
+        assignments = {"batch_id": new_batch_id, "retry_key": new_batch_id}
+        return self._update(assignments, f"batch_id = {self._p} AND status = 'sending'", (old_batch_id,))
+
+    def settle_batch(self, batch_id: str, *, attempts: int, **outcome: Any) -> int:
+        """Write one outcome for every row of a batch still ``sending`` (one UPDATE)."""
+        return self._update(
+            outcome,
+            f"batch_id = {self._p} AND status = 'sending'",
+            (batch_id,),
+            increments={"attempts": attempts},
+        )
+
+    def chunk_size_logged(self, chunk_index: int) -> int:
+        """Return how many rows of a chunk the log already holds."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
+            f"AND chunk_index = {self._p}",
+            (self.campaign_id, self.run_id, chunk_index),
+        )
+        return int(cursor.fetchone()[0])
+
     def _select(self, where: str, params: tuple) -> Iterator[LedgerRow]:
         cols = [*_ROW_FIELDS, "updated_at"]
         sql = f"SELECT {', '.join(cols)} FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}"

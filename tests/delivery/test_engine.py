@@ -20,7 +20,7 @@ from line_oa.simulator import DEFAULT_TOKEN
 from .conftest import user_id
 
 MESSAGES = [{"type": "text", "text": "Spring sale starts now https://example.com/sale?utm_source=line"}]
-FAST_RETRIES = RetryPolicy(max_attempts=6, initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
+FAST_RETRIES = RetryPolicy(max_attempts=12, initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
 
 
 def recipients(n: int, start: int = 0) -> list[tuple[str, str]]:

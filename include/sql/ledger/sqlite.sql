@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS line_delivery_log (
     PRIMARY KEY (campaign_id, run_id, profile_id)
 );
 CREATE INDEX IF NOT EXISTS line_delivery_log_chunk ON line_delivery_log (campaign_id, run_id, chunk_index, status);
+CREATE INDEX IF NOT EXISTS line_delivery_log_batch ON line_delivery_log (campaign_id, run_id, batch_id);
 CREATE TABLE IF NOT EXISTS line_campaign_summary (
     campaign_id     TEXT NOT NULL,
     run_id          TEXT NOT NULL,
