@@ -10,6 +10,7 @@ do not steal each other's tasks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -291,10 +292,9 @@ class AirflowStack:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        try:  # children that outlived their parent (a forked task runner, a Celery pool process)
+        # children that outlived their parent (a forked task runner, a Celery pool process)
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         return process.returncode
 
     def api(self) -> AirflowApi:
