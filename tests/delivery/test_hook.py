@@ -1,0 +1,108 @@
+"""LineOAHook's endpoints, the line_oa connection type and the quota pre-flight, against the simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from line_oa.errors import LineApiError, LineAuthError
+from line_oa.hooks import LineOAHook
+from line_oa.simulator import DEFAULT_TOKEN
+
+TEXT = [{"type": "text", "text": "hello"}]
+
+
+def test_the_package_registers_the_line_oa_connection_type_with_its_form_fields():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "line-oa-campaigns" in manager.providers
+    info = manager.providers["line-oa-campaigns"].data["connection-types"][0]
+    assert info["connection-type"] == "line_oa"
+    assert info["hook-class-name"] == "line_oa.hooks.LineOAHook"
+    assert info["ui-field-behaviour"]["relabeling"]["password"] == "Channel access token"
+    assert info["ui-field-behaviour"]["placeholders"]["host"] == "https://api.line.me"
+    assert {"push_rate_limit", "multicast_rate_limit", "workspaces"} <= set(info["conn-fields"])
+
+
+def test_an_empty_host_means_the_real_line_api(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_EMPTY", json.dumps({"conn_type": "line_oa", "password": "x" * 20}))
+    assert LineOAHook(line_oa_conn_id="line_oa_empty").settings.base_url == "https://api.line.me"
+
+
+def test_connection_extras_are_settings_never_http_headers(line_conn, sim, monkeypatch):
+    conn = json.loads(os.environ["AIRFLOW_CONN_LINE_OA_TEST"])
+    conn["extra"].update({"push_rate_limit": 500, "X-Evil": "header"})
+    monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_TEST", json.dumps(conn))
+    hook = LineOAHook(line_oa_conn_id=line_conn)
+    session = hook.get_conn()
+    assert "X-Evil" not in session.headers
+    assert "push_rate_limit" not in session.headers
+    assert hook.settings.push_rate_limit == 500
+    assert hook.settings.workspaces == ("retail_jp",)
+
+
+def test_one_session_is_reused_for_the_task(line_conn, sim):
+    hook = LineOAHook(line_oa_conn_id=line_conn)
+    assert hook.get_conn() is hook.get_conn()
+
+
+def test_validate_quota_and_bot_info_endpoints(line_conn, sim):
+    sim.admin.configure(channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": {"type": "limited", "value": 50}}])
+    hook = LineOAHook(line_oa_conn_id=line_conn)
+    assert hook.validate_push(TEXT).status == 200
+    assert hook.validate_multicast(TEXT).status == 200
+    assert hook.get_quota() == {"type": "limited", "value": 50}
+    hook.push("U" + "1" * 32, TEXT)
+    assert hook.get_quota_consumption() == 1
+    ok, message = hook.test_connection()
+    assert ok
+    assert "Connected" in message
+
+
+def test_an_invalid_bundle_raises_with_lines_message_details_and_request_id(line_conn, sim):
+    hook = LineOAHook(line_oa_conn_id=line_conn)
+    with pytest.raises(LineApiError) as caught:
+        hook.validate_push([{"type": "text", "text": "x" * 5001}])
+    err = caught.value
+    assert err.status == 400
+    assert err.line_message.startswith("The request body has")
+    assert any(d.get("property") == "messages[0].text" for d in err.details)
+    assert err.request_id
+
+
+def test_a_wrong_token_is_an_auth_error_and_a_failed_connection_test(line_conn, sim, monkeypatch):
+    conn = json.loads(os.environ["AIRFLOW_CONN_LINE_OA_TEST"])
+    monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_TEST", json.dumps({**conn, "password": "not-the-token"}))
+    hook = LineOAHook(line_oa_conn_id=line_conn)
+    with pytest.raises(LineAuthError):
+        hook.get_bot_info()
+    ok, message = hook.test_connection()
+    assert not ok
+    assert "not-the-token" not in message
+
+
+@pytest.mark.parametrize(
+    ("quota", "reachable", "fits", "remaining"),
+    [
+        ({"type": "none"}, 10_000, True, None),
+        ({"type": "limited", "value": 100}, 100, True, 100),
+        ({"type": "limited", "value": 100}, 101, False, 100),
+    ],
+    ids=["no monthly limit fits anything", "exactly the remaining quota fits", "one recipient over does not fit"],
+)
+def test_quota_preflight(line_conn, sim, quota, reachable, fits, remaining):
+    from line_oa.pipeline import preflight
+
+    sim.admin.configure(channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": quota}])
+    facts = preflight(LineOAHook(line_oa_conn_id=line_conn), TEXT, reachable=reachable, mode="push")
+    assert (facts["fits"], facts["remaining"], facts["needed"]) == (fits, remaining, reachable)
+
+
+def test_preflight_refuses_a_bundle_line_rejects(line_conn, sim):
+    from line_oa.pipeline import LaunchRefused, preflight
+
+    with pytest.raises(LaunchRefused, match=r"messages\[0\]\.text"):
+        preflight(LineOAHook(line_oa_conn_id=line_conn), [{"type": "text", "text": ""}], reachable=1, mode="push")
