@@ -31,6 +31,9 @@ test: install ## Run the whole test suite
 test-fast: install ## Run the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m "not slow and not live"
 
+test-live: install ## Run only the live tests: Airflow's components as processes (Celery, PostgreSQL, Redis)
+	$(BIN)/python -m pytest -m live
+
 demo: install ## Deliver the demo campaign end to end (SQLite CDP, LINE simulator, real DAG run)
 	$(BIN)/python -m line_oa.demo
 
