@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import yaml
+
 from line_oa.dag_factory import build_campaign_dags, describe, schedule_args
 from line_oa.errors import LineOAError
 

@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+
 from line_oa.simulator import DEFAULT_TOKEN
 
 POSTGRES_CONN = {

@@ -13,6 +13,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from line_oa.engine import RetryPolicy, deliver_chunk, push_retry_key
 from line_oa.hooks import LineOAHook
 from line_oa.simulator import DEFAULT_TOKEN

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.io import attach
+
 from line_oa.chunks import ChunkDescriptor, plan_chunk_size, read_chunk, remove_chunks, write_chunks
 
 

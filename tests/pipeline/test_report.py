@@ -8,6 +8,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
+
 from line_oa.report import MAX_CHART_POINTS, REASONS, downsample, render_report_html
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from line_oa.sample_cdp import PROFILES_DDL, generate_sample_cdp, profile_rows
 
 VALID_LINE_USER_ID = re.compile(r"U[0-9a-f]{32}")

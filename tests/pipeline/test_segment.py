@@ -7,6 +7,7 @@ import sqlite3
 import uuid
 
 import pytest
+
 from line_oa.ledger import DeliveryLedger, sqlite_file_hook
 from line_oa.segment import classify, extract_segment, read_segment, wrap_segment_sql
 

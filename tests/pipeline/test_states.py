@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from line_oa.states import CampaignState, RunFacts, campaign_state, describe_state, latest_run
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

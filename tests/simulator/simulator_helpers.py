@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+
 from line_oa.simulator import DEFAULT_TOKEN
 
 

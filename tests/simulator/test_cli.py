@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import requests
+
 from line_oa.simulator import build_config
 from line_oa.simulator.config import load_file
 from line_oa.simulator.testing import SimulatorProcess

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+
 from line_oa.simulator import DEFAULT_TOKEN
 
 from .simulator_helpers import user_id

@@ -7,6 +7,7 @@ import pathlib
 from typing import Any
 
 import yaml
+
 from line_oa.validation import Problem, campaign_from_text
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from yaml import safe_dump
+
 from line_oa.campaign import (
     DEFAULT_CAMPAIGNS_DIR,
     DEFAULT_SQL_ROOT,
@@ -17,7 +19,6 @@ from line_oa.campaign import (
     parse_campaign,
 )
 from line_oa.errors import CampaignFileError, LineOAError
-from yaml import safe_dump
 
 from .campaign_docs import EXAMPLES, FIXTURES, SQL_ROOT, valid_document
 

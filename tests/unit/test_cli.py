@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from line_oa import cli
 
 from .campaign_docs import EXAMPLES, FIXTURES, ROOT

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
 from line_oa.messages import utf16_len
 
 from .campaign_docs import problems_of, valid_document

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from line_oa.campaign import Campaign, parse_campaign
 from line_oa.errors import CampaignFileError
 from line_oa.validation import ValidationReport, validate_campaign_file

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from line_oa.utm import find_urls, tag_text, tag_url, utm_parameters
 
 LINE_SOCIAL = {"utm_source": "line", "utm_medium": "social"}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+
 from line_oa.validation import MAX_FILE_BYTES, Problem, ValidationReport, validate_campaign_file
 
 from .campaign_docs import EXAMPLES, FIXTURES, SQL_ROOT, problems_of, valid_document
