@@ -39,7 +39,7 @@ class TokenBucket:
 
 
 def channel_share(
-    limit: float, *, safety: float = 0.95, concurrent_senders: int = 1, cap: float | None = None
+    limit: float, *, safety: float = 0.97, concurrent_senders: int = 1, cap: float | None = None
 ) -> float:
     """Return one sender's rate: the channel's limit, less a safety margin, split among its senders.
 
