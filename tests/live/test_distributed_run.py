@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg2
 import pytest
+import sqlalchemy
 import yaml
 
 from tests.live.airflow_stack import (
@@ -324,3 +325,32 @@ def test_campaign_of_a_workspace_not_assigned_to_the_sender_account_is_refused_a
     assert "not assigned to workspace 'retail_th'" in live.task_log(OTHER_WORKSPACE, "validate")
     rows = live.ledger("SELECT COUNT(*) FROM line_delivery_log WHERE campaign_id = %s", (OTHER_WORKSPACE,))
     assert rows == [(0,)]
+
+
+def test_ready_made_queries_answer_on_the_delivery_log_of_the_live_runs(live):
+    queries = REPO_ROOT / "include" / "sql" / "queries"
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{live.ledger_db}")
+    try:
+        with engine.connect() as conn:
+
+            def run(name: str, **params: Any) -> list[tuple]:
+                text = sqlalchemy.text((queries / f"{name}.sql").read_text())
+                return [tuple(row) for row in conn.execute(text, params)]
+
+            scope = {"campaign_id": MAIN, "run_id": live.run_ids[MAIN]}
+            outcomes = run("run_outcomes", **scope)
+            summaries = {row[0]: row for row in run("runs_summary", campaign_id=None)}
+            unfinished = run("unfinished_recipients", **scope)
+            excluded = run("excluded_profiles", **scope)
+    finally:
+        engine.dispose()
+    (rows,) = live.ledger("SELECT COUNT(*) FROM line_delivery_log WHERE campaign_id = %s", (MAIN,))
+    assert sum(n for *_, n in outcomes) == rows[0]
+    sent = sum(n for status, _, _, n in outcomes if status == "sent")
+    state, sent_in_summary = summaries[MAIN][2], summaries[MAIN][6]
+    assert (state, sent_in_summary) == ("Finished", sent)
+    assert {campaign: row[2] for campaign, row in summaries.items()} == {
+        MAIN: "Finished", SHARED_A: "Finished", SHARED_B: "Finished", OTHER_WORKSPACE: "Suspended",
+    }  # fmt: skip
+    assert unfinished == []
+    assert {reason for reason, *_ in excluded} == {"missing_recipient_id", "duplicate_recipient"}
