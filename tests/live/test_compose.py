@@ -144,3 +144,16 @@ def test_the_validation_refuses_a_broken_file(tmp_path):
     result = compose_config(tmp_path / "docker-compose.yaml")
     assert result.returncode != 0
     assert "restartt" in result.stderr
+
+
+def test_the_example_env_file_gives_a_valid_stack_on_the_simulator(tmp_path):
+    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yaml")
+    shutil.copy(REPO_ROOT / ".env.example", tmp_path / ".env")
+    result = compose_config(tmp_path / "docker-compose.yaml")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    connection = json.loads(environment_of(services["airflow-worker"])["AIRFLOW_CONN_LINE_OA_DEFAULT"])
+    assert connection["host"] == "http://line-simulator:8099"
+    assert connection["extra"] == {
+        "workspaces": "retail_jp", "push_rate_limit": 2000, "multicast_rate_limit": 200, "concurrent_senders": 1,
+    }  # fmt: skip
