@@ -133,6 +133,10 @@ def test_the_image_is_built_from_airflow_3_3_2_with_the_pinned_requirements_and_
     assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
     assert "pip install --no-cache-dir -r" in dockerfile
     assert "--no-deps -e /opt/airflow" in dockerfile
+    ignored = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    assert {".env", ".venv", ".git", "data", "logs"} <= set(ignored), (
+        "secrets and local state stay out of the image"
+    )
 
 
 def test_the_validation_refuses_a_broken_file(tmp_path):
