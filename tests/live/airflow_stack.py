@@ -137,8 +137,8 @@ class AirflowStack:
         return self.home / "logs"
 
     def environment(self) -> dict[str, str]:
-        """Return the environment shared by every component (the parent's Airflow settings removed)."""
-        env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+        """Return the environment shared by every component (the parent's Airflow and line_oa settings removed)."""
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "LINE_OA_"))}
         database = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{self.metadata_db}"
         env.update(
             {
