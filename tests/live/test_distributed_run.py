@@ -16,8 +16,8 @@ REST API:
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,7 +70,6 @@ class LiveRuns:
     cdp_path: pathlib.Path
     run_ids: dict[str, str]
     states: dict[str, str]
-    seconds: float
     task_instances: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def ledger(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -142,9 +141,52 @@ def create_ledger_schema(database: str) -> None:
         conn.close()
 
 
+def live_environment(root: pathlib.Path, simulator_url: str, cdp_path: pathlib.Path, ledger_db: str) -> dict:
+    """Return the campaign settings and connections of every Airflow component."""
+    return {
+        "LINE_OA_DATA_DIR": str(root / "data"),
+        "LINE_OA_CAMPAIGNS_DIR": str(root / "campaigns"),
+        "LINE_OA_STAGING_URI": str(root / "staging"),
+        "LINE_OA_CHANNEL_POOLS": "1",
+        "LINE_OA_STRICT_DAGS": "1",
+        "AIRFLOW_CONN_LINE_OA_DEFAULT": connection(
+            simulator_url, LIVE_TOKEN, workspaces="retail_jp", push_rate_limit=2000
+        ),
+        "AIRFLOW_CONN_LINE_OA_SHARED": connection(
+            simulator_url,
+            SHARED_TOKEN,
+            workspaces="retail_jp",
+            push_rate_limit=SHARED_PUSH_LIMIT,
+            concurrent_senders=2,
+        ),
+        "AIRFLOW_CONN_LINE_OA_CDP": json.dumps({"conn_type": "sqlite", "host": str(cdp_path)}),
+        "AIRFLOW_CONN_LINE_OA_LEDGER": json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": 5432,
+                "login": "postgres",
+                "schema": ledger_db,
+            }
+        ),
+    }
+
+
+def trigger_campaigns(api: AirflowApi) -> tuple[dict[str, str], dict[str, str]]:
+    """Unpause and trigger every campaign at once; wait for the runs; return their ids and states."""
+    campaigns = (MAIN, SHARED_A, SHARED_B, OTHER_WORKSPACE)
+    api.wait_for_dags([dag_id(c) for c in campaigns])
+    conf = {c: {"max_recipients": SHARED_RECIPIENTS} for c in (SHARED_A, SHARED_B)}
+    for campaign_id in campaigns:
+        api.unpause(dag_id(campaign_id))
+    run_ids = {c: api.trigger(dag_id(c), conf.get(c, {"dry_run": False})) for c in campaigns}
+    states = api.wait_for_runs({dag_id(c): r for c, r in run_ids.items()}, timeout=RUN_TIMEOUT)
+    return run_ids, {c: states[dag_id(c)] for c in campaigns}
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> Iterator[LiveRuns]:
-    """Start the stack, trigger the four campaigns through the REST API and wait for every run."""
+    """Start the stack and the simulator, run the four campaigns; stop every process afterwards."""
     if not postgres_available():
         pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
     from line_oa.sample_cdp import generate_sample_cdp
@@ -160,67 +202,29 @@ def live(tmp_path_factory) -> Iterator[LiveRuns]:
         ],
         "recipients": {"blocked": cdp.blocked_user_ids, "unknown": cdp.unknown_user_ids},
     }
+    ledger_db = f"line_oa_live_ledger_{secrets.token_hex(4)}"
     with SimulatorProcess(simulator_config) as simulator:
         stack = AirflowStack(
             root,
-            env={
-                "LINE_OA_DATA_DIR": str(root / "data"),
-                "LINE_OA_CAMPAIGNS_DIR": str(root / "campaigns"),
-                "LINE_OA_STAGING_URI": str(root / "staging"),
-                "LINE_OA_CHANNEL_POOLS": "1",
-                "LINE_OA_STRICT_DAGS": "1",
-                "AIRFLOW_CONN_LINE_OA_DEFAULT": connection(
-                    simulator.base_url, LIVE_TOKEN, workspaces="retail_jp", push_rate_limit=2000
-                ),
-                "AIRFLOW_CONN_LINE_OA_SHARED": connection(
-                    simulator.base_url,
-                    SHARED_TOKEN,
-                    workspaces="retail_jp",
-                    push_rate_limit=SHARED_PUSH_LIMIT,
-                    concurrent_senders=2,
-                ),
-                "AIRFLOW_CONN_LINE_OA_CDP": json.dumps({"conn_type": "sqlite", "host": str(cdp.path)}),
-            },
+            env=live_environment(root, simulator.base_url, cdp.path, ledger_db),
             pools={"line_oa__line_oa_default": 1, "line_oa__line_oa_shared": 2},
         )
-        ledger_db = f"{stack.metadata_db}_ledger"
-        stack.extra_env["AIRFLOW_CONN_LINE_OA_LEDGER"] = json.dumps(
-            {
-                "conn_type": "postgres",
-                "host": "127.0.0.1",
-                "port": 5432,
-                "login": "postgres",
-                "schema": ledger_db,
-            }
-        )
-        recreate_database(ledger_db)
-        create_ledger_schema(ledger_db)
-        started = time.monotonic()
         try:
+            recreate_database(ledger_db)
+            create_ledger_schema(ledger_db)
             stack.start()
             api = stack.api()
-            campaigns = (MAIN, SHARED_A, SHARED_B, OTHER_WORKSPACE)
-            api.wait_for_dags([dag_id(c) for c in campaigns])
-            conf = {
-                SHARED_A: {"max_recipients": SHARED_RECIPIENTS},
-                SHARED_B: {"max_recipients": SHARED_RECIPIENTS},
-            }
-            for campaign_id in campaigns:
-                api.unpause(dag_id(campaign_id))
-            run_ids = {c: api.trigger(dag_id(c), conf.get(c, {"dry_run": False})) for c in campaigns}
-            states = api.wait_for_runs({dag_id(c): r for c, r in run_ids.items()}, timeout=RUN_TIMEOUT)
-            runs = LiveRuns(
+            run_ids, states = trigger_campaigns(api)
+            yield LiveRuns(
                 stack=stack,
                 api=api,
                 simulator=simulator,
                 ledger_db=ledger_db,
                 cdp_path=cdp.path,
                 run_ids=run_ids,
-                states={c: states[dag_id(c)] for c in campaigns},
-                seconds=time.monotonic() - started,
-                task_instances={c: api.task_instances(dag_id(c), run_ids[c]) for c in campaigns},
+                states=states,
+                task_instances={c: api.task_instances(dag_id(c), r) for c, r in run_ids.items()},
             )
-            yield runs
         finally:
             stack.stop()
             drop_database(ledger_db)
