@@ -69,7 +69,8 @@ def reliability_campaigns() -> dict[str, dict]:
             "rel_outage",
             **push,
             **{
-                "activation.retry": {"max_attempts": 3, "initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.02}
+                "target_audience.cdp_conn_id": "line_oa_small_cdp",
+                "activation.retry": {"max_attempts": 3, "initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.02},
             },
         ),
         "rel_brief_outage": _campaign(
@@ -118,7 +119,11 @@ def rel_env(airflow_env, line_simulator, tmp_path_factory):  # noqa: F811
         "AIRFLOW_CONN_LINE_OA_CHAOS_CDP": sqlite_conn("chaos_cdp.db"),
         "AIRFLOW_CONN_LINE_OA_BIG_CDP": sqlite_conn("big_cdp.db"),
         "AIRFLOW_CONN_LINE_OA_HOSTILE_CDP": sqlite_conn("hostile_cdp.db"),
+        "AIRFLOW_CONN_LINE_OA_SMALL_CDP": sqlite_conn("small_cdp.db"),
     }
+    from line_oa.sample_cdp import generate_sample_cdp
+
+    small_cdp = generate_sample_cdp(base / "small_cdp.db", profiles=400, seed=5, blocked_fraction=0, unknown_fraction=0)
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
@@ -127,7 +132,7 @@ def rel_env(airflow_env, line_simulator, tmp_path_factory):  # noqa: F811
         bag = DagBag(dag_folder=str(airflow_env["bag"].dag_folder))
         assert bag.import_errors == {}
         assert {f"line_campaign__{c}" for c in reliability_campaigns()} <= set(bag.dag_ids)
-        yield {"bag": bag, "cdp": airflow_env["cdp"], "base": base, "campaigns": campaigns}
+        yield {"bag": bag, "cdp": airflow_env["cdp"], "small_cdp": small_cdp, "base": base, "campaigns": campaigns}
 
 
 def simulator_channels() -> list[dict]:
