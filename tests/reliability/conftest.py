@@ -34,6 +34,8 @@ OTHER_TOKEN = "sim-other-workspace-token-4b9d02"
 CHAOS_RECIPIENTS = int(os.environ.get("LINE_OA_CHAOS_RECIPIENTS") or 5000)
 # Share of generated profiles that are eligible (opted in, a valid and first-seen LINE user id).
 ELIGIBLE_SHARE = 0.865
+HOSTILE_NAME = "Robert'); DROP TABLE line_delivery_log; -- <script>alert(1)</script>"
+HOSTILE_TEXT = "<img src=x onerror=alert(3)> javascript:alert(4) https://shop.example.com/a?q=1\"><script>alert(5)</script>"
 FAST_RETRY = {"max_attempts": 10, "initial_backoff_seconds": 0.05, "max_backoff_seconds": 1.0}
 
 
@@ -88,9 +90,13 @@ def reliability_campaigns() -> dict[str, dict]:
             "welcome_back",
             "rel_hostile_cdp",
             **push,
-            name="Robert'); DROP TABLE line_delivery_log; --",
-            description="<script>alert(1)</script> x; DROP TABLE profiles",
-            **{"target_audience.cdp_conn_id": "line_oa_hostile_cdp", "activation.chunk_size": 100},
+            name=HOSTILE_NAME,
+            description="x; DROP TABLE profiles; -- <script>alert(2)</script>",
+            **{
+                "target_audience.cdp_conn_id": "line_oa_hostile_cdp",
+                "activation.chunk_size": 100,
+                "content.messages": [{"type": "text", "text": HOSTILE_TEXT}],
+            },
         ),
     }
 
