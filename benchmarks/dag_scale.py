@@ -9,19 +9,20 @@ task's figure includes Airflow itself and what earlier tasks left allocated).
 
 from __future__ import annotations
 
-import json
-import pathlib
 import re
 import sqlite3
 import subprocess
 import sys
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.environment import REPO_ROOT
 from benchmarks.memory import TreeMemorySampler
 from benchmarks.push import simulator_config
+
+if TYPE_CHECKING:
+    import pathlib
 
 MB = 1_000_000
 SCENARIOS = {
@@ -70,8 +71,15 @@ def _per_task(instances: list[dict], sampler: TreeMemorySampler) -> list[dict]:
         if ti["start"] is None or ti["end"] is None:
             continue
         entry = tasks.setdefault(
-            ti["task_id"], {"task": ti["task_id"], "instances": 0, "seconds": 0.0, "peak_rss_mb": 0.0,
-                            "states": {}, "first_start": ti["start"]}  # fmt: skip
+            ti["task_id"],
+            {
+                "task": ti["task_id"],
+                "instances": 0,
+                "seconds": 0.0,
+                "peak_rss_mb": 0.0,
+                "states": {},
+                "first_start": ti["start"],
+            },  # fmt: skip
         )
         entry["instances"] += 1
         entry["seconds"] += ti["end"] - ti["start"]
@@ -119,7 +127,9 @@ def run_scenario(work: pathlib.Path, name: str, profiles: int, mode: str) -> dic
         log_path = home / "dags_test.log"
         with open(log_path, "w") as log:
             started = time.perf_counter()
-            process = subprocess.Popen([*airflow, "dags", "test", dag_id], env=env, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [*airflow, "dags", "test", dag_id], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
             with TreeMemorySampler(process.pid) as sampler:
                 returncode = process.wait()
             wall = time.perf_counter() - started
@@ -148,8 +158,11 @@ def run_scenario(work: pathlib.Path, name: str, profiles: int, mode: str) -> dic
         "send_seconds": round(send_seconds, 2),
         "outside_sends_share_wall": round(1 - send_seconds / wall, 4) if wall else None,
         "outside_sends_share_tasks": round(1 - send_seconds / tasks_span, 4) if tasks_span else None,
-        "simulator": {"deliveries": stats["deliveries"], "requests": stats["requests"],
-                      "rate_limited": stats["rate_limited"]},  # fmt: skip
+        "simulator": {
+            "deliveries": stats["deliveries"],
+            "requests": stats["requests"],
+            "rate_limited": stats["rate_limited"],
+        },  # fmt: skip
         "log": str(log_path),
     }
     if returncode != 0:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import pathlib
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from benchmarks.environment import POSTGRES_CONN, define_connection
 from line_oa.simulator import DEFAULT_TOKEN
 
-from benchmarks.environment import POSTGRES_CONN, define_connection
-
 if TYPE_CHECKING:
+    import pathlib
     from collections.abc import Iterable
 
     from line_oa.ledger import LedgerRow
@@ -55,7 +54,11 @@ class InMemoryLedger:
         return self.writes
 
     def rows_to_send(self, chunk_index: int) -> list[LedgerRow]:
-        return [r for r in self._rows.values() if r.chunk_index == chunk_index and r.status in ("pending", "sending")]
+        return [
+            r
+            for r in self._rows.values()
+            if r.chunk_index == chunk_index and r.status in ("pending", "sending")
+        ]
 
     def is_stale(self, row: LedgerRow, margin: timedelta = timedelta(0)) -> bool:
         return False

@@ -12,7 +12,13 @@ import tempfile
 from importlib import metadata
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-POSTGRES_CONN = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": "test"}
+POSTGRES_CONN = {
+    "conn_type": "postgres",
+    "host": "127.0.0.1",
+    "port": 5432,
+    "login": "postgres",
+    "schema": "test",
+}
 KEY_DISTRIBUTIONS = (
     "apache-airflow",
     "apache-airflow-task-sdk",
@@ -82,7 +88,11 @@ def machine() -> dict:
             versions[name] = None
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout.strip()
     except OSError:
         commit = ""

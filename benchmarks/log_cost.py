@@ -63,8 +63,13 @@ def run(work, reps: int = 3) -> dict[str, Any]:
         for row in table if row["log"] != "none"
     ]  # fmt: skip
     return {
-        "settings": {"latency_ms": LATENCY_MS, "recipients": RECIPIENTS, "repetitions": reps, "client_rate": None,
-                     "max_in_flight": 128},  # fmt: skip
+        "settings": {
+            "latency_ms": LATENCY_MS,
+            "recipients": RECIPIENTS,
+            "repetitions": reps,
+            "client_rate": None,
+            "max_in_flight": 128,
+        },  # fmt: skip
         "runs": runs,
         "table": table,
         "targets": targets,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -35,10 +36,8 @@ class TreeMemorySampler:
             total = 0
             try:
                 for process in [root, *root.children(recursive=True)]:
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         total += process.memory_info().rss
-                    except psutil.Error:
-                        pass
             except psutil.Error:
                 return
             self.samples.append((time.time(), total))

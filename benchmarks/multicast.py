@@ -30,7 +30,9 @@ def run(work, reps: int = 3) -> dict[str, Any]:
                 ledger = delivery.open_ledger("sqlite", work, "bench_multicast")
 
                 def action(recipients=recipients, ledger=ledger, rate=rates[variant]):
-                    return delivery.run_engine(recipients=recipients, ledger=ledger, mode="multicast", rate=rate)
+                    return delivery.run_engine(
+                        recipients=recipients, ledger=ledger, mode="multicast", rate=rate
+                    )
 
                 outcome, answers = with_simulator_stats(sim, action)
                 row = {
@@ -63,8 +65,14 @@ def run(work, reps: int = 3) -> dict[str, Any]:
                 "runs": len(rows),
                 **{
                     f"{key}_median": median(r[key] for r in rows)
-                    for key in ("requests_per_second", "recipients_per_second_send", "recipients_per_second_wall",
-                                "send_seconds", "wall_seconds", "http_429")  # fmt: skip
+                    for key in (
+                        "requests_per_second",
+                        "recipients_per_second_send",
+                        "recipients_per_second_wall",
+                        "send_seconds",
+                        "wall_seconds",
+                        "http_429",
+                    )  # fmt: skip
                 },
                 "requests_per_second_all": [r["requests_per_second"] for r in rows],
             }
@@ -79,8 +87,12 @@ def run(work, reps: int = 3) -> dict[str, Any]:
          "met": (default["requests_per_second_median"] or 0) >= 200 * 0.98},
     ]  # fmt: skip
     return {
-        "settings": {"latency_ms": LATENCY_MS, "line_multicast_limit": LINE_MULTICAST_LIMIT,
-                     "recipients": RECIPIENTS, "repetitions": reps},  # fmt: skip
+        "settings": {
+            "latency_ms": LATENCY_MS,
+            "line_multicast_limit": LINE_MULTICAST_LIMIT,
+            "recipients": RECIPIENTS,
+            "repetitions": reps,
+        },  # fmt: skip
         "runs": runs,
         "table": table,
         "targets": targets,

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import re
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.environment import REPO_ROOT
 from benchmarks.measure import median
+
+if TYPE_CHECKING:
+    import pathlib
 
 FILE_COUNTS = (1, 50, 200)
 TEMPLATE = REPO_ROOT / "include" / "campaigns" / "welcome_back.yaml"
@@ -94,7 +96,10 @@ def run(work: pathlib.Path, reps: int = 3) -> dict[str, Any]:
                 "runs": len(rows),
                 "dags": rows[0]["dags"],
                 "import_errors": len(rows[0]["import_errors"]),
-                **{f"{k}_median": median(r[k] for r in rows) for k in ("total_seconds", "import_seconds", "fill_seconds")},
+                **{
+                    f"{k}_median": median(r[k] for r in rows)
+                    for k in ("total_seconds", "import_seconds", "fill_seconds")
+                },
                 "total_seconds_all": [round(r["total_seconds"], 3) for r in rows],
                 "fill_seconds_all": [round(r["fill_seconds"], 3) for r in rows],
             }
@@ -106,4 +111,9 @@ def run(work: pathlib.Path, reps: int = 3) -> dict[str, Any]:
         {"target": f"{big['files']} campaign files: DagBag fill under 2 s", "value": big["fill_seconds_median"],
          "goal": 2.0, "met": big["fill_seconds_median"] < 2.0},
     ]  # fmt: skip
-    return {"settings": {"file_counts": FILE_COUNTS, "repetitions": reps}, "runs": runs, "table": table, "targets": targets}
+    return {
+        "settings": {"file_counts": FILE_COUNTS, "repetitions": reps},
+        "runs": runs,
+        "table": table,
+        "targets": targets,
+    }

@@ -19,11 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     mode = argv[0] if argv else "multicast"
     count = int(argv[1]) if len(argv) > 1 else (200_000 if mode == "multicast" else 20_000)
     work = prepare_airflow_home()
-    from line_oa.ratelimit import channel_share
-    from line_oa.simulator.testing import SimulatorProcess
-
     from benchmarks import delivery, senders
     from benchmarks.push import simulator_config
+    from line_oa.ratelimit import channel_share
+    from line_oa.simulator.testing import SimulatorProcess
 
     with SimulatorProcess(simulator_config(2000, 200)) as sim:
         delivery.define_line_connection(sim.base_url)

@@ -47,7 +47,9 @@ def _alternative(name: str, sim, work, client_rate, salt: int):
     recipients = senders.user_ids(SIZES[name], salt=salt)
     if name == "engine_sqlite":
         ledger = delivery.open_ledger("sqlite", work, "bench_push")
-        return lambda: delivery.run_engine(recipients=recipients, ledger=ledger, mode="push", rate=client_rate)
+        return lambda: delivery.run_engine(
+            recipients=recipients, ledger=ledger, mode="push", rate=client_rate
+        )
     if name == "sdk_loop":
         return lambda: senders.sdk_loop(sim.base_url, recipients)
     if name == "http_hook_loop":
@@ -149,9 +151,10 @@ def run(work, reps: int = 3) -> dict[str, Any]:
 
     rates = {"limited": channel_share(LINE_PUSH_LIMIT), "unlimited": None}
     runs: list[dict] = []
-    with SimulatorProcess(simulator_config(LINE_PUSH_LIMIT)) as limited, SimulatorProcess(
-        simulator_config(0, 0)
-    ) as unlimited:
+    with (
+        SimulatorProcess(simulator_config(LINE_PUSH_LIMIT)) as limited,
+        SimulatorProcess(simulator_config(0, 0)) as unlimited,
+    ):
         sims = {"limited": limited, "unlimited": unlimited}
         for rep in range(reps):
             for index, scenario in enumerate(SCENARIOS):

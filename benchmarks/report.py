@@ -138,7 +138,7 @@ def _dag_scale(case: dict) -> list[str]:
         "instances). Memory: `airflow dags test` runs every task in its own process, one after another, so per-task "
         "memory is the highest resident set of that process (and any children) sampled every 0.1 s while the task "
         "ran; it includes Airflow itself (about 190 MB after start) and whatever earlier tasks left allocated; "
-        "\"growth\" is that peak minus the resident set just before the task started. One run each.",
+        '"growth" is that peak minus the resident set just before the task started. One run each.',
         "",
     ]
     for r in case["results"]:
@@ -146,7 +146,7 @@ def _dag_scale(case: dict) -> list[str]:
             f"**{r['scenario']}**: {r['profiles']:,} profiles, {r['mode']}; exit status {r['returncode']}; "
             f"`dags test` wall {r['dags_test_wall_seconds']:.1f} s (first task start to last task end "
             f"{_n(r['tasks_span_seconds'], 1)} s; `db migrate` {r['db_migrate_seconds']:.1f} s and the sample CDP "
-            f"{r['cdp_seconds']:.1f} s not included); sending (sum of \"chunk N done ... X s\") {r['send_seconds']:.1f} s "
+            f'{r["cdp_seconds"]:.1f} s not included); sending (sum of "chunk N done ... X s") {r["send_seconds"]:.1f} s '
             f"in {r['chunks_done']} chunks; time outside the sends {_pct(r['outside_sends_share_wall'])} of the wall "
             f"time ({_pct(r['outside_sends_share_tasks'])} of the task span); process peak {r['process_peak_rss_mb']:,.0f} MB; "
             f"simulator: {r['simulator']['deliveries']:,} deliveries, {r['simulator']['rate_limited']} rate-limited answers.",
@@ -163,7 +163,13 @@ def _dag_scale(case: dict) -> list[str]:
     return lines
 
 
-SECTIONS = {"push": _push, "multicast": _multicast, "log_cost": _log_cost, "parse": _parse, "dag_scale": _dag_scale}
+SECTIONS = {
+    "push": _push,
+    "multicast": _multicast,
+    "log_cost": _log_cost,
+    "parse": _parse,
+    "dag_scale": _dag_scale,
+}
 
 
 def _targets(results: dict) -> list[str]:

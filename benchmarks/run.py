@@ -67,14 +67,18 @@ def main(argv: list[str] | None = None) -> int:
                 case=case,
                 description=CASES[case],
                 date=date,
-                command=f"python -m benchmarks.run {case}" + (f" --reps {args.reps}" if args.reps != 3 else ""),
+                command=f"python -m benchmarks.run {case}"
+                + (f" --reps {args.reps}" if args.reps != 3 else ""),
                 seconds=round(time.perf_counter() - started, 1),
                 load_average_after=_load_average(),
             )
             results["cases"][case] = figures
             save(results)
             for target in figures.get("targets", []):
-                print(f"   {'MET ' if target['met'] else 'MISSED'} {target['target']}: {target['value']}", flush=True)
+                print(
+                    f"   {'MET ' if target['met'] else 'MISSED'} {target['target']}: {target['value']}",
+                    flush=True,
+                )
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
