@@ -86,16 +86,6 @@ def machine() -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
     return {
         "nproc": os.cpu_count(),
         "memory_gib": _memory_gib(),
@@ -104,5 +94,20 @@ def machine() -> dict:
         "python": platform.python_version(),
         "versions": versions,
         "load_average_at_start": _load_average(),
-        "git_commit": commit,
+        "git_commit": code_version(),
     }
+
+
+def code_version() -> str:
+    """Return the commit under test, with ``+changes`` when plugins/ or dags/ differ from it."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        except OSError:
+            return ""
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    changed = git("status", "--porcelain", "--", "plugins", "dags")
+    return f"{commit}+changes" if changed else commit

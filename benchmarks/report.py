@@ -38,13 +38,15 @@ def _machine(m: dict) -> list[str]:
         f"Linux {m.get('kernel')}; shared with other engineers' test runs (load average at the last start: "
         f"{', '.join(str(x) for x in m.get('load_average_at_start', []))}).",
         f"- Python {m.get('python')}; {versions}.",
-        f"- Code: commit `{m.get('git_commit')}` plus the working tree.",
+        f"- Code at the last run's start: `{m.get('git_commit')}` (`+changes`: plugins/ or dags/ differed from "
+        "that commit); each case names the code it ran on.",
     ]
 
 
 def _case_header(case: dict) -> list[str]:
     return [
-        f"Command: `{case['command']}` · run {case['date']} · {case['seconds']:.0f} s · "
+        f"Command: `{case['command']}` · run {case['date']} on code `{case.get('code', '?')}` · "
+        f"{case['seconds']:.0f} s · "
         f"load average after: {', '.join(str(x) for x in case.get('load_average_after') or [])}",
         "",
     ]

@@ -15,7 +15,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from benchmarks.environment import REPO_ROOT, machine, prepare_airflow_home
+from benchmarks.environment import REPO_ROOT, code_version, machine, prepare_airflow_home
 
 CASES = {
     "push": "push throughput: engine vs LINE SDK, HttpHook, bare aiohttp; limit 2,000/s and lifted",
@@ -62,11 +62,13 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(f"benchmarks.{case}")
             started = time.perf_counter()
             date = datetime.now(UTC).isoformat(timespec="seconds")
+            code = code_version()
             figures = module.run(work, reps=1 if case == "dag_scale" else args.reps)
             figures.update(
                 case=case,
                 description=CASES[case],
                 date=date,
+                code=code,
                 command=f"python -m benchmarks.run {case}"
                 + (f" --reps {args.reps}" if args.reps != 3 else ""),
                 seconds=round(time.perf_counter() - started, 1),
