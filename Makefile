@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export AIRFLOW_HOME ?= $(CURDIR)/data/airflow
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-live demo bench bench-push lint format requirements simulator clean
+.PHONY: help install test test-fast test-live chaos demo bench bench-push lint format requirements simulator clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ test-fast: install ## Run the suite without the slow end-to-end tests
 
 test-live: install ## Run only the live tests: Airflow's components as processes (Celery, PostgreSQL, Redis)
 	$(BIN)/python -m pytest -m live
+
+chaos: install ## Chaos run: 100,000 recipients through every fault at once, push task SIGKILLed mid-chunk
+	LINE_OA_CHAOS_RECIPIENTS=$${LINE_OA_CHAOS_RECIPIENTS:-100000} $(BIN)/python -m pytest tests/reliability -m chaos
 
 demo: install ## Deliver the demo campaign end to end (SQLite CDP, LINE simulator, real DAG run)
 	$(BIN)/python -m line_oa.demo

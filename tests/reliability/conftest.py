@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import os
-import pathlib
 import signal
 import socket
 import sqlite3
@@ -20,13 +19,16 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from line_oa.simulator import DEFAULT_TOKEN
 
+from line_oa.simulator import DEFAULT_TOKEN
 from tests.dags.conftest import _campaign, airflow_env, line  # noqa: F401  (fixtures reused)
+
+if TYPE_CHECKING:
+    import pathlib
 
 # Distinctive tokens: a test greps every artifact of a run for them.
 CHAOS_TOKEN = "sim-chaos-token-7c1f9e4b2d6a8035e1"
@@ -35,7 +37,7 @@ CHAOS_RECIPIENTS = int(os.environ.get("LINE_OA_CHAOS_RECIPIENTS") or 5000)
 # Share of generated profiles that are eligible (opted in, a valid and first-seen LINE user id).
 ELIGIBLE_SHARE = 0.865
 HOSTILE_NAME = "Robert'); DROP TABLE line_delivery_log; -- <script>alert(1)</script>"
-HOSTILE_TEXT = "<img src=x onerror=alert(3)> javascript:alert(4) https://shop.example.com/a?q=1\"><script>alert(5)</script>"
+HOSTILE_TEXT = '<img src=x onerror=alert(3)> javascript:alert(4) https://shop.example.com/a?q=1"><script>alert(5)</script>'
 FAST_RETRY = {"max_attempts": 10, "initial_backoff_seconds": 0.05, "max_backoff_seconds": 1.0}
 
 
@@ -64,7 +66,10 @@ def reliability_campaigns() -> dict[str, dict]:
             },
         ),
         "rel_quota": _campaign(
-            "welcome_back", "rel_quota", **push, **{"activation.chunk_size": 500, "activation.retry": FAST_RETRY}
+            "welcome_back",
+            "rel_quota",
+            **push,
+            **{"activation.chunk_size": 500, "activation.retry": FAST_RETRY},
         ),
         "rel_outage": _campaign(
             "welcome_back",
@@ -72,16 +77,28 @@ def reliability_campaigns() -> dict[str, dict]:
             **push,
             **{
                 "target_audience.cdp_conn_id": "line_oa_small_cdp",
-                "activation.retry": {"max_attempts": 3, "initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.02},
+                "activation.retry": {
+                    "max_attempts": 3,
+                    "initial_backoff_seconds": 0.01,
+                    "max_backoff_seconds": 0.02,
+                },
             },
         ),
         "rel_brief_outage": _campaign(
             "welcome_back",
             "rel_brief_outage",
             **push,
-            **{"activation.retry": {"max_attempts": 8, "initial_backoff_seconds": 0.2, "max_backoff_seconds": 2.0}},
+            **{
+                "activation.retry": {
+                    "max_attempts": 8,
+                    "initial_backoff_seconds": 0.2,
+                    "max_backoff_seconds": 2.0,
+                }
+            },
         ),
-        "rel_wrong_sender": _campaign("welcome_back", "rel_wrong_sender", **{"content.line_config": "line_oa_other"}),
+        "rel_wrong_sender": _campaign(
+            "welcome_back", "rel_wrong_sender", **{"content.line_config": "line_oa_other"}
+        ),
         "rel_right_sender": _campaign("welcome_back", "rel_right_sender", **push),
         "rel_big_test_send": _campaign(
             "welcome_back", "rel_big_test_send", **{"target_audience.cdp_conn_id": "line_oa_big_cdp"}
@@ -112,7 +129,9 @@ def rel_env(airflow_env, line_simulator, tmp_path_factory):  # noqa: F811
 
     def line_conn(token: str, workspaces: str) -> str:
         extra = {"workspaces": workspaces, "timeout": 5}
-        return json.dumps({"conn_type": "line_oa", "host": line_simulator.base_url, "password": token, "extra": extra})
+        return json.dumps(
+            {"conn_type": "line_oa", "host": line_simulator.base_url, "password": token, "extra": extra}
+        )
 
     def sqlite_conn(name: str) -> str:
         return json.dumps({"conn_type": "sqlite", "host": str(base / name)})
@@ -129,7 +148,9 @@ def rel_env(airflow_env, line_simulator, tmp_path_factory):  # noqa: F811
     }
     from line_oa.sample_cdp import generate_sample_cdp
 
-    small_cdp = generate_sample_cdp(base / "small_cdp.db", profiles=400, seed=5, blocked_fraction=0, unknown_fraction=0)
+    small_cdp = generate_sample_cdp(
+        base / "small_cdp.db", profiles=400, seed=5, blocked_fraction=0, unknown_fraction=0
+    )
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
@@ -138,7 +159,13 @@ def rel_env(airflow_env, line_simulator, tmp_path_factory):  # noqa: F811
         bag = DagBag(dag_folder=str(airflow_env["bag"].dag_folder))
         assert bag.import_errors == {}
         assert {f"line_campaign__{c}" for c in reliability_campaigns()} <= set(bag.dag_ids)
-        yield {"bag": bag, "cdp": airflow_env["cdp"], "small_cdp": small_cdp, "base": base, "campaigns": campaigns}
+        yield {
+            "bag": bag,
+            "cdp": airflow_env["cdp"],
+            "small_cdp": small_cdp,
+            "base": base,
+            "campaigns": campaigns,
+        }
 
 
 def simulator_channels() -> list[dict]:
@@ -295,7 +322,9 @@ class PushKiller:
 
         with create_session() as session:
             running = (
-                session.query(TaskInstance.id, TaskInstance.pid, TaskInstance.map_index, TaskInstance.try_number)
+                session.query(
+                    TaskInstance.id, TaskInstance.pid, TaskInstance.map_index, TaskInstance.try_number
+                )
                 .filter(TaskInstance.dag_id == self.dag_id, TaskInstance.task_id == "push")
                 .filter(TaskInstance.state == "running", TaskInstance.pid.isnot(None))
                 .all()
@@ -412,9 +441,9 @@ def chaos_run(executor_env, line_simulator) -> ChaosRun:
     dag = executor_env["bag"].dags["line_campaign__rel_chaos"]
     console = base / "chaos-console.log"
     started = time.monotonic()
-    with PushKiller(sim, dag.dag_id, thresholds, base / "data" / "delivery_log.db", "rel_chaos") as killer:
-        with console_to(console):
-            dag_run = dag.test(use_executor=True)
+    killer = PushKiller(sim, dag.dag_id, thresholds, base / "data" / "delivery_log.db", "rel_chaos")
+    with killer, console_to(console):
+        dag_run = dag.test(use_executor=True)
     seconds = time.monotonic() - started
     tries = {
         (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): ti.try_number

@@ -8,24 +8,27 @@ and run ids, and checks what SQL actually runs.
 from __future__ import annotations
 
 import os
-import pathlib
 import re
 import sqlite3
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from line_oa.campaign import load_campaign
 from line_oa.errors import CampaignFileError
 from line_oa.validation import MAX_FILE_BYTES, campaign_from_text, validate_campaign_file
-
 from tests.dags.conftest import ledger_of, run_dag, task_states
 from tests.unit.campaign_docs import SQL_ROOT, problems_of, valid_document
 
 from .conftest import HOSTILE_NAME, HOSTILE_TEXT, assert_every_profile_accounted_for, assert_log_equals_record
+
+if TYPE_CHECKING:
+    import pathlib
 
 FUZZ = settings(
     max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -69,7 +72,8 @@ def write(tmp_path: pathlib.Path, data: bytes | str, name: str = "test_campaign.
 def assert_clear_refusal(path: pathlib.Path) -> list[str]:
     """Assert the file is refused with problems naming it, by validation and by the loader alike."""
     report = validate_campaign_file(path, sql_root=SQL_ROOT)
-    assert not report.ok and report.problems
+    assert not report.ok
+    assert report.problems
     assert all(problem.file == str(path) and problem.message for problem in report.problems)
     with pytest.raises(CampaignFileError):
         load_campaign(path)
@@ -108,7 +112,9 @@ def test_identifiers_are_validated_before_they_reach_a_path_or_a_query(location,
     assert segments in campaign.segment_sql_path(SQL_ROOT).resolve().parents
 
 
-@settings(max_examples=20, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.binary(max_size=300))
 def test_one_hostile_file_never_hides_the_other_campaigns_from_the_dag_folder(tmp_path_factory, data):
     from line_oa.dag_factory import build_campaign_dags
@@ -143,7 +149,14 @@ def test_a_billion_laughs_yaml_bomb_is_refused_at_once(tmp_path):
         "%YAML 9.9\n---\nid: x\n",
         "id: x\n---\nid: y\n",
     ],
-    ids=["deeply nested flow", "deeply nested block", "python object tag", "python name tag", "bad directive", "two documents"],
+    ids=[
+        "deeply nested flow",
+        "deeply nested block",
+        "python object tag",
+        "python name tag",
+        "bad directive",
+        "two documents",
+    ],
 )
 def test_yaml_that_is_not_a_plain_document_is_refused_with_a_sentence(tmp_path, text):
     marker = tmp_path / "executed"
@@ -173,7 +186,9 @@ def test_a_huge_text_message_is_refused_by_the_text_parser_as_well(tmp_path):
     document = valid_document()
     document["content"]["messages"][0]["text"] = "x" * (MAX_FILE_BYTES + 10)
     _, problems = campaign_from_text(yaml.safe_dump(document), "test_campaign.yaml")
-    assert [problem.message for problem in problems] == [f"campaign text is larger than 1 MB ({MAX_FILE_BYTES} bytes)"]
+    assert [problem.message for problem in problems] == [
+        f"campaign text is larger than 1 MB ({MAX_FILE_BYTES} bytes)"
+    ]
 
 
 @pytest.mark.xfail(
@@ -185,7 +200,9 @@ def test_a_campaign_file_that_is_not_a_regular_file_is_refused_without_hanging(t
     fifo = tmp_path / "test_campaign.yaml"
     os.mkfifo(fifo)
     outcome = {}
-    reader = threading.Thread(target=lambda: outcome.setdefault("report", validate_campaign_file(fifo)), daemon=True)
+    reader = threading.Thread(
+        target=lambda: outcome.setdefault("report", validate_campaign_file(fifo)), daemon=True
+    )
     reader.start()
     reader.join(timeout=5)
     hung = reader.is_alive()
@@ -193,7 +210,10 @@ def test_a_campaign_file_that_is_not_a_regular_file_is_refused_without_hanging(t
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         reader.join(timeout=5)
     assert not hung, "validating a named pipe hung"
-    assert any("regular file" in problem.message or "not a file" in problem.message for problem in outcome["report"].problems)
+    assert any(
+        "regular file" in problem.message or "not a file" in problem.message
+        for problem in outcome["report"].problems
+    )
 
 
 # -- hostile message content ----------------------------------------------------------------------
@@ -212,7 +232,9 @@ def test_javascript_links_are_refused_whatever_the_case(tmp_path):
     "the password, to every recipient",
 )
 @pytest.mark.parametrize(
-    "where", ["text", "link_uri", "base_url"], ids=["in a text message", "in an imagemap link", "as the imagemap base URL"]
+    "where",
+    ["text", "link_uri", "base_url"],
+    ids=["in a text message", "in an imagemap link", "as the imagemap base URL"],
 )
 def test_links_carrying_credentials_are_refused(where):
     document = valid_document()
@@ -232,10 +254,12 @@ def test_hostile_campaign_and_run_ids_are_bound_as_values_never_spliced_into_sql
     from line_oa.pipeline import previous_delivery, run_staging_uri
 
     run_id = "manual__x'); DROP TABLE line_delivery_log; --"
-    ledger = DeliveryLedger(sqlite_file_hook(tmp_path / "log.db"), campaign_id="c'; DELETE FROM x; --", run_id=run_id)
+    ledger = DeliveryLedger(
+        sqlite_file_hook(tmp_path / "log.db"), campaign_id="c'; DELETE FROM x; --", run_id=run_id
+    )
     profile = "P'); DROP TABLE line_campaign_summary; --"
     ledger.add([LedgerRow(profile, "U" + "a" * 32, "pending", chunk_index=0)])
-    ledger.upsert([LedgerRow(profile, "U" + "a" * 32, "sent", chunk_index=0, line_message="it's \"quoted\"")])
+    ledger.upsert([LedgerRow(profile, "U" + "a" * 32, "sent", chunk_index=0, line_message='it\'s "quoted"')])
     ledger.write_summary({"state": "Finished", "targeted": 1, "sent": 1, "not_sent": 0, "test_sends": 0,
                           "messages_billed": 1, "requests": 1, "retries": 0})  # fmt: skip
     assert previous_delivery(ledger) is None
@@ -246,7 +270,8 @@ def test_hostile_campaign_and_run_ids_are_bound_as_values_never_spliced_into_sql
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"line_delivery_log", "line_campaign_summary"} <= tables
     staging = run_staging_uri("c", "../../../etc/x")
-    assert "/../" not in staging and staging.endswith("/c/.._.._.._etc_x")
+    assert "/../" not in staging
+    assert staging.endswith("/c/.._.._.._etc_x")
 
 
 class TracingHook:
@@ -318,7 +343,9 @@ def test_hostile_cdp_rows_and_campaign_text_end_in_recorded_outcomes_and_only_fi
     hostile = hostile_cdp(rel_env["base"] / "hostile_cdp.db")
     statements: list[str] = []
     real_cdp_hook = pipeline.cdp_hook
-    monkeypatch.setattr(pipeline, "cdp_hook", lambda campaign: TracingHook(real_cdp_hook(campaign), statements))
+    monkeypatch.setattr(
+        pipeline, "cdp_hook", lambda campaign: TracingHook(real_cdp_hook(campaign), statements)
+    )
     started = time.monotonic()
     dag_run = run_dag(rel_env, "rel_hostile_cdp")
     assert str(dag_run.state) == "success", task_states(dag_run)
@@ -326,7 +353,9 @@ def test_hostile_cdp_rows_and_campaign_text_end_in_recorded_outcomes_and_only_fi
 
     segment_file = SQL_ROOT / "segments" / "customers" / "all_line_friends.sql"
     from_file = segment_file.read_text(encoding="utf-8")
-    assert set(statements) == {count_sql(from_file), wrap_segment_sql(from_file)}, "SQL not from the segment file"
+    assert set(statements) == {count_sql(from_file), wrap_segment_sql(from_file)}, (
+        "SQL not from the segment file"
+    )
     ledger = ledger_of("rel_hostile_cdp", dag_run.run_id)
     rows = {row.profile_id: row for row in ledger.rows()}
     assert (rows[hostile["sql_profile"]].status, rows[hostile["huge_profile"]].status) == ("sent", "sent")
@@ -339,11 +368,15 @@ def test_hostile_cdp_rows_and_campaign_text_end_in_recorded_outcomes_and_only_fi
     assert_every_profile_accounted_for(ledger, profiles)
     assert_log_equals_record(ledger, rel_line.admin.deliveries())
     bundle = rel_line.admin.messages(rel_line.admin.deliveries()[0]["messages_hash"])
-    assert bundle[0]["text"].startswith(HOSTILE_TEXT.split(" https://")[0]), "the text was altered, not just tagged"
+    assert bundle[0]["text"].startswith(HOSTILE_TEXT.split(" https://")[0]), (
+        "the text was altered, not just tagged"
+    )
 
     report = next((rel_env["base"] / "data" / "reports" / "rel_hostile_cdp").glob("*.html")).read_text()
     for raw in ("<script>", "<img src=x", 'q=1">'):
         assert raw not in report, f"unescaped {raw!r} in the HTML report"
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report, "the campaign name is not in the report, escaped"
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report, (
+        "the campaign name is not in the report, escaped"
+    )
     assert 'href="javascript:' not in report.lower()
     assert HOSTILE_NAME not in statements

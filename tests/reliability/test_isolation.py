@@ -18,9 +18,15 @@ SEND_ENDPOINTS = {"push", "multicast"}
         {"line_config": "line_oa_default", "line_oa_conn_id": "line_oa_default"},
         {"workspace": "retail_kr", "content": {"line_config": "line_oa_default"}, "redeliver": True},
     ],
-    ids=["as written", "conf names the workspace's own sender", "conf moves the campaign to the sender's workspace"],
+    ids=[
+        "as written",
+        "conf names the workspace's own sender",
+        "conf moves the campaign to the sender's workspace",
+    ],
 )
-def test_a_sender_account_not_assigned_to_the_workspace_never_sends_whatever_the_conf_says(rel_env, rel_line, conf):
+def test_a_sender_account_not_assigned_to_the_workspace_never_sends_whatever_the_conf_says(
+    rel_env, rel_line, conf
+):
     dag_run = run_dag(rel_env, "rel_wrong_sender", run_conf=conf)
     assert str(dag_run.state) == "failed"
     assert task_states(dag_run)["validate"] == "failed"
@@ -63,5 +69,6 @@ def test_a_test_send_on_a_big_segment_goes_only_to_the_listed_recipients(rel_env
     assert sorted(d["to"] for d in rel_line.admin.deliveries()) == sorted({*in_segment, outsider})
     ledger = ledger_of("rel_big_test_send", dag_run.run_id)
     rows = list(ledger.rows())
-    assert len(rows) == 3 and all(row.is_test and row.status == "sent" for row in rows)
+    assert len(rows) == 3
+    assert all(row.is_test and row.status == "sent" for row in rows)
     assert {row.profile_id for row in rows} == {f"test:{uid}" for uid in {*in_segment, outsider}}

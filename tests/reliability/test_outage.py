@@ -5,13 +5,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.dags.conftest import ledger_of, resume_run, run_dag, task_states
 
-from .conftest import assert_every_profile_accounted_for, assert_log_equals_record, eligible_ids, segment_profiles
+from .conftest import (
+    assert_every_profile_accounted_for,
+    assert_log_equals_record,
+    eligible_ids,
+    segment_profiles,
+)
+
+if TYPE_CHECKING:
+    from datetime import timedelta
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +58,9 @@ class OutageDriver(threading.Thread):
         self.refused_before_recovery = self.sim.admin.stats()["faults"].get("outage", 0)
 
 
-def test_a_two_minute_outage_is_ridden_out_by_backing_off_without_exhausting_retries(rel_env, rel_line, capsys):
+def test_a_two_minute_outage_is_ridden_out_by_backing_off_without_exhausting_retries(
+    rel_env, rel_line, capsys
+):
     from line_oa.campaign import load_campaign
 
     policy = load_campaign(rel_env["campaigns"] / "rel_brief_outage.yaml").activation.retry
@@ -76,7 +86,9 @@ def test_a_two_minute_outage_is_ridden_out_by_backing_off_without_exhausting_ret
     assert max(attempts) >= 3, f"nobody was retried more than once: {attempts}"
     assert rel_line.admin.delivery_counts(min_count=2) == {}
     with capsys.disabled():
-        print(f"\ntwo-minute outage: {refused} requests refused with 503, attempts per recipient {dict(attempts)}")
+        print(
+            f"\ntwo-minute outage: {refused} requests refused with 503, attempts per recipient {dict(attempts)}"
+        )
 
 
 def minimum_retry_span(policy, *, task_tries: int, retry_delay: timedelta) -> float:
@@ -108,21 +120,29 @@ def test_the_default_retry_budget_outlasts_a_two_minute_outage(rel_env):
     campaign = load_campaign(rel_env["campaigns"] / "rel_right_sender.yaml")  # default activation section
     push = rel_env["bag"].dags["line_campaign__rel_right_sender"].get_task("push")
     assert not push.retry_exponential_backoff
-    span = minimum_retry_span(campaign.activation.retry, task_tries=push.retries + 1, retry_delay=push.retry_delay)
+    span = minimum_retry_span(
+        campaign.activation.retry, task_tries=push.retries + 1, retry_delay=push.retry_delay
+    )
     assert span > OUTAGE_SECONDS, f"a chunk stops retrying after {span:.0f} s of outage"
 
 
-def test_a_permanent_outage_suspends_the_run_with_every_unsent_recipient_recorded_then_resumes(rel_env, rel_line):
+def test_a_permanent_outage_suspends_the_run_with_every_unsent_recipient_recorded_then_resumes(
+    rel_env, rel_line
+):
     from line_oa.campaign import load_campaign
     from line_oa.states import RunFacts
     from line_oa.status import state_of
 
-    rel_line.admin.configure(faults={"outage": {"status": 503, "until_simulated_time": "2099-01-01T00:00:00Z"}})
+    rel_line.admin.configure(
+        faults={"outage": {"status": 503, "until_simulated_time": "2099-01-01T00:00:00Z"}}
+    )
     suspended = run_dag(rel_env, "rel_outage")
     assert str(suspended.state) == "failed"
     states = task_states(suspended)
-    assert states["push[0]"] == "failed" and states["summarize"] == "failed", states
-    assert suspended.get_task_instance("push", map_index=0).try_number == 4, "Airflow's 3 retries were not used"
+    assert (states["push[0]"], states["summarize"]) == ("failed", "failed"), states
+    assert suspended.get_task_instance("push", map_index=0).try_number == 4, (
+        "Airflow's 3 retries were not used"
+    )
     assert rel_line.admin.deliveries() == []
     ledger = ledger_of("rel_outage", suspended.run_id)
     counts = Counter((row.status, row.reason) for row in ledger.rows())
@@ -130,7 +150,9 @@ def test_a_permanent_outage_suspends_the_run_with_every_unsent_recipient_recorde
     assert counts[("failed", "retries_exhausted")] == len(eligible), counts
     assert not [key for key in counts if key[0] in ("pending", "sending", "sent")]
     exhausted = [row for row in ledger.rows("failed") if row.reason == "retries_exhausted"]
-    assert all(row.http_status == 503 and row.attempts == 4 * 3 for row in exhausted), "attempts: 4 tries of 3"
+    assert all(row.http_status == 503 and row.attempts == 4 * 3 for row in exhausted), (
+        "attempts: 4 tries of 3"
+    )
     campaign = load_campaign(rel_env["campaigns"] / "rel_outage.yaml")
     facts = [RunFacts(suspended.run_id, str(suspended.state), start_date=suspended.start_date)]
     assert state_of(campaign, facts).value == "Suspended"

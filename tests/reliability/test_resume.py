@@ -16,15 +16,20 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from line_oa.engine import RetryPolicy, deliver_chunk
 from line_oa.hooks import LineOAHook
 from line_oa.ledger import DeliveryLedger, sqlite_file_hook
 from line_oa.simulator import DEFAULT_TOKEN
-
 from tests.dags.conftest import ledger_of, resume_run, run_dag, task_states
 from tests.delivery.conftest import line_conn, user_id  # noqa: F401  (fixture reused)
 
-from .conftest import assert_every_profile_accounted_for, assert_log_equals_record, eligible_ids, segment_profiles
+from .conftest import (
+    assert_every_profile_accounted_for,
+    assert_log_equals_record,
+    eligible_ids,
+    segment_profiles,
+)
 
 MESSAGES = [{"type": "text", "text": "Back in stock https://shop.example.com/new?utm_source=line"}]
 QUICK = RetryPolicy(max_attempts=6, initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
@@ -65,7 +70,13 @@ def test_a_run_suspended_by_the_quota_finishes_once_the_quota_is_raised(rel_env,
     cdp = rel_env["cdp"].path
     reachable = eligible_ids(cdp) - set(rel_env["cdp"].unknown_user_ids)
     rel_line.admin.configure(
-        channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": {"type": "limited", "value": len(reachable) // 3}}]
+        channels=[
+            {
+                "name": "default",
+                "token": DEFAULT_TOKEN,
+                "quota": {"type": "limited", "value": len(reachable) // 3},
+            }
+        ]
     )
     suspended = run_dag(rel_env, "rel_quota", run_conf={"allow_partial_delivery": True})
     assert str(suspended.state) == "failed"
@@ -77,7 +88,13 @@ def test_a_run_suspended_by_the_quota_finishes_once_the_quota_is_raised(rel_env,
 
     # The same month: the account owner buys more messages; nobody waits for the 1st.
     rel_line.admin.configure(
-        channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": {"type": "limited", "value": 2 * len(reachable)}}]
+        channels=[
+            {
+                "name": "default",
+                "token": DEFAULT_TOKEN,
+                "quota": {"type": "limited", "value": 2 * len(reachable)},
+            }
+        ]
     )
     resumed = resume_run(rel_env, "rel_quota", suspended, run_conf={"allow_partial_delivery": True})
     assert resumed.run_id == suspended.run_id
@@ -96,7 +113,10 @@ def test_a_run_suspended_by_the_quota_finishes_once_the_quota_is_raised(rel_env,
 # -- (b) a user stops delivery mid-chunk ------------------------------------------------------------
 def test_a_delivery_stopped_mid_chunk_by_the_user_resumes_without_duplicates(line_conn, sim, tmp_path):  # noqa: F811
     sim.admin.configure(faults={"latency_ms": 20})
-    open_ledger = lambda: DeliveryLedger(sqlite_file_hook(tmp_path / "log.db"), campaign_id="stop_test", run_id="run-1")  # noqa: E731
+
+    def open_ledger():
+        return DeliveryLedger(sqlite_file_hook(tmp_path / "log.db"), campaign_id="stop_test", run_id="run-1")
+
     chunk = people(2000)
     engines = []
     outcome = {}
@@ -120,7 +140,11 @@ def test_a_delivery_stopped_mid_chunk_by_the_user_resumes_without_duplicates(lin
     sim.admin.configure(faults={"latency_ms": 0})
     ledger = open_ledger()
     second = send(line_conn, ledger, chunk)
-    assert (second.sent, second.already_final, second.stopped_reason) == (len(chunk) - first.sent, first.sent, None)
+    assert (second.sent, second.already_final, second.stopped_reason) == (
+        len(chunk) - first.sent,
+        first.sent,
+        None,
+    )
     assert assert_log_equals_record(ledger, sim.admin.deliveries()) == len(chunk)
     assert assert_every_profile_accounted_for(ledger, {p for p, _ in chunk}) == {("sent", None): len(chunk)}
     ledger.close()
@@ -131,14 +155,19 @@ def test_a_delivery_stopped_mid_chunk_by_the_user_resumes_without_duplicates(lin
     reason="LineOAPushOperator.execute returns normally after on_kill stops the engine: the chunk is "
     "marked success with rows failed/stopped, so clearing the run's failed tasks does not resend them",
 )
-def test_a_push_task_stopped_by_on_kill_fails_so_that_clearing_failed_tasks_resumes_it(rel_env, rel_line, tmp_path):
+def test_a_push_task_stopped_by_on_kill_fails_so_that_clearing_failed_tasks_resumes_it(
+    rel_env, rel_line, tmp_path
+):
     from line_oa.chunks import write_chunks
     from line_oa.operators import LineOAPushOperator
 
     rel_line.admin.configure(faults={"latency_ms": 20})
     chunk = write_chunks(people(1500), staging_uri=tmp_path / "chunks", chunk_size=1500)[0]
     operator = LineOAPushOperator(
-        task_id="push", campaign_file=str(rel_env["campaigns"] / "rel_quota.yaml"), chunk=chunk, run_id="kill-1"
+        task_id="push",
+        campaign_file=str(rel_env["campaigns"] / "rel_quota.yaml"),
+        chunk=chunk,
+        run_id="kill-1",
     )
     outcome = {}
 
@@ -179,8 +208,12 @@ print("finished", flush=True)
 def kill_mid_chunk(conn_id: str, sim, tmp_path, chunk, after: int) -> None:
     """Deliver ``chunk`` in a child process and SIGKILL it once LINE has ``after`` deliveries."""
     args = tmp_path / "args.json"
-    args.write_text(json.dumps({"conn": conn_id, "db": str(tmp_path / "log.db"), "people": chunk, "messages": MESSAGES}))
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(args)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    args.write_text(
+        json.dumps({"conn": conn_id, "db": str(tmp_path / "log.db"), "people": chunk, "messages": MESSAGES})
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(args)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     try:
         for line in child.stdout:
             if line.strip() == b"started":
@@ -225,9 +258,12 @@ def test_after_a_24_hour_gap_rows_whose_retries_ran_out_become_outcome_unknown(l
     )
     chunk = people(200)
     sim.admin.configure(faults={"seed": 4, "accepted_then_lost_rate": 0.5})
-    first = send(line_conn, ledger, chunk, policy=RetryPolicy(1, 0.01, 0.01))  # no retry: lost means exhausted
+    first = send(
+        line_conn, ledger, chunk, policy=RetryPolicy(1, 0.01, 0.01)
+    )  # no retry: lost means exhausted
     exhausted = {row.line_user_id for row in ledger.rows("failed") if row.reason == "retries_exhausted"}
-    assert exhausted and first.failed == {"retries_exhausted": len(exhausted)}
+    assert exhausted
+    assert first.failed == {"retries_exhausted": len(exhausted)}
     delivered = {d["to"] for d in sim.admin.deliveries()}
     assert exhausted <= delivered, "accepted-then-lost: LINE has them although the log says failed"
 
@@ -238,4 +274,7 @@ def test_after_a_24_hour_gap_rows_whose_retries_ran_out_become_outcome_unknown(l
     assert second.failed == {"outcome_unknown": len(exhausted)}
     assert sim.admin.delivery_counts(min_count=2) == {}
     counts = assert_every_profile_accounted_for(ledger, {p for p, _ in chunk})
-    assert counts == {("sent", None): len(chunk) - len(exhausted), ("failed", "outcome_unknown"): len(exhausted)}
+    assert counts == {
+        ("sent", None): len(chunk) - len(exhausted),
+        ("failed", "outcome_unknown"): len(exhausted),
+    }

@@ -29,9 +29,12 @@ def test_task_logs_exist_for_every_task_and_attempt_and_never_hold_the_token(cha
     tasks = {part.split("=", 1)[1] for path in files for part in path.parts if part.startswith("task_id=")}
     assert tasks == {"validate", "extract_segment", "chunk_profiles", "push", "summarize"}
     killed = [f"map_index={kill.map_index}/attempt={kill.try_number}.log" for kill in chaos_run.kills]
-    assert all(any(str(path).endswith(name) for path in files) for name in killed), "no log of a killed attempt"
+    assert all(any(str(path).endswith(name) for path in files) for name in killed), (
+        "no log of a killed attempt"
+    )
     text = "\n".join(path.read_text(errors="replace") for path in files)
-    assert "chunk " in text and "delivery summary" in text, "the logs do not hold what the tasks logged"
+    assert "delivery summary" in text, "the logs do not hold what the tasks logged"
+    assert "chunk " in text
     assert CHAOS_TOKEN not in text
 
 
@@ -46,12 +49,22 @@ def test_xcom_rendered_fields_and_the_whole_metadata_database_never_hold_the_tok
 
     database = pathlib.Path(conf.get("database", "sql_alchemy_conn").removeprefix("sqlite:///"))
     with sqlite3.connect(database) as conn:
-        xcoms = conn.execute("SELECT task_id, value FROM xcom WHERE dag_id = 'line_campaign__rel_chaos'").fetchall()
+        xcoms = conn.execute(
+            "SELECT task_id, value FROM xcom WHERE dag_id = 'line_campaign__rel_chaos'"
+        ).fetchall()
         rendered = conn.execute(
             "SELECT task_id, rendered_fields FROM rendered_task_instance_fields WHERE dag_id = 'line_campaign__rel_chaos'"
         ).fetchall()
-        docs = conn.execute("SELECT data FROM serialized_dag WHERE dag_id = 'line_campaign__rel_chaos'").fetchall()
-    assert {task for task, _ in xcoms} >= {"validate", "extract_segment", "chunk_profiles", "push", "summarize"}
+        docs = conn.execute(
+            "SELECT data FROM serialized_dag WHERE dag_id = 'line_campaign__rel_chaos'"
+        ).fetchall()
+    assert {task for task, _ in xcoms} >= {
+        "validate",
+        "extract_segment",
+        "chunk_profiles",
+        "push",
+        "summarize",
+    }
     assert {task for task, _ in rendered} >= {"push"}, "no rendered template fields were recorded"
     assert docs, "the DAG was not serialized"
     for _, value in xcoms + rendered:
@@ -85,7 +98,11 @@ def test_exception_messages_of_the_hook_never_carry_the_token(rel_env, rel_line,
     messages = []
     rel_line.admin.configure(channels=[{"name": "chaos", "token": "rotated-token"}])
     hook = LineOAHook(line_oa_conn_id="line_oa_chaos")
-    for call in (hook.get_bot_info, hook.get_quota, lambda: hook.validate_push([{"type": "text", "text": "x"}])):
+    for call in (
+        hook.get_bot_info,
+        hook.get_quota,
+        lambda: hook.validate_push([{"type": "text", "text": "x"}]),
+    ):
         with pytest.raises(LineOAError) as refused:
             call()
         messages.append(f"{refused.value!s} {refused.value!r}")
