@@ -149,6 +149,10 @@ class DeliveryLedger:
         """Create the tables from ``include/sql/ledger/<dialect>.sql`` when missing."""
         ddl = (REPO_ROOT / "include" / "sql" / "ledger" / f"{self.dialect}.sql").read_text()
         cursor = self._conn.cursor()
+        if self.dialect == "postgres":
+            # Tasks starting together on an empty database would race on CREATE TABLE IF NOT EXISTS
+            # (a unique violation in pg_type): serialise them for this transaction.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('line_delivery_log'))")
         for statement in (s.strip() for s in ddl.split(";")):
             body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
             if body.strip():

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from line_oa.engine import DeliveryEngine, RetryPolicy, deliver_chunk
+from line_oa.engine import DeliveryEngine, RetryPolicy, deliver_chunk, resolve_mode
 from line_oa.hooks import LineOAHook
 from line_oa.ledger import DeliveryLedger
 from line_oa.ratelimit import channel_share
@@ -89,7 +89,8 @@ class LineOAPushOperator(BaseOperator):
         hook = LineOAHook(line_oa_conn_id=self.line_oa_conn_id or campaign.content.line_config)
         settings = hook.settings
         mode = campaign.content.delivery_mode
-        limit = settings.multicast_rate_limit if mode == "multicast" else settings.push_rate_limit
+        sending_mode = resolve_mode(mode, len(recipients), is_test=is_test)  # what "auto" will do
+        limit = settings.multicast_rate_limit if sending_mode == "multicast" else settings.push_rate_limit
         rate = channel_share(
             limit,
             concurrent_senders=self.concurrent_senders or settings.concurrent_senders,
@@ -99,8 +100,8 @@ class LineOAPushOperator(BaseOperator):
         policy = RetryPolicy(retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds)
         ledger = DeliveryLedger.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
         self.log.info(
-            "chunk %d: %d recipients, mode %s, rate %.0f/s via %s",
-            chunk["index"], len(recipients), mode, rate, settings.conn_id,
+            "chunk %d: %d recipients, mode %s (%s), rate %.0f/s via %s",
+            chunk["index"], len(recipients), mode, sending_mode, rate, settings.conn_id,
         )  # fmt: skip
         total = len(recipients)
 
