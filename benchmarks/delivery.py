@@ -26,7 +26,8 @@ LEDGER_KINDS = ("sqlite", "postgres", "none")
 class InMemoryLedger:
     """A delivery log that keeps rows in a dict and writes nothing: the "no log" baseline.
 
-    It has exactly the members ``deliver_chunk`` and ``DeliveryEngine`` use.
+    It has the members ``deliver_chunk`` and ``DeliveryEngine`` use in push mode (the engine's
+    multicast path also needs ``mark_batch``/``settle_batch``/``rebatch``, which this class does not have).
     """
 
     def __init__(self, *, campaign_id: str, run_id: str):
@@ -52,6 +53,9 @@ class InMemoryLedger:
             self._rows[row.profile_id] = row
             self.writes += 1
         return self.writes
+
+    def chunk_size_logged(self, chunk_index: int) -> int:
+        return sum(1 for row in self._rows.values() if row.chunk_index == chunk_index)
 
     def rows_to_send(self, chunk_index: int) -> list[LedgerRow]:
         return [
