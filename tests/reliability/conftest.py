@@ -118,7 +118,7 @@ def reliability_campaigns() -> dict[str, dict]:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def rel_env(airflow_env, line_simulator, tmp_path_factory):  # noqa: F811
     """Write this folder's campaigns and define its connections; return the shape ``run_dag`` takes."""
     base = tmp_path_factory.mktemp("reliability")
@@ -234,7 +234,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def executor_env(rel_env):
     """Serve Airflow's execution API on a thread and select LocalExecutor (2 worker processes).
 
@@ -418,7 +418,7 @@ CHAOS_FAULTS = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chaos_run(executor_env, line_simulator) -> ChaosRun:
     """Deliver ``rel_chaos`` to about LINE_OA_CHAOS_RECIPIENTS recipients through every fault at once.
 
