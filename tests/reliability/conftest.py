@@ -278,11 +278,12 @@ class Kill:
 
 @dataclass
 class PushKiller:
-    """SIGKILL the running push task's process each time LINE's delivery count passes a threshold.
+    """SIGKILL a running push task's process each time LINE's delivery count passes a threshold.
 
-    The process is found through the task instance's ``pid`` (recorded by the supervisor when the task
-    starts) and checked to be a task process of this test session running that task instance
-    (``airflow worker -- <ti id>``) before it is killed.
+    The victim is the running push task furthest into its chunk, with rows both sent and not yet final
+    in the delivery log (mid-chunk). Its process is found through the task instance's ``pid`` (recorded
+    when the task starts) and checked to be a task process of this test session running that task
+    instance (``airflow worker -- <ti id>``) before it is killed.
     """
 
     sim: Any
@@ -315,7 +316,23 @@ class PushKiller:
         except Exception as err:  # reported by the test; a dead killer must not hang the run
             self.errors.append(f"{type(err).__name__}: {err}")
 
+    def _chunk_progress(self, map_index: int) -> tuple[int, int]:
+        """Return (sent, pending or sending) rows of one chunk in the delivery log."""
+        sent = not_final = 0
+        with contextlib.closing(sqlite3.connect(self.ledger_path, timeout=30)) as conn:
+            for status, count in conn.execute(
+                "SELECT status, COUNT(*) FROM line_delivery_log WHERE campaign_id = ? AND chunk_index = ? "
+                "GROUP BY status",
+                (self.campaign_id, map_index),
+            ):
+                if status == "sent":
+                    sent += count
+                elif status in ("pending", "sending"):
+                    not_final += count
+        return sent, not_final
+
     def _kill_running_push(self) -> bool:
+        """Kill the running push task furthest into its chunk (some rows sent, some not); False if none is."""
         import psutil
         from airflow.models.taskinstance import TaskInstance
         from airflow.utils.session import create_session
@@ -329,7 +346,12 @@ class PushKiller:
                 .filter(TaskInstance.state == "running", TaskInstance.pid.isnot(None))
                 .all()
             )
+        candidates = []
         for ti_id, pid, map_index, try_number in running:
+            sent, not_final = self._chunk_progress(map_index)
+            if sent and not_final:
+                candidates.append((sent, ti_id, pid, map_index, try_number))
+        for _, ti_id, pid, map_index, try_number in sorted(candidates, reverse=True):
             try:
                 process = psutil.Process(pid)
                 title = " ".join(process.cmdline())
@@ -341,19 +363,8 @@ class PushKiller:
                 continue
             before = self.sim.admin.stats()["deliveries"]
             os.kill(pid, signal.SIGKILL)
-            kill = Kill(map_index, try_number, pid, before)
             time.sleep(0.5)  # let the kernel reap it; then look at what the log holds for that chunk
-            with contextlib.closing(sqlite3.connect(self.ledger_path, timeout=30)) as conn:
-                for status, count in conn.execute(
-                    "SELECT status, COUNT(*) FROM line_delivery_log WHERE campaign_id = ? AND chunk_index = ? "
-                    "GROUP BY status",
-                    (self.campaign_id, map_index),
-                ):
-                    if status == "sent":
-                        kill.chunk_sent += count
-                    elif status in ("pending", "sending"):
-                        kill.chunk_not_final += count
-            self.kills.append(kill)
+            self.kills.append(Kill(map_index, try_number, pid, before, *self._chunk_progress(map_index)))
             return True
         return False
 
