@@ -143,7 +143,7 @@ DeliverySchedule = Annotated[
 class Retry(Section):
     """How a transient LINE error is retried: exponential backoff between the two bounds."""
 
-    max_attempts: int = Field(5, ge=1, le=20)
+    max_attempts: int = Field(8, ge=1, le=20)
     initial_backoff_seconds: FiniteFloat = Field(1.0, gt=0)
     max_backoff_seconds: FiniteFloat = Field(60.0, gt=0)
 

@@ -55,7 +55,7 @@ def push_retry_key(campaign_id: str, run_id: str, line_user_id: str) -> str:
 class RetryPolicy:
     """The campaign's activation policy for transient errors."""
 
-    max_attempts: int = 5
+    max_attempts: int = 8
     initial_backoff_seconds: float = 1.0
     max_backoff_seconds: float = 60.0
 

@@ -83,7 +83,23 @@ def check_link(value: str, limit: int, schemes: tuple[str, ...] = LINK_SCHEMES) 
             host = None
         if not host:
             raise rule_error("is not a valid web address: the host name is missing or malformed")
+        if has_credentials(value):
+            raise rule_error(CREDENTIALS_MESSAGE)
     return value
+
+
+CREDENTIALS_MESSAGE = (
+    "carries a user name or password ('user:password@host'); every recipient would see it: remove it"
+)
+
+
+def has_credentials(url: str) -> bool:
+    """Tell whether a web address carries ``user[:password]@`` before its host."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return bool(parts.username or parts.password)
 
 
 class WireModel(BaseModel):
@@ -114,7 +130,11 @@ class TextMessage(WireModel):
     @field_validator("text")
     @classmethod
     def _text_length(cls, value: str) -> str:
-        return check_length(value, TEXT_MAX, unit="characters (UTF-16)", counted=utf16_len(value))
+        check_length(value, TEXT_MAX, unit="characters (UTF-16)", counted=utf16_len(value))
+        for start, end in utm.find_urls(value):
+            if has_credentials(value[start:end]):
+                raise rule_error(f"the link at position {start} {CREDENTIALS_MESSAGE}")
+        return value
 
     @field_validator("emojis")
     @classmethod

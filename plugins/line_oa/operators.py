@@ -145,6 +145,11 @@ class LineOAPushOperator(BaseOperator):
                 f"chunk {summary['chunk_index']}: delivery stopped ({result.stopped_reason}); "
                 "unsent recipients are recorded and will be sent when the run is cleared and resumed"
             )
+        if result.stopped_reason:  # on_kill: the task must not end as a success with rows unsent
+            raise RuntimeError(
+                f"chunk {summary['chunk_index']}: delivery stopped ({result.stopped_reason}) with "
+                f"{result.failed.get(result.stopped_reason, 0)} recipients not sent; clearing the task resumes it"
+            )
         if result.failed.get("retries_exhausted"):
             raise RuntimeError(
                 f"chunk {summary['chunk_index']}: {result.failed['retries_exhausted']} recipients still failing "

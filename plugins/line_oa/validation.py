@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import pathlib
 import re
+import stat
 import types
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -237,13 +238,17 @@ def read_campaign_text(path: str | os.PathLike[str]) -> tuple[str | None, list[P
         if target.is_dir():
             collector.add((), "is a directory, not a campaign file")
             return None, collector.problems
-        size = target.stat().st_size
-        if size > MAX_FILE_BYTES:
+        if not stat.S_ISREG(target.stat().st_mode):  # a pipe or a device would hang or never end
+            collector.add((), "is not a regular file (a pipe, socket or device), not a campaign file")
+            return None, collector.problems
+        with target.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)  # never more, even if the file grows while read
+        if len(raw) > MAX_FILE_BYTES:
+            size = target.stat().st_size
             collector.add(
                 (), f"file is {size} bytes; campaign files are limited to 1 MB ({MAX_FILE_BYTES} bytes)"
             )
             return None, collector.problems
-        raw = target.read_bytes()
     except FileNotFoundError:
         collector.add((), "file not found")
         return None, collector.problems

@@ -109,11 +109,6 @@ def minimum_retry_span(policy, *, task_tries: int, retry_delay: timedelta) -> fl
     return task_tries * engine + (task_tries - 1) * retry_delay.total_seconds()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with the default retry policy (5 attempts, 1-60 s backoff) and the push task's 3 retries 10 s "
-    "apart, a chunk gives up after about 62 s of 503s: a two-minute LINE outage suspends the run",
-)
 def test_the_default_retry_budget_outlasts_a_two_minute_outage(rel_env):
     from line_oa.campaign import load_campaign
 

@@ -150,11 +150,6 @@ def test_a_delivery_stopped_mid_chunk_by_the_user_resumes_without_duplicates(lin
     ledger.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LineOAPushOperator.execute returns normally after on_kill stops the engine: the chunk is "
-    "marked success with rows failed/stopped, so clearing the run's failed tasks does not resend them",
-)
 def test_a_push_task_stopped_by_on_kill_fails_so_that_clearing_failed_tasks_resumes_it(
     rel_env, rel_line, tmp_path
 ):

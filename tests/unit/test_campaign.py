@@ -65,7 +65,7 @@ def test_parse_campaign_fills_the_documented_defaults():
     assert campaign.target_audience.cdp_conn_id == "line_oa_cdp"
     assert (campaign.content.delivery_mode, campaign.content.notification_disabled) == ("auto", False)
     retry = campaign.activation.retry
-    assert (retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds) == (5, 1.0, 60.0)
+    assert (retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds) == (8, 1.0, 60.0)
     assert (campaign.activation.rate_limit_per_second, campaign.activation.chunk_size) == (None, 5000)
     assert campaign.utm_tracking.enabled is True
     assert campaign.utm_parameters() == {"utm_source": "line", "utm_medium": "social"}
