@@ -1,7 +1,8 @@
-"""Profile one engine delivery with cProfile: ``python -m benchmarks.profile_engine {push,multicast} [N]``.
+"""Profile one engine delivery with cProfile: ``python -m benchmarks.profile_engine {push,multicast} [N] [unlimited]``.
 
 Used to explain the targets the engine misses: prints the functions with the most own time and the
-most cumulative time of one ``deliver_chunk`` call (SQLite delivery log, 30 ms latency, LINE's limits).
+most cumulative time of one ``deliver_chunk`` call (SQLite delivery log, 30 ms latency, LINE's limits
+and the project's pacing, or no limit and no pacing with ``unlimited``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     from line_oa.ratelimit import channel_share
     from line_oa.simulator.testing import SimulatorProcess
 
-    with SimulatorProcess(simulator_config(2000, 200)) as sim:
+    unlimited = "unlimited" in argv[2:]
+    with SimulatorProcess(simulator_config(0, 0) if unlimited else simulator_config(2000, 200)) as sim:
         delivery.define_line_connection(sim.base_url)
         ledger = delivery.open_ledger("sqlite", work, f"profile_{mode}")
         recipients = senders.user_ids(count, salt=999)
-        rate = channel_share(200 if mode == "multicast" else 2000)
+        rate = None if unlimited else channel_share(200 if mode == "multicast" else 2000)
         profiler = cProfile.Profile()
         profiler.enable()
         outcome = delivery.run_engine(recipients=recipients, ledger=ledger, mode=mode, rate=rate)

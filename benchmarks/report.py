@@ -137,9 +137,9 @@ def _dag_scale(case: dict) -> list[str]:
         "`python -m airflow dags test line_campaign__<id>` with the environment of `line_oa.demo` "
         "(SQLite metadata DB, SQLite CDP without gaps, SQLite delivery log, simulator at 30 ms with LINE's limits) "
         "and chunks of 50,000. Task times from Airflow's `task_instance` rows (mapped push: sum over the "
-        "instances). Memory: `airflow dags test` runs every task in its own process, one after another, so per-task "
+        "instances). Memory: `airflow dags test` runs every task inside its one process, one after another, so per-task "
         "memory is the highest resident set of that process (and any children) sampled every 0.1 s while the task "
-        "ran; it includes Airflow itself (about 190 MB after start) and whatever earlier tasks left allocated; "
+        "ran; it includes Airflow itself (about 195 MB before the first task) and whatever earlier tasks left allocated; "
         '"growth" is that peak minus the resident set just before the task started. One run each.',
         "",
     ]
