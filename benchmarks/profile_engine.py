@@ -10,6 +10,7 @@ from __future__ import annotations
 import cProfile
 import io
 import pstats
+import shutil
 import sys
 
 from benchmarks.environment import prepare_airflow_home
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         profiler.enable()
         outcome = delivery.run_engine(recipients=recipients, ledger=ledger, mode=mode, rate=rate)
         profiler.disable()
+    shutil.rmtree(work, ignore_errors=True)
     print(f"{mode}: {outcome.sent} sent, {outcome.requests} requests, wall {outcome.wall_seconds:.2f} s, "
           f"send phase {outcome.send_seconds:.2f} s")  # fmt: skip
     for order in ("tottime", "cumulative"):
