@@ -9,10 +9,12 @@ same key and the same body, so LINE itself refuses a second delivery.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,7 +33,7 @@ from line_oa.ledger import FAILED, SENDING, SENT, LedgerRow
 from line_oa.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from line_oa.hooks import AsyncLineClient, LineResponse
     from line_oa.ledger import DeliveryLedger
@@ -138,12 +140,25 @@ class DeliveryEngine:
         self._stop_reason: str | None = None
         self._pending_writes: list[LedgerRow] = []
         self._last_flush = time.monotonic()
+        # Log writes run on one background thread, in submission order, so that the database's
+        # latency overlaps the requests in flight instead of stalling the event loop.
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: list[asyncio.Future] = []
 
     def request_stop(self, reason: str = "stopped") -> None:
         """Stop taking new sends (thread-safe enough: a flag read between sends); in-flight ones finish."""
         self._stop_reason = self._stop_reason or reason
 
     # -- ledger helpers -------------------------------------------------------------------------
+    def _write(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future:
+        """Run a ledger write on the writer thread (FIFO); return a future the caller may await."""
+        assert self._writer is not None, "ledger writes are only queued while delivering"
+        future = asyncio.get_running_loop().run_in_executor(
+            self._writer, functools.partial(function, *args, **kwargs)
+        )
+        self._writes.append(future)
+        return future
+
     def _record(self, row: LedgerRow) -> None:
         self._pending_writes.append(row)
         if (
@@ -153,11 +168,19 @@ class DeliveryEngine:
             self.flush()
 
     def flush(self) -> None:
-        """Write the outcomes gathered so far (one batched UPSERT, committed)."""
+        """Queue the outcomes gathered so far as one batched UPSERT (written in order, committed)."""
         if self._pending_writes:
-            self.ledger.upsert(self._pending_writes)
-            self._pending_writes = []
+            rows, self._pending_writes = self._pending_writes, []
+            self._write(self.ledger.upsert, rows)
         self._last_flush = time.monotonic()
+
+    async def _drain_writes(self) -> None:
+        """Wait for every queued write; raise the first error (a lost write must fail the chunk)."""
+        self.flush()
+        writes, self._writes = self._writes, []
+        for outcome in await asyncio.gather(*writes, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def _split_stale(self, rows: list[LedgerRow], result: ChunkResult) -> list[LedgerRow]:
         """Report rows whose retry key LINE may have forgotten as ``outcome_unknown`` instead of resending."""
@@ -181,9 +204,10 @@ class DeliveryEngine:
     async def deliver_async(self, rows: list[LedgerRow], *, mode: str, chunk_index: int) -> ChunkResult:
         result = ChunkResult(chunk_index=chunk_index, total=len(rows))
         started = time.monotonic()
-        rows = self._split_stale(rows, result)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="line-oa-ledger")
         reporter = asyncio.create_task(self._report_progress(result, started)) if self.progress else None
         try:
+            rows = self._split_stale(rows, result)
             async with self.client_factory() as client:
                 if mode == "multicast":
                     await self._multicast_all(client, rows, result)
@@ -192,9 +216,13 @@ class DeliveryEngine:
         finally:
             if reporter:
                 reporter.cancel()
-            result.duration_seconds = time.monotonic() - started
-            result.stopped_reason = self._stop_reason
-            self.flush()
+            try:
+                await self._drain_writes()
+            finally:
+                self._writer.shutdown(wait=True)
+                self._writer = None
+                result.duration_seconds = time.monotonic() - started
+                result.stopped_reason = self._stop_reason
         return result
 
     async def _report_progress(self, result: ChunkResult, started: float) -> None:
@@ -239,39 +267,45 @@ class DeliveryEngine:
                 return await self._attempt(send, result, counter)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    def _marked_ahead(self, rows: list[LedgerRow]) -> Iterator[LedgerRow]:
-        """Yield rows, marking each window of ``MARK_WINDOW`` rows ``sending`` just before its first send.
-
-        Marking just ahead of the sends (not the whole chunk up front) keeps the log's ``sending``
-        rows to those that may really have left, so a crash leaves few rows whose fate is unsure.
-        """
-        for start in range(0, len(rows), MARK_WINDOW):
-            window = rows[start : start + MARK_WINDOW]
-            to_mark = []
-            for row in window:
-                if row.status != SENDING:  # rows already `sending` keep the time their key was first used
-                    row.status, row.reason = SENDING, None
-                    to_mark.append(row)
-            if self._stop_reason is None:
-                self.ledger.upsert(to_mark)
-            yield from window
-
     async def _push_all(self, client: AsyncLineClient, rows: list[LedgerRow], result: ChunkResult) -> None:
+        """Push every row; each window of rows is marked ``sending`` (awaited) just before it is sent.
+
+        Marking just ahead of the sends, not the whole chunk up front, keeps the log's ``sending``
+        rows to those that may really have left, so a crash leaves few rows whose fate is unsure. The
+        next window is marked on the writer thread while the current one is being sent.
+        """
         self._limiter = TokenBucket(self.rate)
-        iterator = self._marked_ahead(rows)
+        queue: asyncio.Queue[LedgerRow | None] = asyncio.Queue(maxsize=MARK_WINDOW)
+        workers = min(self.max_in_flight, max(1, len(rows)))
+
+        async def feed() -> None:
+            for start in range(0, len(rows), MARK_WINDOW):
+                window = rows[start : start + MARK_WINDOW]
+                to_mark = [row for row in window if row.status != SENDING]  # others keep their first time
+                for row in to_mark:
+                    row.status, row.reason = SENDING, None
+                if to_mark and self._stop_reason is None:
+                    await self._write(self.ledger.upsert, to_mark)
+                for row in window:
+                    await queue.put(row)
+            for _ in range(workers):
+                await queue.put(None)
 
         async def worker() -> None:
-            for row in iterator:
+            while (row := await queue.get()) is not None:
                 if self._stop_reason:
                     self._fail(row, self._stop_reason, result)
-                    continue
-                await self._push_one(client, row, result)
+                else:
+                    await self._push_one(client, row, result)
 
+        feeder = asyncio.create_task(feed())
         # One request first: a campaign-wide stop (token revoked, quota used up by another chunk)
         # then costs one request instead of a full window of in-flight ones.
-        for row in itertools.islice(iterator, 1):
-            await self._push_one(client, row, result)
-        await asyncio.gather(*(worker() for _ in range(min(self.max_in_flight, max(1, len(rows))))))
+        first = await queue.get()
+        if first is not None:
+            await self._push_one(client, first, result)
+            await asyncio.gather(*(worker() for _ in range(workers)))
+        await feeder
 
     async def _push_one(self, client: AsyncLineClient, row: LedgerRow, result: ChunkResult) -> None:
         counter = [0]
@@ -324,13 +358,13 @@ class DeliveryEngine:
         self._record(row)
 
     # -- multicast ------------------------------------------------------------------------------
-    def _plan_batches(self, rows: list[LedgerRow], chunk_index: int) -> list[list[LedgerRow]]:
-        """Group rows into persisted batches: resumed batches as they were, new ones of up to 500.
+    def _plan_batches(self, rows: list[LedgerRow]) -> list[list[LedgerRow]]:
+        """Group rows into batches: resumed batches as they were, new ones of up to 500.
 
-        Batches follow profile id order, so a new batch is a range of the chunk's unsent rows and is
-        marked ``sending`` with one UPDATE; a resumed batch is re-sent with the same body and key.
+        Batches follow profile id order, so a new batch is a range of the chunk's unsent rows, marked
+        ``sending`` with one UPDATE just before it is sent; a resumed batch is re-sent with the same
+        body and key.
         """
-        self.flush()  # stale rows just reported must not be picked up again by a range update
         resumed: dict[str, list[LedgerRow]] = {}
         fresh: list[LedgerRow] = []
         for row in rows:
@@ -340,24 +374,27 @@ class DeliveryEngine:
                 fresh.append(row)
         batches = [sorted(batch, key=lambda r: r.profile_id) for batch in resumed.values()]
         fresh.sort(key=lambda r: r.profile_id)
-        for start in range(0, len(fresh), MULTICAST_MAX_RECIPIENTS):
-            batches.append(self._new_batch(fresh[start : start + MULTICAST_MAX_RECIPIENTS], chunk_index))
+        batches += [
+            fresh[i : i + MULTICAST_MAX_RECIPIENTS] for i in range(0, len(fresh), MULTICAST_MAX_RECIPIENTS)
+        ]
         return batches
 
-    def _new_batch(self, rows: list[LedgerRow], chunk_index: int) -> list[LedgerRow]:
+    async def _mark_batch(self, rows: list[LedgerRow], chunk_index: int) -> None:
+        """Give a new batch its key and mark its rows ``sending`` (awaited: before the request leaves)."""
         key = str(uuid.uuid4())
         for row in rows:
             row.status, row.reason, row.batch_id, row.retry_key = SENDING, None, key, key
-        marked = self.ledger.mark_batch(chunk_index, rows[0].profile_id, rows[-1].profile_id, key)
+        marked = await self._write(
+            self.ledger.mark_batch, chunk_index, rows[0].profile_id, rows[-1].profile_id, key
+        )
         if marked != len(rows):  # the range held rows it should not: fall back to row by row
-            self.ledger.upsert(rows)
-        return rows
+            await self._write(self.ledger.upsert, rows)
 
-    def _rebatch(self, rows: list[LedgerRow]) -> list[LedgerRow]:
+    async def _rebatch(self, rows: list[LedgerRow]) -> list[LedgerRow]:
         old, key = rows[0].batch_id, str(uuid.uuid4())
         for row in rows:
             row.batch_id = row.retry_key = key
-        self.ledger.rebatch(old, key)  # type: ignore[arg-type]
+        await self._write(self.ledger.rebatch, old, key)
         return rows
 
     def _settle_batch(
@@ -371,13 +408,18 @@ class DeliveryEngine:
             result.sent += len(batch)
         else:
             result.failed[outcome["reason"]] += len(batch)
-        self.ledger.settle_batch(batch[0].batch_id, attempts=attempts, **outcome)  # type: ignore[arg-type]
+        self._write(self._settle_or_upsert, batch, attempts, outcome)
+
+    def _settle_or_upsert(self, batch: list[LedgerRow], attempts: int, outcome: dict[str, Any]) -> None:
+        """Write a batch's outcome with one UPDATE; row by row if the log does not hold it as expected."""
+        if self.ledger.settle_batch(batch[0].batch_id, attempts=attempts, **outcome) != len(batch):
+            self.ledger.upsert(batch)  # the rows already carry the outcome and their attempts
 
     async def _multicast_all(
         self, client: AsyncLineClient, rows: list[LedgerRow], result: ChunkResult
     ) -> None:
         self._limiter = TokenBucket(self.rate)
-        batches = self._plan_batches(rows, result.chunk_index)
+        batches = self._plan_batches(rows)
         queue = iter(batches)
 
         async def worker() -> None:
@@ -391,9 +433,15 @@ class DeliveryEngine:
     async def _multicast_batch(
         self, client: AsyncLineClient, batch: list[LedgerRow], result: ChunkResult
     ) -> None:
+        if batch and batch[0].status != SENDING and self._stop_reason is None:
+            await self._mark_batch(batch, result.chunk_index)
         while batch:
             if self._stop_reason:
-                self._settle_batch(batch, 0, result, status=FAILED, reason=self._stop_reason)
+                if batch[0].status == SENDING:  # marked (or resumed): settle the batch as a whole
+                    self._settle_batch(batch, 0, result, status=FAILED, reason=self._stop_reason)
+                else:  # never marked: the rows are still pending or failed in the log
+                    for row in batch:
+                        self._fail(row, self._stop_reason, result)
                 return
             counter = [0]
             key = batch[0].retry_key
@@ -452,7 +500,7 @@ class DeliveryEngine:
             rest = batch[:bad_index] + batch[bad_index + 1 :]
             for row in rest:
                 row.attempts += attempts
-            return self._rebatch(rest) if rest else []
+            return await self._rebatch(rest) if rest else []
         # LINE rejected the whole batch without naming a recipient: push each one to learn who.
         for row in batch:
             row.attempts += attempts

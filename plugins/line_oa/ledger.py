@@ -10,6 +10,8 @@ from __future__ import annotations
 import operator
 import os
 import pathlib
+import sqlite3
+import threading
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -130,7 +132,15 @@ class DeliveryLedger:
         self.clock = clock
         self.dialect = "postgres" if "postgres" in type(hook).__name__.lower() else "sqlite"
         self._p = "%s" if self.dialect == "postgres" else "?"
-        self._conn = hook.get_conn()
+        if self.dialect == "sqlite":
+            # The hook's own connection is tied to the thread that opened it; the delivery engine
+            # writes from one background thread (see ``DeliveryEngine``), so open the same file
+            # shareable. Writes are serialised by ``_lock``.
+            uri = hook.get_uri().replace("sqlite:///", "file:")
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        else:
+            self._conn = hook.get_conn()
+        self._lock = threading.Lock()
         if self.dialect == "sqlite":
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA busy_timeout=30000")
@@ -183,20 +193,13 @@ class DeliveryLedger:
         else:
             sql += "NOTHING"
         now = self._now()
-        written = 0
-        batch: list[tuple] = []
-        cursor = self._conn.cursor()
-        for row in rows:
-            batch.append(self._values(row, now))
-            if len(batch) >= BATCH_SIZE:
-                cursor.executemany(sql, batch)
-                written += len(batch)
-                batch.clear()
-        if batch:
-            cursor.executemany(sql, batch)
-            written += len(batch)
-        self._conn.commit()
-        return written
+        values = [self._values(row, now) for row in rows]
+        with self._lock:
+            cursor = self._conn.cursor()
+            for start in range(0, len(values), BATCH_SIZE):
+                cursor.executemany(sql, values[start : start + BATCH_SIZE])
+            self._conn.commit()
+        return len(values)
 
     def add(self, rows: Iterable[LedgerRow]) -> int:
         """Insert rows that are not in the log yet; existing rows (a re-run) are left as they are."""
@@ -223,10 +226,11 @@ class DeliveryLedger:
             self.campaign_id,
             self.run_id,
         )
-        cursor = self._conn.cursor()
-        cursor.execute(sql, (*values, *params))
-        self._conn.commit()
-        return cursor.rowcount
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.execute(sql, (*values, *params))
+            self._conn.commit()
+            return cursor.rowcount
 
     def mark_batch(self, chunk_index: int, first_profile: str, last_profile: str, batch_id: str) -> int:
         """Mark the chunk's unsent rows with profile ids in [first, last] ``sending`` in one batch (one UPDATE)."""
