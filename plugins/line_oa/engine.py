@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import queue
+import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,68 @@ def _classify_rejection(err: LineApiError) -> str:
     return "rejected_by_line"
 
 
+class LedgerWriter:
+    """Run ledger writes on one thread, in order, committing a run of queued writes together.
+
+    A write's future resolves only after the commit that includes it, so "marked ``sending``" is
+    durable before the request leaves. Grouping commits keeps the log from pacing the sends.
+    """
+
+    MAX_GROUP = 64
+
+    def __init__(self, ledger: DeliveryLedger, loop: asyncio.AbstractEventLoop):
+        self.ledger = ledger
+        self.loop = loop
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="line-oa-ledger", daemon=True)
+        self._thread.start()
+
+    def submit(self, write: Callable[[], Any], future: asyncio.Future) -> None:
+        self._queue.put((write, future))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            group = [item]
+            while len(group) < self.MAX_GROUP:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # stop after this group
+                    break
+                group.append(nxt)
+            self._apply(group)
+
+    def _apply(self, group: list[tuple[Callable[[], Any], asyncio.Future]]) -> None:
+        try:
+            with self.ledger.transaction():
+                outcomes = [(True, write()) for write, _ in group]
+        except Exception:  # one write failed: run each alone, so only that one reports the error
+            outcomes = []
+            for write, _ in group:
+                try:
+                    with self.ledger.transaction():
+                        outcomes.append((True, write()))
+                except Exception as err:  # handed to the awaiting coroutine
+                    outcomes.append((False, err))
+        for (ok, value), (_, future) in zip(outcomes, group, strict=True):
+            self.loop.call_soon_threadsafe(_settle_future, future, ok, value)
+
+
+def _settle_future(future: asyncio.Future, ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 class DeliveryEngine:
     """Deliver one chunk of a campaign run through an ``AsyncLineClient`` into a ``DeliveryLedger``.
 
@@ -127,6 +190,7 @@ class DeliveryEngine:
         max_in_flight: int = 128,
         progress: Callable[[dict], None] | None = None,
         progress_interval: float = 10.0,
+        register_unsent: bool = False,
     ):
         self.client_factory = client_factory
         self.ledger = ledger
@@ -137,12 +201,13 @@ class DeliveryEngine:
         self.max_in_flight = max_in_flight
         self.progress = progress
         self.progress_interval = progress_interval
+        self.register_unsent = register_unsent  # rows are not in the log yet: add them as pending
         self._stop_reason: str | None = None
         self._pending_writes: list[LedgerRow] = []
         self._last_flush = time.monotonic()
         # Log writes run on one background thread, in submission order, so that the database's
         # latency overlaps the requests in flight instead of stalling the event loop.
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: LedgerWriter | None = None
         self._writes: list[asyncio.Future] = []
 
     def request_stop(self, reason: str = "stopped") -> None:
@@ -151,11 +216,10 @@ class DeliveryEngine:
 
     # -- ledger helpers -------------------------------------------------------------------------
     def _write(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future:
-        """Run a ledger write on the writer thread (FIFO); return a future the caller may await."""
+        """Queue a ledger write for the writer thread (FIFO); return a future resolved once committed."""
         assert self._writer is not None, "ledger writes are only queued while delivering"
-        future = asyncio.get_running_loop().run_in_executor(
-            self._writer, functools.partial(function, *args, **kwargs)
-        )
+        future = asyncio.get_running_loop().create_future()
+        self._writer.submit(functools.partial(function, *args, **kwargs), future)
         self._writes.append(future)
         return future
 
@@ -204,7 +268,7 @@ class DeliveryEngine:
     async def deliver_async(self, rows: list[LedgerRow], *, mode: str, chunk_index: int) -> ChunkResult:
         result = ChunkResult(chunk_index=chunk_index, total=len(rows))
         started = time.monotonic()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="line-oa-ledger")
+        self._writer = LedgerWriter(self.ledger, asyncio.get_running_loop())
         reporter = asyncio.create_task(self._report_progress(result, started)) if self.progress else None
         try:
             rows = self._split_stale(rows, result)
@@ -219,7 +283,7 @@ class DeliveryEngine:
             try:
                 await self._drain_writes()
             finally:
-                self._writer.shutdown(wait=True)
+                self._writer.close()
                 self._writer = None
                 result.duration_seconds = time.monotonic() - started
                 result.stopped_reason = self._stop_reason
@@ -275,7 +339,7 @@ class DeliveryEngine:
         next window is marked on the writer thread while the current one is being sent.
         """
         self._limiter = TokenBucket(self.rate)
-        queue: asyncio.Queue[LedgerRow | None] = asyncio.Queue(maxsize=MARK_WINDOW)
+        ready: asyncio.Queue[LedgerRow | None] = asyncio.Queue(maxsize=MARK_WINDOW)
         workers = min(self.max_in_flight, max(1, len(rows)))
 
         async def feed() -> None:
@@ -285,14 +349,16 @@ class DeliveryEngine:
                 for row in to_mark:
                     row.status, row.reason = SENDING, None
                 if to_mark and self._stop_reason is None:
-                    await self._write(self.ledger.upsert, to_mark)
+                    await self._write(self.ledger.upsert, to_mark)  # inserts rows the log lacks
+                if start == 0 and self.register_unsent:  # the rest, as pending, behind the first sends
+                    self._write(self.ledger.add, rows[MARK_WINDOW:])
                 for row in window:
-                    await queue.put(row)
+                    await ready.put(row)
             for _ in range(workers):
-                await queue.put(None)
+                await ready.put(None)
 
         async def worker() -> None:
-            while (row := await queue.get()) is not None:
+            while (row := await ready.get()) is not None:
                 if self._stop_reason:
                     self._fail(row, self._stop_reason, result)
                 else:
@@ -301,7 +367,7 @@ class DeliveryEngine:
         feeder = asyncio.create_task(feed())
         # One request first: a campaign-wide stop (token revoked, quota used up by another chunk)
         # then costs one request instead of a full window of in-flight ones.
-        first = await queue.get()
+        first = await ready.get()
         if first is not None:
             await self._push_one(client, first, result)
             await asyncio.gather(*(worker() for _ in range(workers)))
@@ -394,16 +460,12 @@ class DeliveryEngine:
         old, key = rows[0].batch_id, str(uuid.uuid4())
         for row in rows:
             row.batch_id = row.retry_key = key
-        await self._write(self.ledger.rebatch, old, key)
+        await self._write(self.ledger.rebatch, old, key, rows[0].profile_id, rows[-1].profile_id)
         return rows
 
     def _settle_batch(
         self, batch: list[LedgerRow], attempts: int, result: ChunkResult, **outcome: Any
     ) -> None:
-        for row in batch:
-            row.attempts += attempts
-            for name, value in outcome.items():
-                setattr(row, name, value)
         if outcome["status"] == SENT:
             result.sent += len(batch)
         else:
@@ -411,22 +473,33 @@ class DeliveryEngine:
         self._write(self._settle_or_upsert, batch, attempts, outcome)
 
     def _settle_or_upsert(self, batch: list[LedgerRow], attempts: int, outcome: dict[str, Any]) -> None:
-        """Write a batch's outcome with one UPDATE; row by row if the log does not hold it as expected."""
-        if self.ledger.settle_batch(batch[0].batch_id, attempts=attempts, **outcome) != len(batch):
-            self.ledger.upsert(batch)  # the rows already carry the outcome and their attempts
+        """Write a batch's outcome with one UPDATE; row by row if the log does not hold it as expected.
+
+        Runs on the writer thread; the batch's rows are not touched by the event loop any more.
+        """
+        first, last = batch[0].profile_id, batch[-1].profile_id
+        settled = self.ledger.settle_batch(batch[0].batch_id, first, last, attempts=attempts, **outcome)
+        if settled != len(batch):
+            for row in batch:
+                row.attempts += attempts
+                for name, value in outcome.items():
+                    setattr(row, name, value)
+            self.ledger.upsert(batch)
 
     async def _multicast_all(
         self, client: AsyncLineClient, rows: list[LedgerRow], result: ChunkResult
     ) -> None:
         self._limiter = TokenBucket(self.rate)
+        if self.register_unsent:
+            await self._write(self.ledger.add, rows)
         batches = self._plan_batches(rows)
-        queue = iter(batches)
+        batch_iter = iter(batches)
 
         async def worker() -> None:
-            for batch in queue:
+            for batch in batch_iter:
                 await self._multicast_batch(client, batch, result)
 
-        for batch in itertools.islice(queue, 1):  # one request first, as for push
+        for batch in itertools.islice(batch_iter, 1):  # one request first, as for push
             await self._multicast_batch(client, batch, result)
         await asyncio.gather(*(worker() for _ in range(min(self.max_in_flight, max(1, len(batches))))))
 
@@ -580,9 +653,16 @@ def deliver_chunk(
     Safe to call again for the same chunk (a retried or resumed task): registration leaves existing
     rows alone and only rows that are not final are sent, with their original keys.
     """
-    if ledger.chunk_size_logged(chunk_index) < len(recipients):  # chunk_profiles normally registered it
-        ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, recipients, is_test=is_test))
-    rows = ledger.rows_to_send(chunk_index)
+    logged = ledger.chunk_size_logged(chunk_index)
+    if logged == 0:  # a chunk the log has never seen: the engine registers it while it sends
+        rows = pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, recipients, is_test=is_test)
+        engine_options["register_unsent"] = True
+    else:
+        if logged < len(recipients):
+            ledger.add(
+                pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, recipients, is_test=is_test)
+            )
+        rows = ledger.rows_to_send(chunk_index)
     engine = DeliveryEngine(
         client_factory=client_factory,
         ledger=ledger,

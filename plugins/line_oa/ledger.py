@@ -7,6 +7,7 @@ key before the request leaves, and only rows that are not final are ever sent ag
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 import pathlib
@@ -140,7 +141,8 @@ class DeliveryLedger:
             self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         else:
             self._conn = hook.get_conn()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._in_transaction = False
         if self.dialect == "sqlite":
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA busy_timeout=30000")
@@ -154,6 +156,25 @@ class DeliveryLedger:
 
     def close(self) -> None:
         self._conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one transaction, committed at the end (rolled back on an error)."""
+        with self._lock:
+            self._in_transaction = True
+            try:
+                yield
+            except BaseException:
+                self._conn.rollback()
+                raise
+            else:
+                self._conn.commit()
+            finally:
+                self._in_transaction = False
+
+    def _commit(self) -> None:
+        if not self._in_transaction:
+            self._conn.commit()
 
     def ensure_schema(self) -> None:
         """Create the tables from ``include/sql/ledger/<dialect>.sql`` when missing."""
@@ -198,7 +219,7 @@ class DeliveryLedger:
             cursor = self._conn.cursor()
             for start in range(0, len(values), BATCH_SIZE):
                 cursor.executemany(sql, values[start : start + BATCH_SIZE])
-            self._conn.commit()
+            self._commit()
         return len(values)
 
     def add(self, rows: Iterable[LedgerRow]) -> int:
@@ -229,7 +250,7 @@ class DeliveryLedger:
         with self._lock:
             cursor = self._conn.cursor()
             cursor.execute(sql, (*values, *params))
-            self._conn.commit()
+            self._commit()
             return cursor.rowcount
 
     def mark_batch(self, chunk_index: int, first_profile: str, last_profile: str, batch_id: str) -> int:
@@ -244,19 +265,25 @@ class DeliveryLedger:
             assignments, where, (chunk_index, first_profile, last_profile, *RESUMABLE_REASONS)
         )
 
-    def rebatch(self, old_batch_id: str, new_batch_id: str) -> int:
+    def rebatch(self, old_batch_id: str, new_batch_id: str, first_profile: str, last_profile: str) -> int:
         """Move a batch's rows still ``sending`` to a new batch and retry key (its body changed)."""
         assignments = {"batch_id": new_batch_id, "retry_key": new_batch_id}
-        return self._update(assignments, f"batch_id = {self._p} AND status = 'sending'", (old_batch_id,))
+        return self._update(assignments, self._in_batch(), (first_profile, last_profile, old_batch_id))
 
-    def settle_batch(self, batch_id: str, *, attempts: int, **outcome: Any) -> int:
+    def settle_batch(
+        self, batch_id: str, first_profile: str, last_profile: str, *, attempts: int, **outcome: Any
+    ) -> int:
         """Write one outcome for every row of a batch still ``sending`` (one UPDATE)."""
         return self._update(
             outcome,
-            f"batch_id = {self._p} AND status = 'sending'",
-            (batch_id,),
+            self._in_batch(),
+            (first_profile, last_profile, batch_id),
             increments={"attempts": attempts},
         )
+
+    def _in_batch(self) -> str:
+        # A batch is a profile-id range: the primary key finds its rows without a batch index to maintain.
+        return f"profile_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} AND status = 'sending'"
 
     def chunk_size_logged(self, chunk_index: int) -> int:
         """Return how many rows of a chunk the log already holds."""

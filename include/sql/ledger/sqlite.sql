@@ -20,8 +20,9 @@ CREATE TABLE IF NOT EXISTS line_delivery_log (
     sent_at             TEXT,
     PRIMARY KEY (campaign_id, run_id, profile_id)
 );
-CREATE INDEX IF NOT EXISTS line_delivery_log_chunk ON line_delivery_log (campaign_id, run_id, chunk_index, status);
-CREATE INDEX IF NOT EXISTS line_delivery_log_batch ON line_delivery_log (campaign_id, run_id, batch_id);
+-- Chunks are looked up by index only: status and batch changes then touch no secondary index
+-- (a multicast batch is a profile_id range of the primary key).
+CREATE INDEX IF NOT EXISTS line_delivery_log_chunk_rows ON line_delivery_log (campaign_id, run_id, chunk_index);
 CREATE TABLE IF NOT EXISTS line_campaign_summary (
     campaign_id     TEXT NOT NULL,
     run_id          TEXT NOT NULL,
