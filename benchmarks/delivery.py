@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from line_oa.simulator import DEFAULT_TOKEN
 
 if TYPE_CHECKING:
     import pathlib
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from line_oa.ledger import LedgerRow
 
@@ -66,6 +67,10 @@ class InMemoryLedger:
 
     def is_stale(self, row: LedgerRow, margin: timedelta = timedelta(0)) -> bool:
         return False
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        yield
 
     def close(self) -> None:
         self._rows.clear()

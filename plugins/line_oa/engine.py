@@ -146,8 +146,16 @@ class LedgerWriter:
 
     def _apply(self, group: list[tuple[Callable[[], Any], asyncio.Future]]) -> None:
         try:
+            outcomes = self._outcomes(group)
+        except BaseException as err:  # never leave a coroutine waiting on a write that will not come
+            outcomes = [(False, err)] * len(group)
+        for (ok, value), (_, future) in zip(outcomes, group, strict=True):
+            self.loop.call_soon_threadsafe(_settle_future, future, ok, value)
+
+    def _outcomes(self, group: list[tuple[Callable[[], Any], asyncio.Future]]) -> list[tuple[bool, Any]]:
+        try:
             with self.ledger.transaction():
-                outcomes = [(True, write()) for write, _ in group]
+                return [(True, write()) for write, _ in group]
         except Exception:  # one write failed: run each alone, so only that one reports the error
             outcomes = []
             for write, _ in group:
@@ -156,8 +164,7 @@ class LedgerWriter:
                         outcomes.append((True, write()))
                 except Exception as err:  # handed to the awaiting coroutine
                     outcomes.append((False, err))
-        for (ok, value), (_, future) in zip(outcomes, group, strict=True):
-            self.loop.call_soon_threadsafe(_settle_future, future, ok, value)
+            return outcomes
 
 
 def _settle_future(future: asyncio.Future, ok: bool, value: Any) -> None:
@@ -343,19 +350,24 @@ class DeliveryEngine:
         workers = min(self.max_in_flight, max(1, len(rows)))
 
         async def feed() -> None:
-            for start in range(0, len(rows), MARK_WINDOW):
-                window = rows[start : start + MARK_WINDOW]
-                to_mark = [row for row in window if row.status != SENDING]  # others keep their first time
-                for row in to_mark:
-                    row.status, row.reason = SENDING, None
-                if to_mark and self._stop_reason is None:
-                    await self._write(self.ledger.upsert, to_mark)  # inserts rows the log lacks
-                if start == 0 and self.register_unsent:  # the rest, as pending, behind the first sends
-                    self._write(self.ledger.add, rows[MARK_WINDOW:])
-                for row in window:
-                    await ready.put(row)
-            for _ in range(workers):
-                await ready.put(None)
+            try:
+                for start in range(0, len(rows), MARK_WINDOW):
+                    window = rows[start : start + MARK_WINDOW]
+                    to_mark = [row for row in window if row.status != SENDING]  # others keep their first time
+                    for row in to_mark:
+                        row.status, row.reason = SENDING, None
+                    if to_mark and self._stop_reason is None:
+                        await self._write(self.ledger.upsert, to_mark)  # inserts rows the log lacks
+                    if start == 0 and self.register_unsent:  # the rest, as pending, behind the first sends
+                        self._write(self.ledger.add, rows[MARK_WINDOW:])
+                    for row in window:
+                        await ready.put(row)
+            except BaseException:
+                self.request_stop("log_write_failed")  # rows not marked must not be sent
+                raise
+            finally:
+                for _ in range(workers + 1):  # release the workers (and the first read) in every case
+                    await ready.put(None)
 
         async def worker() -> None:
             while (row := await ready.get()) is not None:

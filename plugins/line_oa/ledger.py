@@ -30,7 +30,7 @@ BATCH_SIZE = 1000
 
 EXCLUDED, PENDING, SENDING, SENT, FAILED = "excluded", "pending", "sending", "sent", "failed"
 # Failures that a resumed run sends again (with the same retry key): nothing was accepted by LINE.
-RESUMABLE_REASONS = ("quota_exceeded", "auth_failed", "retries_exhausted", "stopped")
+RESUMABLE_REASONS = ("quota_exceeded", "auth_failed", "retries_exhausted", "stopped", "log_write_failed")
 RETRY_KEY_LIFETIME = timedelta(hours=24)
 
 

@@ -284,3 +284,32 @@ def test_sigkill_mid_chunk_then_rerun_delivers_everyone_exactly_once(line_conn, 
     assert_log_matches_record(ledger, sim, expected_sent=len(people))
     assert sim.admin.delivery_counts(min_count=2) == {}
     ledger.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_delivery_log_that_fails_to_write_fails_the_chunk_instead_of_hanging(
+    line_conn, ledger_factory, sim
+):
+    ledger = ledger_factory()
+
+    def broken_upsert(rows):
+        raise RuntimeError("disk full")
+
+    ledger.upsert = broken_upsert
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_chunk(line_conn, ledger, recipients(50))
+    assert sim.admin.deliveries() == [], "nothing may leave before its row is marked 'sending'"
+
+
+@pytest.mark.timeout(60)
+def test_a_writer_that_cannot_even_open_a_transaction_fails_the_chunk_instead_of_hanging(
+    line_conn, ledger_factory, sim
+):
+    ledger = ledger_factory()
+
+    def no_transaction():
+        raise RuntimeError("database is gone")
+
+    ledger.transaction = no_transaction
+    with pytest.raises(RuntimeError, match="database is gone"):
+        run_chunk(line_conn, ledger, recipients(50))
