@@ -28,7 +28,9 @@ def test_the_package_registers_the_line_oa_connection_type_with_its_form_fields(
 
 
 def test_an_empty_host_means_the_real_line_api(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_EMPTY", json.dumps({"conn_type": "line_oa", "password": "x" * 20}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LINE_OA_EMPTY", json.dumps({"conn_type": "line_oa", "password": "x" * 20})
+    )
     assert LineOAHook(line_oa_conn_id="line_oa_empty").settings.base_url == "https://api.line.me"
 
 
@@ -50,7 +52,9 @@ def test_one_session_is_reused_for_the_task(line_conn, sim):
 
 
 def test_validate_quota_and_bot_info_endpoints(line_conn, sim):
-    sim.admin.configure(channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": {"type": "limited", "value": 50}}])
+    sim.admin.configure(
+        channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": {"type": "limited", "value": 50}}]
+    )
     hook = LineOAHook(line_oa_conn_id=line_conn)
     assert hook.validate_push(TEXT).status == 200
     assert hook.validate_multicast(TEXT).status == 200
@@ -91,7 +95,11 @@ def test_a_wrong_token_is_an_auth_error_and_a_failed_connection_test(line_conn, 
         ({"type": "limited", "value": 100}, 100, True, 100),
         ({"type": "limited", "value": 100}, 101, False, 100),
     ],
-    ids=["no monthly limit fits anything", "exactly the remaining quota fits", "one recipient over does not fit"],
+    ids=[
+        "no monthly limit fits anything",
+        "exactly the remaining quota fits",
+        "one recipient over does not fit",
+    ],
 )
 def test_quota_preflight(line_conn, sim, quota, reachable, fits, remaining):
     from line_oa.pipeline import preflight
@@ -105,4 +113,6 @@ def test_preflight_refuses_a_bundle_line_rejects(line_conn, sim):
     from line_oa.pipeline import LaunchRefused, preflight
 
     with pytest.raises(LaunchRefused, match=r"messages\[0\]\.text"):
-        preflight(LineOAHook(line_oa_conn_id=line_conn), [{"type": "text", "text": ""}], reachable=1, mode="push")
+        preflight(
+            LineOAHook(line_oa_conn_id=line_conn), [{"type": "text", "text": ""}], reachable=1, mode="push"
+        )
