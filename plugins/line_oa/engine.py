@@ -25,6 +25,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from line_oa.errors import (
     LineApiError,
     LineAuthError,
+    LineOAError,
     LineQuotaExceededError,
     LineRateLimitError,
     LineServerError,
@@ -439,7 +440,7 @@ class DeliveryEngine:
     def _plan_batches(self, rows: list[LedgerRow]) -> list[list[LedgerRow]]:
         """Group rows into batches: resumed batches as they were, new ones of up to 500.
 
-        Batches follow profile id order, so a new batch is a range of the chunk's unsent rows, marked
+        Batches follow LINE user id order, so a new batch is a range of the chunk's unsent rows, marked
         ``sending`` with one UPDATE just before it is sent; a resumed batch is re-sent with the same
         body and key.
         """
@@ -450,8 +451,8 @@ class DeliveryEngine:
                 resumed.setdefault(row.batch_id, []).append(row)
             else:
                 fresh.append(row)
-        batches = [sorted(batch, key=lambda r: r.profile_id) for batch in resumed.values()]
-        fresh.sort(key=lambda r: r.profile_id)
+        batches = [sorted(batch, key=lambda r: r.line_user_id or "") for batch in resumed.values()]
+        fresh.sort(key=lambda r: r.line_user_id or "")
         batches += [
             fresh[i : i + MULTICAST_MAX_RECIPIENTS] for i in range(0, len(fresh), MULTICAST_MAX_RECIPIENTS)
         ]
@@ -463,16 +464,20 @@ class DeliveryEngine:
         for row in rows:
             row.status, row.reason, row.batch_id, row.retry_key = SENDING, None, key, key
         marked = await self._write(
-            self.ledger.mark_batch, chunk_index, rows[0].profile_id, rows[-1].profile_id, key
+            self.ledger.mark_batch, chunk_index, rows[0].line_user_id, rows[-1].line_user_id, key
         )
-        if marked != len(rows):  # the range held rows it should not: fall back to row by row
+        if marked > len(rows):  # cannot happen while chunks are deduplicated ranges; never send then
+            raise LineOAError(
+                f"batch {key}: {marked} rows marked for {len(rows)} recipients; delivery stopped"
+            )
+        if marked < len(rows):  # rows the log does not hold yet: write them row by row
             await self._write(self.ledger.upsert, rows)
 
     async def _rebatch(self, rows: list[LedgerRow]) -> list[LedgerRow]:
         old, key = rows[0].batch_id, str(uuid.uuid4())
         for row in rows:
             row.batch_id = row.retry_key = key
-        await self._write(self.ledger.rebatch, old, key, rows[0].profile_id, rows[-1].profile_id)
+        await self._write(self.ledger.rebatch, old, key, rows[0].line_user_id, rows[-1].line_user_id)
         return rows
 
     def _settle_batch(
@@ -489,7 +494,7 @@ class DeliveryEngine:
 
         Runs on the writer thread; the batch's rows are not touched by the event loop any more.
         """
-        first, last = batch[0].profile_id, batch[-1].profile_id
+        first, last = batch[0].line_user_id, batch[-1].line_user_id
         settled = self.ledger.settle_batch(batch[0].batch_id, first, last, attempts=attempts, **outcome)
         if settled != len(batch):
             for row in batch:
@@ -502,6 +507,7 @@ class DeliveryEngine:
         self, client: AsyncLineClient, rows: list[LedgerRow], result: ChunkResult
     ) -> None:
         self._limiter = TokenBucket(self.rate)
+        self.flush()  # outcomes just decided (stale rows) are written before any batch range is marked
         if self.register_unsent:
             await self._write(self.ledger.add, rows)
         batches = self._plan_batches(rows)

@@ -253,37 +253,39 @@ class DeliveryLedger:
             self._commit()
             return cursor.rowcount
 
-    def mark_batch(self, chunk_index: int, first_profile: str, last_profile: str, batch_id: str) -> int:
-        """Mark the chunk's unsent rows with profile ids in [first, last] ``sending`` in one batch (one UPDATE)."""
+    def mark_batch(self, chunk_index: int, first_user: str, last_user: str, batch_id: str) -> int:
+        """Mark the chunk's unsent rows with LINE user ids in [first, last] ``sending`` as one batch (one UPDATE)."""
         reasons = ", ".join([self._p] * len(RESUMABLE_REASONS))
+        # The recipient index finds the batch's rows; "+chunk_index" keeps SQLite from walking the
+        # whole chunk through the chunk index instead (chunks are ranges of LINE user ids, since the
+        # segment is extracted in that order).
         where = (
-            f"chunk_index = {self._p} AND profile_id BETWEEN {self._p} AND {self._p} "
+            f"line_user_id BETWEEN {self._p} AND {self._p} AND +chunk_index = {self._p} "
             f"AND (status = 'pending' OR (status = 'failed' AND reason IN ({reasons})))"
         )
         assignments = {"status": SENDING, "reason": None, "batch_id": batch_id, "retry_key": batch_id}
-        return self._update(
-            assignments, where, (chunk_index, first_profile, last_profile, *RESUMABLE_REASONS)
-        )
+        return self._update(assignments, where, (first_user, last_user, chunk_index, *RESUMABLE_REASONS))
 
-    def rebatch(self, old_batch_id: str, new_batch_id: str, first_profile: str, last_profile: str) -> int:
+    def rebatch(self, old_batch_id: str, new_batch_id: str, first_user: str, last_user: str) -> int:
         """Move a batch's rows still ``sending`` to a new batch and retry key (its body changed)."""
         assignments = {"batch_id": new_batch_id, "retry_key": new_batch_id}
-        return self._update(assignments, self._in_batch(), (first_profile, last_profile, old_batch_id))
+        return self._update(assignments, self._in_batch(), (first_user, last_user, old_batch_id))
 
     def settle_batch(
-        self, batch_id: str, first_profile: str, last_profile: str, *, attempts: int, **outcome: Any
+        self, batch_id: str, first_user: str, last_user: str, *, attempts: int, **outcome: Any
     ) -> int:
         """Write one outcome for every row of a batch still ``sending`` (one UPDATE)."""
         return self._update(
             outcome,
             self._in_batch(),
-            (first_profile, last_profile, batch_id),
+            (first_user, last_user, batch_id),
             increments={"attempts": attempts},
         )
 
     def _in_batch(self) -> str:
-        # A batch is a profile-id range: the primary key finds its rows without a batch index to maintain.
-        return f"profile_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} AND status = 'sending'"
+        # A batch is a range of LINE user ids: the recipient index finds its rows, and no batch index
+        # has to be maintained on every mark and settle.
+        return f"line_user_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} AND status = 'sending'"
 
     def chunk_size_logged(self, chunk_index: int) -> int:
         """Return how many rows of a chunk the log already holds."""
@@ -369,6 +371,17 @@ class DeliveryLedger:
         if updated.tzinfo is None:
             updated = updated.replace(tzinfo=UTC)
         return self.clock() - updated > RETRY_KEY_LIFETIME - margin
+
+    def earlier_finished_run(self) -> str | None:
+        """Return the id of another run of this campaign that finished a real delivery, if any."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT run_id FROM {SUMMARY_TABLE} WHERE campaign_id = {self._p} AND run_id <> {self._p} "
+            "AND state = 'Finished' AND dry_run = 0 AND targeted > 0 ORDER BY finished_at DESC",
+            (self.campaign_id, self.run_id),
+        )
+        row = cursor.fetchone()
+        return row[0] if row else None
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """UPSERT the run's summary row (``line_campaign_summary``)."""

@@ -112,14 +112,7 @@ def preflight(hook, messages: list[dict], *, reachable: int, mode: str) -> dict[
 
 def previous_delivery(ledger: DeliveryLedger) -> str | None:
     """Return the run id of an earlier finished (not dry, not test) delivery of this campaign, if any."""
-    cursor = ledger._conn.cursor()
-    cursor.execute(
-        f"SELECT run_id FROM line_campaign_summary WHERE campaign_id = {ledger._p} AND run_id <> {ledger._p} "
-        "AND state = 'Finished' AND dry_run = 0 AND targeted > 0 ORDER BY finished_at DESC",
-        (ledger.campaign_id, ledger.run_id),
-    )
-    row = cursor.fetchone()
-    return row[0] if row else None
+    return ledger.earlier_finished_run()
 
 
 def validate_for_launch(

@@ -21,8 +21,9 @@ CREATE TABLE IF NOT EXISTS line_delivery_log (
     PRIMARY KEY (campaign_id, run_id, profile_id)
 );
 -- Chunks are looked up by index only: status and batch changes then touch no secondary index
--- (a multicast batch is a profile_id range of the primary key).
+-- (a multicast batch is a range of LINE user ids, found through the recipient index).
 CREATE INDEX IF NOT EXISTS line_delivery_log_chunk_rows ON line_delivery_log (campaign_id, run_id, chunk_index);
+CREATE INDEX IF NOT EXISTS line_delivery_log_recipient ON line_delivery_log (campaign_id, run_id, line_user_id);
 CREATE TABLE IF NOT EXISTS line_campaign_summary (
     campaign_id     TEXT    NOT NULL,
     run_id          TEXT    NOT NULL,
