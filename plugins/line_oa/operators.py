@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -76,7 +77,7 @@ class LineOAPushOperator(BaseOperator):
         from line_oa.chunks import read_chunk
 
         campaign = load_campaign(self.campaign_file)
-        chunk = self.chunk if isinstance(self.chunk, dict) else __import__("json").loads(self.chunk)
+        chunk = self.chunk if isinstance(self.chunk, dict) else json.loads(self.chunk)
         recipients = read_chunk(chunk)
         is_test = self.is_test or bool(chunk.get("is_test"))
         if str(self.dry_run).lower() in ("true", "1"):

@@ -86,9 +86,17 @@ def test_a_recurring_campaign_runs_on_its_cron_in_its_timezone(tmp_path):
     timetable = dags["line_campaign__weekly"].timetable
     assert errors == {}
     assert type(timetable).__name__ == "CronTriggerTimetable"
-    assert (
-        "Asia/Tokyo" in repr(timetable.__dict__) or str(getattr(timetable, "_timezone", "")) == "Asia/Tokyo"
-    )
+    assert (timetable._expression, str(timetable._timezone)) == ("0 9 * * 1", "Asia/Tokyo")
+    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=_no_restriction())
+    assert first.run_after.in_timezone("Asia/Tokyo").hour == 9, "the cron is read in the campaign's timezone"
+
+
+def _no_restriction():
+    from datetime import UTC, datetime
+
+    from airflow.timetables.base import TimeRestriction
+
+    return TimeRestriction(earliest=datetime(2026, 11, 1, tzinfo=UTC), latest=None, catchup=False)
 
 
 def test_a_broken_file_never_hides_the_others(tmp_path, caplog):

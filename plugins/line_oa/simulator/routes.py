@@ -161,14 +161,25 @@ async def _read_json(sim: Simulator, request: web.Request, endpoint: str) -> dic
     return respond(sim, endpoint, 400, {"message": message})
 
 
-async def send(request: web.Request, endpoint: str) -> web.Response:
-    """Handle push and multicast: check, then accept and record the send in one synchronous step."""
+async def _enter_with_body(
+    request: web.Request, endpoint: str
+) -> tuple[Simulator, Channel, dict[str, Any]] | web.Response:
+    """Authenticate a POST and parse its JSON body; return LINE's error response if either fails."""
     sim, channel = await _enter(request, endpoint, "POST")
     if not isinstance(channel, Channel):
         return channel
     body = await _read_json(sim, request, endpoint)
     if not isinstance(body, dict):
         return body
+    return sim, channel, body
+
+
+async def send(request: web.Request, endpoint: str) -> web.Response:
+    """Handle push and multicast: check, then accept and record the send in one synchronous step."""
+    entered = await _enter_with_body(request, endpoint)
+    if isinstance(entered, web.Response):
+        return entered
+    sim, channel, body = entered
     retry_key = request.headers.get("X-Line-Retry-Key")
     if retry_key is not None:
         if RETRY_KEY.fullmatch(retry_key) is None:
@@ -254,12 +265,10 @@ def accept(
 
 async def validate(request: web.Request, endpoint: str) -> web.Response:
     """Handle validate/push and validate/multicast: check ``messages`` only; a retry key is a 400."""
-    sim, channel = await _enter(request, endpoint, "POST")
-    if not isinstance(channel, Channel):
-        return channel
-    body = await _read_json(sim, request, endpoint)
-    if not isinstance(body, dict):
-        return body
+    entered = await _enter_with_body(request, endpoint)
+    if isinstance(entered, web.Response):
+        return entered
+    sim, channel, body = entered
     if "X-Line-Retry-Key" in request.headers:
         return respond(sim, endpoint, 400, RETRY_KEY_UNSUPPORTED)
     try:
