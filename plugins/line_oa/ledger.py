@@ -28,6 +28,8 @@ TABLE = "line_delivery_log"
 SUMMARY_TABLE = "line_campaign_summary"
 BATCH_SIZE = 1000
 
+# Must match the WITH clause of include/sql/ledger/postgres.sql.
+PG_FILLFACTOR = "fillfactor=50"
 EXCLUDED, PENDING, SENDING, SENT, FAILED = "excluded", "pending", "sending", "sent", "failed"
 # Failures that a resumed run sends again (with the same retry key): nothing was accepted by LINE.
 RESUMABLE_REASONS = ("quota_exceeded", "auth_failed", "retries_exhausted", "stopped", "log_write_failed")
@@ -188,6 +190,12 @@ class DeliveryLedger:
             body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
             if body.strip():
                 cursor.execute(body)
+        if self.dialect == "postgres":
+            # A log created before the fill factor was set (0.1 releases): give its new pages room
+            # for in-page (HOT) updates too. Existing pages keep their layout until rewritten.
+            cursor.execute(f"SELECT reloptions FROM pg_class WHERE oid = '{TABLE}'::regclass")
+            if PG_FILLFACTOR not in (cursor.fetchone()[0] or []):
+                cursor.execute(f"ALTER TABLE {TABLE} SET ({PG_FILLFACTOR.replace('=', ' = ')})")
         self._conn.commit()
 
     def _now(self) -> str:

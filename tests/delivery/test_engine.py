@@ -313,3 +313,31 @@ def test_a_writer_that_cannot_even_open_a_transaction_fails_the_chunk_instead_of
     ledger.transaction = no_transaction
     with pytest.raises(RuntimeError, match="database is gone"):
         run_chunk(line_conn, ledger, recipients(50))
+
+
+@pytest.mark.timeout(60)
+def test_a_multicast_batch_whose_mark_fails_is_never_sent_and_the_rerun_sends_it_once(
+    line_conn, ledger_factory, sim
+):
+    """Batches are marked ahead of the sends; one whose mark fails stops the chunk before it leaves."""
+    ledger = ledger_factory()
+    people = recipients(1500)  # three multicasts of 500
+    mark_batch = ledger.mark_batch
+
+    def mark_batch_failing_the_second(chunk_index, first_user, last_user, batch_id):
+        if first_user == user_id(500):
+            raise RuntimeError("disk full")
+        return mark_batch(chunk_index, first_user, last_user, batch_id)
+
+    ledger.mark_batch = mark_batch_failing_the_second
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_chunk(line_conn, ledger, people, mode="multicast")
+    delivered = {d["to"] for d in sim.admin.deliveries()}
+    assert len(delivered) == 500, "only the batch marked before the failure may have left"
+    counts = Counter((row.status, row.reason) for row in ledger.rows())
+    assert counts == {("sent", None): 500, ("failed", "log_write_failed"): 1000}
+
+    ledger.mark_batch = mark_batch
+    result = run_chunk(line_conn, ledger, people, mode="multicast")
+    assert (result.sent, result.already_final) == (1000, 500)
+    assert_log_matches_record(ledger, sim, expected_sent=1500)

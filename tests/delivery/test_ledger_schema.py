@@ -11,6 +11,14 @@ import pytest
 from line_oa.ledger import DeliveryLedger, ledger_hook
 
 
+def admin_in(database: str):
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=database)
+    conn.autocommit = True
+    return conn.cursor()
+
+
 @pytest.mark.postgres
 def test_tasks_starting_together_on_an_empty_postgresql_database_all_get_the_tables(monkeypatch):
     import psycopg2
@@ -45,6 +53,14 @@ def test_tasks_starting_together_on_an_empty_postgresql_database_all_get_the_tab
         ledger = DeliveryLedger(ledger_hook("ledger_race"), campaign_id="race", run_id="r")
         assert ledger.counts() == {}
         ledger.close()
+
+        # A log created by an earlier release, without room in its pages for in-page updates, gets it.
+        cursor = admin_in(database)
+        cursor.execute("ALTER TABLE line_delivery_log RESET (fillfactor)")
+        DeliveryLedger(ledger_hook("ledger_race"), campaign_id="race", run_id="r").close()
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'line_delivery_log'")
+        assert cursor.fetchone()[0] == ["fillfactor=50"]
+        cursor.connection.close()
     finally:
         admin.cursor().execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.close()

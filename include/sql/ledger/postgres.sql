@@ -19,7 +19,10 @@ CREATE TABLE IF NOT EXISTS line_delivery_log (
     updated_at          TIMESTAMPTZ NOT NULL,
     sent_at             TIMESTAMPTZ,
     PRIMARY KEY (campaign_id, run_id, profile_id)
-);
+) WITH (fillfactor = 50);
+-- Half-empty pages: a row's status changes (pending, sending, sent) are then written in its own page
+-- (HOT updates) instead of adding entries to all three indexes each time. A multicast of 500
+-- recipients updates 500 rows twice. Keep in sync with PG_FILLFACTOR in line_oa/ledger.py.
 -- Chunks are looked up by index only: status and batch changes then touch no secondary index
 -- (a multicast batch is a range of LINE user ids, found through the recipient index).
 CREATE INDEX IF NOT EXISTS line_delivery_log_chunk_rows ON line_delivery_log (campaign_id, run_id, chunk_index);
