@@ -110,6 +110,7 @@ class EngineOutcome:
     wall_seconds: float
     send_seconds: float
     failed: dict
+    registration_seconds: float | None = None
 
     @property
     def per_second(self) -> float:
@@ -127,15 +128,26 @@ def run_engine(
     mode: str,
     rate: float | None,
     max_in_flight: int = 128,
+    registered: bool = False,
 ) -> EngineOutcome:
-    """Deliver ``recipients`` as one chunk with ``deliver_chunk`` and the default retry policy; time it."""
-    from line_oa.engine import RetryPolicy, deliver_chunk
+    """Deliver ``recipients`` as one chunk with ``deliver_chunk`` and the default retry policy; time it.
+
+    :param registered: register the chunk in the log first, untimed, as ``chunk_profiles`` does in a
+        DAG run (``registration_seconds`` says how long that took); otherwise ``deliver_chunk``
+        registers it while it sends, as for a chunk the log has never seen.
+    """
+    from line_oa.engine import RetryPolicy, deliver_chunk, pending_rows
     from line_oa.hooks import LineOAHook
 
     hook = LineOAHook(line_oa_conn_id=LINE_CONN_ID)
     people = [(f"p{n:08d}", user_id) for n, user_id in enumerate(recipients)]
     policy = RetryPolicy()  # the campaign file's default: 5 attempts, 1-60 s backoff
+    registration = None
     try:
+        if registered:
+            started = time.perf_counter()
+            ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, 0, people))
+            registration = time.perf_counter() - started
         started = time.perf_counter()
         result = deliver_chunk(
             client_factory=lambda: hook.async_client(max_in_flight=max_in_flight),
@@ -160,4 +172,5 @@ def run_engine(
         wall_seconds=wall,
         send_seconds=result.duration_seconds,
         failed=dict(result.failed),
+        registration_seconds=registration,
     )

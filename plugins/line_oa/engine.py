@@ -176,6 +176,34 @@ class LedgerWriter:
             return outcomes
 
 
+class _ShortGilSwitches:
+    """Lower Python's GIL switch interval while any chunk is delivered in this process; restore it after.
+
+    Counted, so that deliveries running at once (threads) restore the interval only when the last ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._saved = sys.getswitchinterval()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._active == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, GIL_SWITCH_INTERVAL))
+            self._active += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_short_gil_switches = _ShortGilSwitches()
+
+
 def _settle_future(future: asyncio.Future, ok: bool, value: Any) -> None:
     if future.cancelled():
         return
@@ -284,28 +312,26 @@ class DeliveryEngine:
     async def deliver_async(self, rows: list[LedgerRow], *, mode: str, chunk_index: int) -> ChunkResult:
         result = ChunkResult(chunk_index=chunk_index, total=len(rows))
         started = time.monotonic()
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch_interval, GIL_SWITCH_INTERVAL))
-        self._writer = LedgerWriter(self.ledger, asyncio.get_running_loop())
-        reporter = asyncio.create_task(self._report_progress(result, started)) if self.progress else None
-        try:
-            rows = self._split_stale(rows, result)
-            async with self.client_factory() as client:
-                if mode == "multicast":
-                    await self._multicast_all(client, rows, result)
-                else:
-                    await self._push_all(client, rows, result)
-        finally:
-            if reporter:
-                reporter.cancel()
+        with _short_gil_switches:
+            self._writer = LedgerWriter(self.ledger, asyncio.get_running_loop())
+            reporter = asyncio.create_task(self._report_progress(result, started)) if self.progress else None
             try:
-                await self._drain_writes()
+                rows = self._split_stale(rows, result)
+                async with self.client_factory() as client:
+                    if mode == "multicast":
+                        await self._multicast_all(client, rows, result)
+                    else:
+                        await self._push_all(client, rows, result)
             finally:
-                self._writer.close()
-                self._writer = None
-                sys.setswitchinterval(switch_interval)
-                result.duration_seconds = time.monotonic() - started
-                result.stopped_reason = self._stop_reason
+                if reporter:
+                    reporter.cancel()
+                try:
+                    await self._drain_writes()
+                finally:
+                    self._writer.close()
+                    self._writer = None
+                    result.duration_seconds = time.monotonic() - started
+                    result.stopped_reason = self._stop_reason
         return result
 
     async def _report_progress(self, result: ChunkResult, started: float) -> None:
