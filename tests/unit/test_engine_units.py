@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 import threading
+import uuid
 
-from line_oa.engine import GIL_SWITCH_INTERVAL, _ShortGilSwitches
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from line_oa.engine import GIL_SWITCH_INTERVAL, RETRY_KEY_NAMESPACE, _ShortGilSwitches, push_retry_key
 
 
 def test_the_gil_switch_interval_is_short_while_any_delivery_runs_and_restored_after_the_last():
@@ -30,3 +34,19 @@ def test_the_gil_switch_interval_is_short_while_any_delivery_runs_and_restored_a
         thread.join()
     assert seen == [min(before, GIL_SWITCH_INTERVAL)] * 2
     assert sys.getswitchinterval() == before
+
+
+@settings(max_examples=500, deadline=None)
+@given(campaign_id=st.text(), run_id=st.text(), line_user_id=st.text())
+def test_the_push_retry_key_is_uuid5_of_campaign_run_and_recipient(campaign_id, run_id, line_user_id):
+    """A resumed run finds its keys again only if the derivation never changes."""
+    name = f"push|{campaign_id}|{run_id}|{line_user_id}"
+    assert push_retry_key(campaign_id, run_id, line_user_id) == str(uuid.uuid5(RETRY_KEY_NAMESPACE, name))
+
+
+def test_the_push_retry_key_of_a_known_recipient_is_unchanged():
+    """Pinned: keys of runs logged by earlier releases must still match (namespace included)."""
+    assert (
+        push_retry_key("welcome_back", "manual__2026-11-30", "U" + "0" * 32)
+        == "7883c103-a15f-5988-be90-8c11627f1ed7"
+    )
