@@ -49,10 +49,8 @@ STALE_MARGIN = timedelta(hours=1)
 FLUSH_EVERY_ROWS = 500
 FLUSH_EVERY_SECONDS = 1.0
 MARK_WINDOW = 1000
-# Multicasts in flight at once: 200/s needs about 7 at a 35 ms round trip, 32 allow 160 ms.
-MULTICAST_IN_FLIGHT = 32
-# New batches marked `sending` beyond those being sent, so marking never waits on the log.
-MULTICAST_MARK_AHEAD = 8
+# New multicast batches marked `sending` beyond those being sent, so a request never waits on the log.
+MULTICAST_MARK_AHEAD = 32
 # While a chunk is delivered the event loop keeps the GIL busy; the log writer thread, back from each
 # SQLite call (which runs without the GIL), would wait up to Python's default 5 ms switch interval to
 # continue, and the log, not LINE, would pace the sends (measured: 187 vs 199 multicasts/s at 200/s).
@@ -355,10 +353,16 @@ class DeliveryEngine:
             self.progress(result.to_dict())  # type: ignore[misc]
 
     # -- push -----------------------------------------------------------------------------------
-    async def _attempt(self, send: Callable, result: ChunkResult, counter: list[int]) -> LineResponse:
+    async def _attempt(
+        self, send: Callable, result: ChunkResult, counter: list[int], permit: list[bool] | None = None
+    ) -> LineResponse:
+        """Send once, after taking a permit from the rate limiter (or using ``permit``, one already taken)."""
         if self._stop_reason:
             raise _CampaignStop(self._stop_reason)
-        await self._limiter.acquire()
+        if permit and permit[0]:
+            permit[0] = False
+        else:
+            await self._limiter.acquire()
         counter[0] += 1
         result.requests += 1
         if counter[0] > 1:
@@ -366,11 +370,12 @@ class DeliveryEngine:
         return await send()
 
     async def _send_with_retries(
-        self, send: Callable, result: ChunkResult, counter: list[int]
+        self, send: Callable, result: ChunkResult, counter: list[int], permit: list[bool] | None = None
     ) -> LineResponse:
         """Send once; on a transient error, retry per the policy (tenacity) with the same key and body."""
         try:
-            return await self._attempt(send, result, counter)  # the common case, without tenacity's overhead
+            # the common case, without tenacity's overhead
+            return await self._attempt(send, result, counter, permit)
         except TRANSIENT:
             if self.policy.max_attempts <= 1:
                 raise
@@ -567,31 +572,42 @@ class DeliveryEngine:
         A feeder queues each new batch's mark on the writer thread and hands the batch, with the
         mark's future, to the senders, at most ``MULTICAST_MARK_AHEAD`` batches ahead of them; a
         sender waits for the commit before the request leaves. So the log's latency overlaps the
-        requests in flight instead of adding to each one.
+        requests in flight instead of adding to each one. A sender takes its permit from the rate
+        limiter before it takes a batch: up to ``max_in_flight`` requests can be in flight (a long
+        round trip to LINE), yet only those and the few queued ones are ever marked ``sending``
+        without having left.
         """
         self._limiter = TokenBucket(self.rate)
         self.flush()  # outcomes just decided (stale rows) are written before any batch range is marked
         if self.register_unsent:
             await self._write(self.ledger.add, rows)
         batches = self._plan_batches(rows)
-        workers = min(self.max_in_flight, MULTICAST_IN_FLIGHT, max(1, len(batches)))
-        ready: asyncio.Queue[tuple[list[LedgerRow], asyncio.Future | None] | None] = asyncio.Queue(
-            maxsize=MULTICAST_MARK_AHEAD
-        )
+        workers = min(self.max_in_flight, max(1, len(batches)))
+        # Unbounded, so the end markers never wait; `ahead` bounds the marked batches waiting in it.
+        ready: asyncio.Queue[tuple[list[LedgerRow], asyncio.Future | None] | None] = asyncio.Queue()
+        ahead = asyncio.Semaphore(MULTICAST_MARK_AHEAD)
+        claimed = [1]  # batches a sender has committed to take; the first is the probe request's
         log_errors: list[BaseException] = []
 
         async def feed() -> None:
             try:
                 for batch in batches:
+                    await ahead.acquire()
                     marked = None
                     if batch and batch[0].status != SENDING and self._stop_reason is None:
                         marked = self._mark_batch(batch, result.chunk_index)
-                    await ready.put((batch, marked))
-            finally:
-                for _ in range(workers + 1):  # release the senders (and the first read) in every case
-                    await ready.put(None)
+                    ready.put_nowait((batch, marked))
+            finally:  # end markers: a sender waiting for a batch the feeder never handed out returns
+                for _ in range(workers + 1):
+                    ready.put_nowait(None)
 
-        async def send(item: tuple[list[LedgerRow], asyncio.Future | None]) -> None:
+        async def take() -> tuple[list[LedgerRow], asyncio.Future | None] | None:
+            item = await ready.get()
+            if item is not None:
+                ahead.release()
+            return item
+
+        async def send(item: tuple[list[LedgerRow], asyncio.Future | None], permit: bool = False) -> None:
             batch, marked = item
             if marked is not None:
                 try:
@@ -599,14 +615,20 @@ class DeliveryEngine:
                 except Exception as err:  # not marked: never sent; its rows are recorded as stopped
                     self.request_stop("log_write_failed")
                     log_errors.append(err)
-            await self._multicast_batch(client, batch, result)
+            await self._multicast_batch(client, batch, result, [permit])
 
         async def worker() -> None:
-            while (item := await ready.get()) is not None:
-                await send(item)
+            while claimed[0] < len(batches):
+                claimed[0] += 1
+                permit = self._stop_reason is None  # stopped: the rest are only recorded
+                if permit:
+                    await self._limiter.acquire()
+                if (item := await take()) is None:
+                    return
+                await send(item, permit=permit)
 
         feeder = asyncio.create_task(feed())
-        first = await ready.get()  # one request first, as for push
+        first = await take()  # one request first, as for push
         if first is not None:
             await send(first)
             await asyncio.gather(*(worker() for _ in range(workers)))
@@ -615,8 +637,16 @@ class DeliveryEngine:
             raise log_errors[0]
 
     async def _multicast_batch(
-        self, client: AsyncLineClient, batch: list[LedgerRow], result: ChunkResult
+        self,
+        client: AsyncLineClient,
+        batch: list[LedgerRow],
+        result: ChunkResult,
+        permit: list[bool] | None = None,
     ) -> None:
+        """Send one batch (re-sending what is left after an isolated recipient) and settle it.
+
+        :param permit: ``[True]`` when the caller already took the first request's rate-limit permit.
+        """
         while batch:
             if self._stop_reason:
                 if batch[0].status == SENDING:  # marked (or resumed): settle the batch as a whole
@@ -633,7 +663,7 @@ class DeliveryEngine:
                 return client.multicast(to, self.messages, key, self.notification_disabled)
 
             try:
-                response = await self._send_with_retries(send, result, counter)
+                response = await self._send_with_retries(send, result, counter, permit)
             except LineApiError as err:
                 batch = await self._multicast_failure(client, batch, err, counter[0], result)
                 continue
