@@ -80,6 +80,11 @@ def _push(case: dict) -> list[str]:
 
 
 def _multicast(case: dict) -> list[str]:
+    if any("line_side_all" not in row for row in case["table"]):
+        return [
+            "Figures from an earlier version of this case: rerun `python -m benchmarks.run multicast`.",
+            "",
+        ]
     s = case["settings"]
     lines = [
         f"{s['recipients']:,} recipients (400 multicasts of 500), {s['latency_ms']} ms latency, simulator multicast "

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import itertools
 import queue
 import sys
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,10 @@ FLUSH_EVERY_SECONDS = 1.0
 MARK_WINDOW = 1000
 # New multicast batches marked `sending` beyond those being sent, so a request never waits on the log.
 MULTICAST_MARK_AHEAD = 32
+# Sent multicast batches whose outcome may wait to be written (marks go first): one second at LINE's
+# limit. Beyond it no new batch is marked until the log catches up, so rows never stay `sending` long
+# after LINE has answered.
+MULTICAST_MAX_UNSETTLED = 200
 # While a chunk is delivered the event loop keeps the GIL busy; the log writer thread, back from each
 # SQLite call (which runs without the GIL), would wait up to Python's default 5 ms switch interval to
 # continue, and the log, not LINE, would pace the sends (measured: 187 vs 199 multicasts/s at 200/s).
@@ -129,40 +134,50 @@ def _classify_rejection(err: LineApiError) -> str:
 
 
 class LedgerWriter:
-    """Run ledger writes on one thread, in order, committing a run of queued writes together.
+    """Run ledger writes on one thread, committing a run of queued writes together.
 
     A write's future resolves only after the commit that includes it, so "marked ``sending``" is
     durable before the request leaves. Grouping commits keeps the log from pacing the sends.
+
+    Marks (``urgent``) go first: a request waits for its mark, while an outcome only has to be
+    written before the chunk ends (its row stays ``sending`` with its key until then, which a resume
+    handles). Writes of one kind run in the order they were queued. Nothing depends on an outcome
+    being written before a later mark: a mark touches only rows that have not been sent.
     """
 
     MAX_GROUP = 64
+    # Outcomes per commit: few, so that a mark queued meanwhile waits for a short transaction only.
+    MAX_NORMAL_IN_GROUP = 4
+    _URGENT, _NORMAL, _CLOSE = 0, 1, 2
 
     def __init__(self, ledger: DeliveryLedger, loop: asyncio.AbstractEventLoop):
         self.ledger = ledger
         self.loop = loop
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
         self._thread = threading.Thread(target=self._run, name="line-oa-ledger", daemon=True)
         self._thread.start()
 
-    def submit(self, write: Callable[[], Any], future: asyncio.Future) -> None:
-        self._queue.put((write, future))
+    def submit(self, write: Callable[[], Any], future: asyncio.Future, *, urgent: bool = False) -> None:
+        self._queue.put((self._URGENT if urgent else self._NORMAL, next(self._order), write, future))
 
     def close(self) -> None:
-        self._queue.put(None)
+        self._queue.put((self._CLOSE, next(self._order), None, None))
         self._thread.join()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            group = [item]
-            while len(group) < self.MAX_GROUP:
+        while (item := self._queue.get())[0] != self._CLOSE:
+            group, normal = [item[2:]], int(item[0] == self._NORMAL)
+            while len(group) < self.MAX_GROUP and normal < self.MAX_NORMAL_IN_GROUP:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
-                    self._queue.put(None)  # stop after this group
+                if nxt[0] == self._CLOSE:
+                    self._queue.put(nxt)  # stop after this group
                     break
-                group.append(nxt)
+                group.append(nxt[2:])
+                normal += nxt[0] == self._NORMAL
             self._apply(group)
 
     def _apply(self, group: list[tuple[Callable[[], Any], asyncio.Future]]) -> None:
@@ -265,6 +280,7 @@ class DeliveryEngine:
         # latency overlaps the requests in flight instead of stalling the event loop.
         self._writer: LedgerWriter | None = None
         self._writes: list[asyncio.Future] = []
+        self._unsettled: deque[asyncio.Future] = deque()
 
     def request_stop(self, reason: str = "stopped") -> None:
         """Stop taking new sends (thread-safe enough: a flag read between sends); in-flight ones finish."""
@@ -273,9 +289,16 @@ class DeliveryEngine:
     # -- ledger helpers -------------------------------------------------------------------------
     def _write(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future:
         """Queue a ledger write for the writer thread (FIFO); return a future resolved once committed."""
+        return self._queue_write(functools.partial(function, *args, **kwargs), urgent=False)
+
+    def _mark(self, function: Callable[..., Any], *args: Any) -> asyncio.Future:
+        """Queue a write that marks rows ``sending`` (a request waits for it): ahead of other writes."""
+        return self._queue_write(functools.partial(function, *args), urgent=True)
+
+    def _queue_write(self, write: Callable[[], Any], *, urgent: bool) -> asyncio.Future:
         assert self._writer is not None, "ledger writes are only queued while delivering"
         future = asyncio.get_running_loop().create_future()
-        self._writer.submit(functools.partial(function, *args, **kwargs), future)
+        self._writer.submit(write, future, urgent=urgent)
         self._writes.append(future)
         return future
 
@@ -414,7 +437,7 @@ class DeliveryEngine:
                     for row in to_mark:
                         row.status, row.reason = SENDING, None
                     if to_mark and self._stop_reason is None:
-                        await self._write(self.ledger.upsert, to_mark)  # inserts rows the log lacks
+                        await self._mark(self.ledger.upsert, to_mark)  # inserts rows the log lacks
                     if start == 0 and self.register_unsent:  # the rest, as pending, behind the first sends
                         self._write(self.ledger.add, rows[MARK_WINDOW:])
                     for row in window:
@@ -519,7 +542,7 @@ class DeliveryEngine:
         key = str(uuid.uuid4())
         for row in rows:
             row.status, row.reason, row.batch_id, row.retry_key = SENDING, None, key, key
-        return self._write(self._mark_or_register, chunk_index, rows, key)
+        return self._mark(self._mark_or_register, chunk_index, rows, key)
 
     def _mark_or_register(self, chunk_index: int, rows: list[LedgerRow], key: str) -> None:
         """Mark a batch with one UPDATE (writer thread); write rows the log lacks one by one.
@@ -548,7 +571,7 @@ class DeliveryEngine:
             result.sent += len(batch)
         else:
             result.failed[outcome["reason"]] += len(batch)
-        self._write(self._settle_or_upsert, batch, attempts, outcome)
+        self._unsettled.append(self._write(self._settle_or_upsert, batch, attempts, outcome))
 
     def _settle_or_upsert(self, batch: list[LedgerRow], attempts: int, outcome: dict[str, Any]) -> None:
         """Write a batch's outcome with one UPDATE; row by row if the log does not hold it as expected.
@@ -579,6 +602,7 @@ class DeliveryEngine:
         """
         self._limiter = TokenBucket(self.rate)
         self.flush()  # outcomes just decided (stale rows) are written before any batch range is marked
+        await self._drain_writes()
         if self.register_unsent:
             await self._write(self.ledger.add, rows)
         batches = self._plan_batches(rows)
@@ -593,6 +617,8 @@ class DeliveryEngine:
             try:
                 for batch in batches:
                     await ahead.acquire()
+                    while len(self._unsettled) >= MULTICAST_MAX_UNSETTLED:  # let the log catch up
+                        await asyncio.wait([self._unsettled.popleft()])  # its error: at the drain
                     marked = None
                     if batch and batch[0].status != SENDING and self._stop_reason is None:
                         marked = self._mark_batch(batch, result.chunk_index)

@@ -341,3 +341,35 @@ def test_a_multicast_batch_whose_mark_fails_is_never_sent_and_the_rerun_sends_it
     result = run_chunk(line_conn, ledger, people, mode="multicast")
     assert (result.sent, result.already_final) == (1000, 500)
     assert_log_matches_record(ledger, sim, expected_sent=1500)
+
+
+@pytest.mark.timeout(60)
+def test_multicast_outcomes_never_lag_far_behind_the_sends_on_a_slow_log(
+    line_conn, ledger_factory, sim, monkeypatch
+):
+    """Marks go before outcomes, but no more than MULTICAST_MAX_UNSETTLED batches wait to be settled."""
+    from line_oa import engine
+
+    monkeypatch.setattr(engine, "MULTICAST_MAX_UNSETTLED", 2)
+    monkeypatch.setattr(engine, "MULTICAST_MARK_AHEAD", 4)
+    ledger = ledger_factory()
+    mark_batch, settle_batch = ledger.mark_batch, ledger.settle_batch
+    marked, settled, lag = [0], [0], []
+
+    def counting_mark(*args, **kwargs):
+        lag.append(marked[0] - settled[0])  # batches marked before this one, not settled yet
+        marked[0] += 1
+        return mark_batch(*args, **kwargs)
+
+    def slow_settle(*args, **kwargs):
+        time.sleep(0.02)  # a log slower than the sends
+        settled[0] += 1
+        return settle_batch(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "mark_batch", counting_mark)
+    monkeypatch.setattr(ledger, "settle_batch", slow_settle)
+    result = run_chunk(line_conn, ledger, recipients(20_000), mode="multicast", max_in_flight=4)
+    assert (result.sent, marked[0], settled[0]) == (20_000, 40, 40)
+    # unsettled (2) + marked ahead (4) + in flight (4), and the batch being marked
+    assert max(lag) <= 2 + 4 + 4 + 1, lag
+    assert_log_matches_record(ledger, sim, expected_sent=20_000)
