@@ -181,6 +181,9 @@ def validate_for_launch(
 
 
 # -- chunk ------------------------------------------------------------------------------------
+REGISTER_BATCH = 5000  # rows registered in the delivery log per transaction by chunk_profiles
+
+
 def chunk_profiles(
     segment: dict[str, Any], *, campaign: Campaign, ledger: DeliveryLedger
 ) -> list[dict[str, Any]]:
@@ -199,7 +202,8 @@ def chunk_profiles(
         for row in rows:
             batch.append(row)
             position += 1
-            if len(batch) >= size or position == segment["eligible"]:
+            # A few thousand rows at a time, never across a chunk boundary: memory stays flat.
+            if len(batch) >= REGISTER_BATCH or position % size == 0 or position == segment["eligible"]:
                 index = (position - 1) // size
                 ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, index, batch, is_test=is_test))
                 batch.clear()

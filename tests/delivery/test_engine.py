@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -222,7 +223,7 @@ def test_the_channel_token_never_reaches_the_logs(line_conn, ledger_factory, sim
     ledger = ledger_factory()
     run_chunk(line_conn, ledger, recipients(30))
     assert DEFAULT_TOKEN not in caplog.text
-    assert DEFAULT_TOKEN not in json.dumps([row.__dict__ for row in ledger.rows()])
+    assert DEFAULT_TOKEN not in json.dumps([dataclasses.asdict(row) for row in ledger.rows()])
     assert redact(f"Authorization: Bearer {DEFAULT_TOKEN}") == "Authorization: Bearer ***"
 
 
