@@ -8,9 +8,11 @@ key before the request leaves, and only rows that are not final are ever sent ag
 from __future__ import annotations
 
 import contextlib
+import logging
 import operator
 import os
 import pathlib
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass, fields
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_LEDGER_CONN_ID = "line_oa_ledger"
+log = logging.getLogger(__name__)
+
 TABLE = "line_delivery_log"
 SUMMARY_TABLE = "line_campaign_summary"
 BATCH_SIZE = 1000
@@ -183,6 +187,14 @@ class DeliveryLedger:
         ddl = (REPO_ROOT / "include" / "sql" / "ledger" / f"{self.dialect}.sql").read_text()
         cursor = self._conn.cursor()
         if self.dialect == "postgres":
+            # A role without CREATE rights on the schema may not even run CREATE ... IF NOT EXISTS:
+            # when an admin created everything up front (docs/operations.md), leave it at that.
+            names = re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", ddl)
+            cursor.execute("SELECT " + ", ".join(["to_regclass(%s)"] * len(names)), names)
+            if all(cursor.fetchone()):
+                self._conn.commit()
+                self._ensure_fillfactor()
+                return
             # Tasks starting together on an empty database would race on CREATE TABLE IF NOT EXISTS
             # (a unique violation in pg_type): serialise them for this transaction.
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('line_delivery_log'))")
@@ -190,13 +202,31 @@ class DeliveryLedger:
             body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
             if body.strip():
                 cursor.execute(body)
-        if self.dialect == "postgres":
-            # A log created before the fill factor was set (0.1 releases): give its new pages room
-            # for in-page (HOT) updates too. Existing pages keep their layout until rewritten.
-            cursor.execute(f"SELECT reloptions FROM pg_class WHERE oid = '{TABLE}'::regclass")
-            if PG_FILLFACTOR not in (cursor.fetchone()[0] or []):
-                cursor.execute(f"ALTER TABLE {TABLE} SET ({PG_FILLFACTOR.replace('=', ' = ')})")
         self._conn.commit()
+        if self.dialect == "postgres":
+            self._ensure_fillfactor()
+
+    def _ensure_fillfactor(self) -> None:
+        """Give a PostgreSQL log created by an earlier release room for in-page (HOT) updates.
+
+        Only the table's owner may; a task role without DDL rights (see docs/operations.md) logs
+        a warning and goes on: the log works, its status updates are only slower.
+        """
+        cursor = self._conn.cursor()
+        cursor.execute(f"SELECT reloptions FROM pg_class WHERE oid = '{TABLE}'::regclass")
+        if PG_FILLFACTOR in (cursor.fetchone()[0] or []):
+            self._conn.commit()
+            return
+        try:
+            cursor.execute(f"ALTER TABLE {TABLE} SET ({PG_FILLFACTOR.replace('=', ' = ')})")
+            self._conn.commit()
+        except Exception as err:  # psycopg's InsufficientPrivilege, whatever the driver's version
+            self._conn.rollback()
+            log.warning(
+                "The delivery log table %s has no %s, and this role may not set it (%s). Status "
+                "updates are slower; run as its owner: ALTER TABLE %s SET (%s)",
+                TABLE, PG_FILLFACTOR, str(err).splitlines()[0], TABLE, PG_FILLFACTOR.replace("=", " = "),
+            )  # fmt: skip
 
     def _now(self) -> str:
         return self.clock().isoformat()

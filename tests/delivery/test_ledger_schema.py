@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 
 import pytest
 
-from line_oa.ledger import DeliveryLedger, ledger_hook
+from line_oa.ledger import REPO_ROOT, DeliveryLedger, LedgerRow, ledger_hook
 
 
 def admin_in(database: str):
@@ -64,3 +65,31 @@ def test_tasks_starting_together_on_an_empty_postgresql_database_all_get_the_tab
     finally:
         admin.cursor().execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.close()
+
+
+@pytest.mark.postgres
+def test_a_task_role_without_ddl_rights_opens_an_older_log_and_is_told_how_to_tune_it(monkeypatch, caplog):
+    """Tables created up front by an admin (docs/operations.md): the task's role cannot ALTER them."""
+    database, role = f"ledger_role_{uuid.uuid4().hex[:8]}", f"line_task_{uuid.uuid4().hex[:8]}"
+    admin = admin_in("test")
+    admin.execute(f"CREATE DATABASE {database}")
+    try:
+        owner = admin_in(database)
+        ddl = (REPO_ROOT / "include" / "sql" / "ledger" / "postgres.sql").read_text()
+        owner.execute(ddl.replace("WITH (fillfactor = 50)", ""))  # a log from before the fill factor
+        owner.execute(f"CREATE ROLE {role} LOGIN")
+        owner.execute(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}")
+        owner.connection.close()
+        conn = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": role, "schema": database}
+        monkeypatch.setenv("AIRFLOW_CONN_LEDGER_ROLE", json.dumps(conn))
+
+        with caplog.at_level(logging.WARNING, logger="line_oa.ledger"):
+            ledger = DeliveryLedger(ledger_hook("ledger_role"), campaign_id="c", run_id="r")
+        ledger.add([LedgerRow(profile_id="p1", line_user_id="U" + "0" * 32, status="pending")])
+        assert ledger.counts() == {("pending", None, False): 1}
+        ledger.close()
+        assert "ALTER TABLE line_delivery_log SET (fillfactor = 50)" in caplog.text
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.connection.close()
