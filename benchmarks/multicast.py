@@ -15,7 +15,6 @@ rate LINE sees: multicasts accepted by the simulator per second between its firs
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -51,11 +50,10 @@ def line_side_rate(sim) -> tuple[float | None, int]:
 
 def run(work, reps: int = 3) -> dict[str, Any]:
     from line_oa.ratelimit import channel_share
+    from line_oa.simulator.testing import SimulatorProcess
 
     def client_rate(share) -> float:
         return channel_share(LINE_MULTICAST_LIMIT) if share == "default" else LINE_MULTICAST_LIMIT * share
-
-    from line_oa.simulator.testing import SimulatorProcess
 
     runs = []
     with SimulatorProcess(simulator_config(2000, LINE_MULTICAST_LIMIT)) as sim:
@@ -123,10 +121,10 @@ def run(work, reps: int = 3) -> dict[str, Any]:
             summary[f"{key}_median"] = median(r[key] for r in rows)
         summary["line_side_all"] = [r["line_side_requests_per_second"] for r in rows]
         table.append(summary)
-    by_variant = defaultdict(dict, {row["variant"]: row for row in table})
+    by_variant = {row["variant"]: row for row in table}
 
     def target(text: str, variant: str, goal: float) -> dict[str, Any]:
-        value = by_variant[variant].get("line_side_requests_per_second_median")
+        value = by_variant[variant]["line_side_requests_per_second_median"]
         return {"target": text, "value": value, "goal": goal, "met": (value or 0) >= goal}
 
     limit = LINE_MULTICAST_LIMIT

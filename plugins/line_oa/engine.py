@@ -276,8 +276,8 @@ class DeliveryEngine:
         self._stop_reason: str | None = None
         self._pending_writes: list[LedgerRow] = []
         self._last_flush = time.monotonic()
-        # Log writes run on one background thread, in submission order, so that the database's
-        # latency overlaps the requests in flight instead of stalling the event loop.
+        # Log writes run on one background thread (marks first, see LedgerWriter), so that the
+        # database's latency overlaps the requests in flight instead of stalling the event loop.
         self._writer: LedgerWriter | None = None
         self._writes: list[asyncio.Future] = []
         self._unsettled: deque[asyncio.Future] = deque()
@@ -288,7 +288,7 @@ class DeliveryEngine:
 
     # -- ledger helpers -------------------------------------------------------------------------
     def _write(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future:
-        """Queue a ledger write for the writer thread (FIFO); return a future resolved once committed."""
+        """Queue a ledger write (after earlier writes of its kind); return a future resolved once committed."""
         return self._queue_write(functools.partial(function, *args, **kwargs), urgent=False)
 
     def _mark(self, function: Callable[..., Any], *args: Any) -> asyncio.Future:
@@ -590,7 +590,7 @@ class DeliveryEngine:
     async def _multicast_all(
         self, client: AsyncLineClient, rows: list[LedgerRow], result: ChunkResult
     ) -> None:
-        """Multicast every batch; batches are marked ``sending`` a few ahead of the requests.
+        """Multicast every batch; batches are marked ``sending`` up to 32 ahead of the requests.
 
         A feeder queues each new batch's mark on the writer thread and hands the batch, with the
         mark's future, to the senders, at most ``MULTICAST_MARK_AHEAD`` batches ahead of them; a
@@ -601,8 +601,7 @@ class DeliveryEngine:
         without having left.
         """
         self._limiter = TokenBucket(self.rate)
-        self.flush()  # outcomes just decided (stale rows) are written before any batch range is marked
-        await self._drain_writes()
+        await self._drain_writes()  # outcomes just decided (stale rows) land before any range is marked
         if self.register_unsent:
             await self._write(self.ledger.add, rows)
         batches = self._plan_batches(rows)

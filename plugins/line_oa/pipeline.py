@@ -110,11 +110,6 @@ def preflight(hook, messages: list[dict], *, reachable: int, mode: str) -> dict[
     }
 
 
-def previous_delivery(ledger: DeliveryLedger) -> str | None:
-    """Return the run id of an earlier finished (not dry, not test) delivery of this campaign, if any."""
-    return ledger.earlier_finished_run()
-
-
 def validate_for_launch(
     campaign_file: str, *, run_id: str, options: TriggerOptions, hook_factory, ledger_factory
 ) -> dict:
@@ -149,7 +144,7 @@ def validate_for_launch(
     ledger = ledger_factory(campaign.id, run_id)
     try:
         if campaign.delivery_schedule.type != "recurring" and not (options.is_test or options.dry_run):
-            earlier = previous_delivery(ledger)
+            earlier = ledger.earlier_finished_run()
             if earlier and not options.redeliver:
                 raise LaunchRefused(
                     f"{campaign.id} was already delivered by run {earlier}; trigger with redeliver=true to send again"

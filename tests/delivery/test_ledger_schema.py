@@ -22,12 +22,9 @@ def admin_in(database: str):
 
 @pytest.mark.postgres
 def test_tasks_starting_together_on_an_empty_postgresql_database_all_get_the_tables(monkeypatch):
-    import psycopg2
-
     database = f"ledger_race_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test")
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {database}")
+    admin = admin_in("test")
+    admin.execute(f"CREATE DATABASE {database}")
     conn = {
         "conn_type": "postgres",
         "host": "127.0.0.1",
@@ -63,8 +60,8 @@ def test_tasks_starting_together_on_an_empty_postgresql_database_all_get_the_tab
         assert cursor.fetchone()[0] == ["fillfactor=50"]
         cursor.connection.close()
     finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        admin.close()
+        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.connection.close()
 
 
 @pytest.mark.postgres

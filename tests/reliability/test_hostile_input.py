@@ -241,7 +241,7 @@ def test_links_carrying_credentials_are_refused(where):
 # -- hostile values in the delivery log and the staging area ------------------------------------------
 def test_hostile_campaign_and_run_ids_are_bound_as_values_never_spliced_into_sql(tmp_path):
     from line_oa.ledger import DeliveryLedger, LedgerRow, sqlite_file_hook
-    from line_oa.pipeline import previous_delivery, run_staging_uri
+    from line_oa.pipeline import run_staging_uri
 
     run_id = "manual__x'); DROP TABLE line_delivery_log; --"
     ledger = DeliveryLedger(
@@ -252,7 +252,7 @@ def test_hostile_campaign_and_run_ids_are_bound_as_values_never_spliced_into_sql
     ledger.upsert([LedgerRow(profile, "U" + "a" * 32, "sent", chunk_index=0, line_message='it\'s "quoted"')])
     ledger.write_summary({"state": "Finished", "targeted": 1, "sent": 1, "not_sent": 0, "test_sends": 0,
                           "messages_billed": 1, "requests": 1, "retries": 0})  # fmt: skip
-    assert previous_delivery(ledger) is None
+    assert ledger.earlier_finished_run() is None
     assert [(row.profile_id, row.status) for row in ledger.rows()] == [(profile, "sent")]
     assert ledger.counts() == {("sent", None, False): 1}
     ledger.close()
