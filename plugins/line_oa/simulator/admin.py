@@ -1,4 +1,4 @@
-"""Serve the ``/_sim/`` admin endpoints: stats, the delivery record, configuration, reset, clock."""
+"""Serve the ``/_sim/`` admin endpoints: stats, delivery record, config, reset, reservations, clock."""
 
 from __future__ import annotations
 
@@ -110,11 +110,32 @@ async def reset(request: web.Request) -> web.Response:
 
 
 async def next_month(request: web.Request) -> web.Response:
-    """Start a new month: every channel's quota consumption returns to 0; the record is kept."""
+    """Start a new month: every channel's quota consumption returns to 0; record and reservations stay."""
     sim: Simulator = request.app[SIMULATOR]
     for state in sim.states.values():
         state.consumption = 0
     return _json({"consumption": {name: 0 for name in sim.states}})
+
+
+async def reserve(request: web.Request) -> web.Response:
+    """Hold monthly quota for another delivery in progress: ``{"channel": "default", "messages": R}``.
+
+    ``messages: 0`` releases it. Sends are refused with the monthly-limit 429 when consumption +
+    reservation + the send's billed recipients exceed the quota; quota and consumption answers ignore it.
+    404 for an unknown channel, 400 for a bad value or a channel without a limited quota.
+    """
+    body = await _body(request)
+    sim: Simulator = request.app[SIMULATOR]
+    name = body.get("channel", "default")
+    if "messages" not in body:
+        return _json({"message": 'give {"channel": NAME, "messages": N} (N = 0 releases)'}, 400)
+    if not isinstance(name, str) or name not in sim.channels_by_name:
+        return _json({"message": f"unknown channel: {name!r}"}, 404)
+    try:
+        state = sim.reserve(name, body["messages"])
+    except ValueError as error:
+        return _json({"message": str(error)}, 400)
+    return _json({"channel": name, "reserved": state.reserved, "consumption": state.consumption})
 
 
 async def get_config(request: web.Request) -> web.Response:
@@ -161,6 +182,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/_sim/messages/{digest}", message_bundle)
     app.router.add_post("/_sim/reset", reset)
     app.router.add_post("/_sim/next-month", next_month)
+    app.router.add_post("/_sim/reserve", reserve)
     app.router.add_get("/_sim/config", get_config)
     app.router.add_post("/_sim/config", post_config)
     app.router.add_get("/_sim/clock", get_clock)

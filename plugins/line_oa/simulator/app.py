@@ -72,16 +72,28 @@ class Simulator:
         self.apply(copy.deepcopy(self.startup_config))
 
     def apply(self, config: dict[str, Any], *, reseed: bool = False) -> None:
-        """Switch to a complete, normalized configuration; keep consumption and retry keys."""
+        """Switch to a complete, normalized configuration; keep consumption, reservations and retry keys.
+
+        A channel's reservation takes the configured ``quota.reserved`` when its state is new or when the
+        configured value changed; a reservation made with ``reserve`` otherwise stays. A channel without
+        a limited quota holds no reservation.
+        """
         if reseed or config["faults"] != self.config.get("faults"):
             self.faults = FaultInjector(config["faults"])
+        previous = {channel["name"]: channel["quota"] for channel in self.config.get("channels", [])}
+        channels = []
+        for channel_config in config["channels"]:
+            name = channel_config["name"]
+            quota = channel_config["quota"]
+            reserved = quota.get("reserved", 0)
+            state = self.states.get(name)
+            if state is None:
+                state = self.states[name] = ChannelState(name, reserved=reserved)
+            elif quota["type"] != "limited" or reserved != previous.get(name, {}).get("reserved", 0):
+                state.reserved = reserved
+            channels.append(Channel(channel_config, state))
         self.config = config
-        self.channels_by_token = {
-            channel["token"]: Channel(
-                channel, self.states.setdefault(channel["name"], ChannelState(channel["name"]))
-            )
-            for channel in config["channels"]
-        }
+        self.channels_by_token = {channel.token: channel for channel in channels}
         self.channels_by_name = {channel.name: channel for channel in self.channels_by_token.values()}
         self.rules = RecipientRules(config["recipients"])
 
@@ -90,10 +102,26 @@ class Simulator:
         self.apply(normalize(deep_merge(self.config, partial), self.clock.now()))
         return self.config
 
+    def reserve(self, channel: str, messages: int) -> ChannelState:
+        """Hold ``messages`` of ``channel``'s monthly quota for another delivery in progress (0 releases).
+
+        :raises KeyError: no channel has that name.
+        :raises ValueError: ``messages`` is not a whole number >= 0, or the channel has no limited quota.
+        """
+        target = self.channels_by_name[channel]
+        if not isinstance(messages, int) or isinstance(messages, bool) or messages < 0:
+            raise ValueError(f"messages: a whole number >= 0 is required, got {messages!r}")
+        if messages and target.quota_limit is None:
+            raise ValueError(f"channel {channel!r} has no monthly quota ({{type: none}}); nothing to reserve")
+        target.state.reserved = messages
+        return target.state
+
     def reset(
         self, *, keep_config: bool = True, config: dict[str, Any] | None = None, keep_clock: bool = False
     ) -> None:
-        """Forget the record, retry keys, counters and consumption; the clock returns to real time.
+        """Forget the record, retry keys, counters, consumption and reservations; clock to real time.
+
+        Reservations go back to the configured ``quota.reserved`` (0 unless configured).
 
         :param keep_config: keep the current configuration; if false, go back to the startup one.
         :param config: start from the defaults merged with this configuration instead.
@@ -127,10 +155,12 @@ class Simulator:
             "billed": sum(state.consumption for state in self.states.values()),
             "rate_limited": events["rate_limited"],
             "quota_exceeded": events["quota_exceeded"],
+            "quota_exceeded_by_reservation": events["quota_exceeded_by_reservation"],
             "retry_key_conflicts": events["retry_key_conflicts"],
             "unknown_recipients": events["unknown_recipients"],
             "send_requests_accepted": len(self.record.sends),
             "consumption": {name: state.consumption for name, state in sorted(self.states.items())},
+            "reserved": {name: state.reserved for name, state in sorted(self.states.items())},
             "simulated_time": self.clock.now().isoformat(),
         }
 

@@ -28,6 +28,7 @@ DEFAULT_FAULTS: dict[str, Any] = {
     "reset_rate": 0,
     "accepted_then_lost_rate": 0,
     "hang_rate": 0,
+    "conflict_without_accepted_id_rate": 0,
     "hang_seconds": 30,
     "hang_then": "drop",
     "fault_endpoints": ["push", "multicast"],
@@ -41,6 +42,7 @@ FAULT_RATE_KEYS = (
     "reset_rate",
     "accepted_then_lost_rate",
     "hang_rate",
+    "conflict_without_accepted_id_rate",
 )
 
 ENDPOINTS = (
@@ -157,12 +159,27 @@ def _check_channel(channel: dict[str, Any], where: str) -> None:
     if not isinstance(channel.get("token"), str) or not channel["token"]:
         raise ConfigError(f"{where}.token: a non-empty string is required")
     quota = channel.setdefault("quota", {"type": "none"})
+    if not isinstance(quota, dict):
+        raise ConfigError(f"{where}.quota: a mapping is required, e.g. {{type: limited, value: 1000}}")
+    unknown_keys = set(quota) - {"type", "value", "reserved"}
+    if unknown_keys:
+        raise ConfigError(f"{where}.quota: unknown key(s) {', '.join(sorted(unknown_keys))}")
+    reserved = quota.get("reserved", 0)
+    if not _is_whole_number(reserved):
+        raise ConfigError(
+            f"{where}.quota.reserved: a whole number of messages >= 0 is required, got {reserved!r}"
+        )
     if quota.get("type") == "limited":
-        value = quota.get("value")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not _is_whole_number(quota.get("value")):
             raise ConfigError(f"{where}.quota.value: a whole number >= 0 is required for type 'limited'")
     elif quota.get("type") == "none":
+        if reserved:
+            raise ConfigError(
+                f"{where}.quota.reserved: only a limited quota can be reserved; "
+                "use type 'limited' or reserved: 0"
+            )
         quota.pop("value", None)
+        quota.pop("reserved", None)
     else:
         raise ConfigError(f"{where}.quota.type: must be 'limited' or 'none', got {quota.get('type')!r}")
     limits = channel.setdefault("rate_limits", dict(DEFAULT_RATE_LIMITS))
@@ -217,6 +234,10 @@ def _check_faults(faults: dict[str, Any], now: dt.datetime) -> None:
         if outage["status"] not in (500, 503):
             raise ConfigError("faults.outage.status: must be 500 or 503")
         outage["until_simulated_time"] = parse_time(outage["until_simulated_time"]).isoformat()
+
+
+def _is_whole_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _check_rate(value: Any, where: str) -> None:

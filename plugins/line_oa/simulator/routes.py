@@ -207,7 +207,10 @@ async def send(request: web.Request, endpoint: str) -> web.Response:
 def accept(
     sim: Simulator, channel: Channel, endpoint: str, body: dict[str, Any], retry_key: str | None
 ) -> web.Response:
-    """Apply retry-key, recipient and quota rules; record and answer. Never awaits (see ``state``)."""
+    """Apply retry-key, recipient and quota (and reservation) rules; record and answer.
+
+    Never awaits (see ``state``). A refused request changes neither consumption, keys nor the record.
+    """
     now = sim.clock.now()
     state = channel.state
     if retry_key is not None:
@@ -217,7 +220,11 @@ def accept(
             conflict: dict[str, Any] = {"message": RETRY_KEY_ACCEPTED}
             if accepted.sent_messages is not None:
                 conflict["sentMessages"] = accepted.sent_messages
-            return respond(sim, endpoint, 409, conflict, {"X-Line-Accepted-Request-Id": accepted.request_id})
+            headers = {"X-Line-Accepted-Request-Id": accepted.request_id}
+            if endpoint in sim.faults.endpoints and sim.faults.draw_conflict_without_accepted_id():
+                sim.record.faults[fault_kinds.CONFLICT_WITHOUT_ACCEPTED_ID] += 1
+                headers = {}  # LINE: the header is "not always present"
+            return respond(sim, endpoint, 409, conflict, headers)
     rules = sim.rules
     skipped: set[str] = set()
     if endpoint == "push":
@@ -237,8 +244,11 @@ def accept(
         user_id for user_id in recipients if rules.is_blocked(user_id) and user_id not in skipped
     )
     billed = len(recipients) - len(blocked) - len(skipped)
-    if channel.quota_limit is not None and state.consumption + billed > channel.quota_limit:
+    if channel.quota_limit is not None and state.consumption + state.reserved + billed > channel.quota_limit:
+        # A reservation held by another delivery in progress refuses a send that would fit without it.
         sim.record.events["quota_exceeded"] += 1
+        if state.consumption + billed <= channel.quota_limit:
+            sim.record.events["quota_exceeded_by_reservation"] += 1
         return respond(sim, endpoint, 429, MONTHLY_LIMIT)
     messages = body["messages"]
     sent_messages = sim.record.sent_messages(messages) if endpoint == "push" else None

@@ -92,10 +92,15 @@ class SendRecord:
 
 @dataclass
 class ChannelState:
-    """The per-channel memory: monthly consumption, accepted retry keys and rate buckets."""
+    """The per-channel memory: monthly consumption, reservation, accepted retry keys and rate buckets.
+
+    ``reserved`` is monthly quota held by another delivery in progress (LINE reserves quota for a
+    delivery while it runs): it is not consumption, but a send must fit in what is left beside it.
+    """
 
     name: str
     consumption: int = 0
+    reserved: int = 0
     retry_keys: dict[str, AcceptedKey] = field(default_factory=dict)
     buckets: dict[str, TokenBucket | None] = field(default_factory=dict)
 

@@ -82,8 +82,16 @@ class SimulatorAdmin:
         return self._call("POST", "reset", json=body)["config"]
 
     def next_month(self) -> None:
-        """Reset every channel's monthly quota consumption to 0 (the record and retry keys stay)."""
+        """Reset every channel's monthly quota consumption to 0 (record, retry keys, reservations stay)."""
         self._call("POST", "next-month")
+
+    def reserve(self, messages: int, channel: str = "default") -> dict[str, Any]:
+        """Hold ``messages`` of ``channel``'s monthly quota for "another delivery in progress".
+
+        Sends that fit the quota but not quota minus the reservation then get LINE's monthly-limit 429;
+        ``reserve(0)`` releases it. Return ``{"channel", "reserved", "consumption"}``.
+        """
+        return self._call("POST", "reserve", json={"channel": channel, "messages": messages})
 
     def configure(self, **partial: Any) -> dict[str, Any]:
         """Deep-merge ``partial`` (``faults=...``, ``recipients=...``, ``channels=[...]``); return the result."""
