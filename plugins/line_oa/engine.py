@@ -1,9 +1,20 @@
 """The delivery engine: send one chunk of recipients at LINE's rate, once each, and log every outcome.
 
-Exactly once: every recipient (push) or persisted batch (multicast) has a retry key fixed before the
-first request; rows are marked ``sending`` with that key before anything leaves; a 2xx or a 409
-"already accepted" both mean ``sent``; a re-executed chunk sends only rows that are not final, with the
-same key and the same body, so LINE itself refuses a second delivery.
+Exactly once (docs/reliability.md has the whole protocol):
+
+- A sender first *claims* its chunk (``DeliveryLedger.claim_chunk``): every later write checks the claim
+  in its own transaction, so a stale sender (a zombie task, a retry racing it) can neither mark rows
+  nor overwrite them, and what it cannot mark it never sends.
+- Each request's rows are marked ``sending`` under the request's retry key, committed, just before the
+  request leaves (marks of concurrent requests share one commit). ``dispatched_at`` records when a key
+  first went out: from then on LINE may hold it, and the rows keep that key and, for multicast, that
+  exact batch, until LINE has answered for it.
+- A 2xx or a 409 "already accepted" (with or without the accepted request id) means ``sent``. An answer
+  that proves the request was refused (400, 401, 403, 429) clears ``dispatched_at`` when no earlier
+  attempt could have been accepted; a lost answer, a timeout or a 5xx keep it.
+- A re-run sends rows that are not final: never-dispatched ones as new requests, maybe-accepted ones
+  again with the same key and body (LINE answers 409 if it had accepted them), or, when LINE's 24 h
+  memory of their key has passed, not at all: they become ``outcome_unknown``.
 """
 
 from __future__ import annotations
@@ -12,7 +23,9 @@ import asyncio
 import functools
 import hashlib
 import itertools
+import os
 import queue
+import socket
 import sys
 import threading
 import time
@@ -33,7 +46,7 @@ from line_oa.errors import (
     LineServerError,
     LineTransportError,
 )
-from line_oa.ledger import FAILED, SENDING, SENT, LedgerRow
+from line_oa.ledger import FAILED, PENDING, RESUMABLE_REASONS, SENDING, SENT, ChunkClaimLost, LedgerRow
 from line_oa.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
@@ -45,17 +58,19 @@ if TYPE_CHECKING:
 RETRY_KEY_NAMESPACE = uuid.UUID("7d5e4c1a-2b8f-4e0a-9c3d-6f1b2a7e9d40")
 MULTICAST_MAX_RECIPIENTS = 500
 TRANSIENT = (LineServerError, LineRateLimitError, LineTransportError)
+# Answers after which LINE may have accepted the request although we did not learn it.
+MAYBE_ACCEPTED = (LineServerError, LineTransportError)
 # How long before LINE's 24 h key memory ends we stop trusting a key: covers backoff and chunk time.
 STALE_MARGIN = timedelta(hours=1)
 FLUSH_EVERY_ROWS = 500
 FLUSH_EVERY_SECONDS = 1.0
-MARK_WINDOW = 1000
-# New multicast batches marked `sending` beyond those being sent, so a request never waits on the log.
-MULTICAST_MARK_AHEAD = 32
-# Sent multicast batches whose outcome may wait to be written (marks go first): one second at LINE's
-# limit. Beyond it no new batch is marked until the log catches up, so rows never stay `sending` long
-# after LINE has answered.
-MULTICAST_MAX_UNSETTLED = 200
+# Push rows marked in one UPDATE at most (rows whose requests wait for the same commit).
+MARK_GROUP_ROWS = 1000
+# Sent multicast batches whose outcome may wait to be written (marks go first). Beyond it no new batch
+# is marked until the log catches up: after a crash, at most this many sent batches stay `sending`.
+MULTICAST_MAX_UNSETTLED = 32
+# A log write that has not committed after this long fails the chunk (resumable) instead of hanging it.
+LOG_WRITE_TIMEOUT_SECONDS = float(os.environ.get("LINE_OA_LOG_WRITE_TIMEOUT", "60"))
 # While a chunk is delivered the event loop keeps the GIL busy; the log writer thread, back from each
 # SQLite call (which runs without the GIL), would wait up to Python's default 5 ms switch interval to
 # continue, and the log, not LINE, would pace the sends (measured: 187 vs 199 multicasts/s at 200/s).
@@ -102,6 +117,8 @@ class ChunkResult:
     retries: int = 0
     duration_seconds: float = 0.0
     stopped_reason: str | None = None
+    mode: str = "push"  # how never-sent rows were sent (decided once, from the rows to send)
+    resent: int = 0  # rows that may have reached LINE before, sent again under their first key
 
     def to_dict(self) -> dict[str, Any]:
         rate = self.sent / self.duration_seconds if self.duration_seconds else 0.0
@@ -116,6 +133,8 @@ class ChunkResult:
             "duration_seconds": round(self.duration_seconds, 3),
             "recipients_per_second": round(rate, 1),
             "stopped_reason": self.stopped_reason,
+            "mode": self.mode,
+            "resent": self.resent,
         }
 
 
@@ -165,8 +184,15 @@ class LedgerWriter:
         self._queue.put((self._CLOSE, next(self._order), None, None))
         self._thread.join()
 
+    def abandon(self) -> None:
+        """Stop applying writes (a killed process, or a log that stopped answering); do not wait."""
+        self._dead = True
+        self._queue.put((self._CLOSE, next(self._order), None, None))
+
+    _dead = False
+
     def _run(self) -> None:
-        while (item := self._queue.get())[0] != self._CLOSE:
+        while (item := self._queue.get())[0] != self._CLOSE and not self._dead:
             group, normal = [item[2:]], int(item[0] == self._NORMAL)
             while len(group) < self.MAX_GROUP and normal < self.MAX_NORMAL_IN_GROUP:
                 try:
@@ -181,12 +207,17 @@ class LedgerWriter:
             self._apply(group)
 
     def _apply(self, group: list[tuple[Callable[[], Any], asyncio.Future]]) -> None:
+        if self._dead:
+            return
         try:
             outcomes = self._outcomes(group)
         except BaseException as err:  # never leave a coroutine waiting on a write that will not come
             outcomes = [(False, err)] * len(group)
         for (ok, value), (_, future) in zip(outcomes, group, strict=True):
-            self.loop.call_soon_threadsafe(_settle_future, future, ok, value)
+            try:
+                self.loop.call_soon_threadsafe(_settle_future, future, ok, value)
+            except RuntimeError:  # the loop is closed: the delivery was abandoned
+                return
 
     def _outcomes(self, group: list[tuple[Callable[[], Any], asyncio.Future]]) -> list[tuple[bool, Any]]:
         try:
@@ -240,13 +271,120 @@ def _settle_future(future: asyncio.Future, ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+class LogStalled(LineOAError):
+    """The delivery log did not commit a write in time: the chunk fails (resumable) instead of hanging."""
+
+
+@dataclass(eq=False)
+class Unit:
+    """One request's worth of rows: a push to one recipient, or a multicast batch of up to 500.
+
+    :param resumed: its rows may have reached LINE in an earlier attempt of the chunk: they are sent
+        again with the same key (and, for a batch, the same recipients in the same order).
+    """
+
+    kind: str
+    rows: list[LedgerRow]
+    key: str | None = None
+    resumed: bool = False
+    maybe_accepted: bool = False  # an attempt may have been accepted without our learning it
+
+    def __post_init__(self) -> None:
+        self.maybe_accepted = self.maybe_accepted or self.resumed
+
+
+@dataclass
+class DeliveryPlan:
+    """What a chunk's delivery will do, decided once from the rows actually to be sent."""
+
+    mode: str
+    units: list[Unit]
+    outcome_unknown: list[LedgerRow] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(len(unit.rows) for unit in self.units) + len(self.outcome_unknown)
+
+
+def may_have_been_accepted(row: LedgerRow) -> bool:
+    """Tell whether LINE may hold a request carrying this row's current key."""
+    if row.status == SENDING:
+        return True
+    return row.status == FAILED and row.reason in RESUMABLE_REASONS and row.dispatched_at is not None
+
+
+def plan_delivery(
+    rows: list[LedgerRow], *, mode: str, is_test: bool, is_stale: Callable[[LedgerRow], bool]
+) -> DeliveryPlan:
+    """Group a chunk's not-final rows into requests; decide push or multicast for the never-sent ones.
+
+    Rows that may have reached LINE keep their request: a batch is resent whole under its key, a push
+    under its key; past LINE's 24 h key memory they are not resent but reported ``outcome_unknown``.
+    """
+    resumed_batches: dict[str, list[LedgerRow]] = {}
+    units: list[Unit] = []
+    unknown: list[LedgerRow] = []
+    fresh: list[LedgerRow] = []
+    for row in rows:
+        if not may_have_been_accepted(row):
+            row.batch_id = None  # a batch that never left can be regrouped
+            fresh.append(row)
+        elif is_stale(row):
+            unknown.append(row)
+        elif row.batch_id:
+            resumed_batches.setdefault(row.batch_id, []).append(row)
+        else:
+            units.append(Unit("push", [row], row.retry_key, resumed=True))
+    for key, batch in resumed_batches.items():
+        units.append(Unit("multicast", sorted(batch, key=_by_user), key, resumed=True))
+    chosen = resolve_mode(mode, len(fresh), is_test=is_test)
+    if chosen == "multicast":
+        fresh.sort(key=_by_user)
+        for start in range(0, len(fresh), MULTICAST_MAX_RECIPIENTS):
+            units.append(Unit("multicast", fresh[start : start + MULTICAST_MAX_RECIPIENTS]))
+    else:
+        units.extend(Unit("push", [row], row.retry_key) for row in fresh)
+    return DeliveryPlan(chosen, units, unknown)
+
+
+def _by_user(row: LedgerRow) -> str:
+    return row.line_user_id or ""
+
+
+class _PushMarks:
+    """Coalesce the marks of push rows about to be sent into one UPDATE per log transaction."""
+
+    def __init__(self, engine: DeliveryEngine):
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._rows: list[LedgerRow] | None = None
+        self._future: asyncio.Future | None = None
+
+    def mark(self, row: LedgerRow) -> asyncio.Future:
+        with self._lock:
+            if self._rows is None or len(self._rows) >= MARK_GROUP_ROWS:
+                self._rows = []
+                self._future = self.engine._mark(self._apply, self._rows)
+            self._rows.append(row)
+            return self._future  # type: ignore[return-value]
+
+    def _apply(self, rows: list[LedgerRow]) -> None:  # on the writer thread
+        with self._lock:
+            if self._rows is rows:
+                self._rows = None  # later marks start a new group
+        self.engine.ledger.mark_push(rows)
+
+
 class DeliveryEngine:
     """Deliver one chunk of a campaign run through an ``AsyncLineClient`` into a ``DeliveryLedger``.
 
     :param messages: the LINE ``messages`` bundle (wire JSON, UTM tagging applied).
-    :param rate: requests per second this sender may use (its share of the channel's limit).
+    :param rates: requests per second this sender may use per kind (``{"push": .., "multicast": ..}``,
+        its share of the channel's limits); ``rate`` sets both.
     :param max_in_flight: concurrent requests; about 100 sustain 2,000/s at 50 ms round trip.
     :param progress: called about every ``progress_interval`` seconds with ``ChunkResult.to_dict()``.
+    :param on_request: called before each request leaves with the number of requests so far (tests
+        use it to stop or kill the sender at a chosen point).
     """
 
     def __init__(
@@ -256,23 +394,26 @@ class DeliveryEngine:
         ledger: DeliveryLedger,
         messages: list[dict],
         policy: RetryPolicy,
-        rate: float | None,
+        rate: float | None = None,
+        rates: dict[str, float | None] | None = None,
         notification_disabled: bool = False,
         max_in_flight: int = 128,
         progress: Callable[[dict], None] | None = None,
         progress_interval: float = 10.0,
-        register_unsent: bool = False,
+        log_timeout: float | None = None,
+        on_request: Callable[[int], None] | None = None,
     ):
         self.client_factory = client_factory
         self.ledger = ledger
         self.messages = messages
         self.policy = policy
-        self.rate = rate
+        self.rates = {"push": rate, "multicast": rate, **(rates or {})}
         self.notification_disabled = notification_disabled
         self.max_in_flight = max_in_flight
         self.progress = progress
         self.progress_interval = progress_interval
-        self.register_unsent = register_unsent  # rows are not in the log yet: add them as pending
+        self.log_timeout = log_timeout if log_timeout is not None else LOG_WRITE_TIMEOUT_SECONDS
+        self.on_request = on_request
         self._stop_reason: str | None = None
         self._pending_writes: list[LedgerRow] = []
         self._last_flush = time.monotonic()
@@ -281,10 +422,27 @@ class DeliveryEngine:
         self._writer: LedgerWriter | None = None
         self._writes: list[asyncio.Future] = []
         self._unsettled: deque[asyncio.Future] = deque()
+        self._limiters: dict[str, TokenBucket] = {}
+        self._push_marks = _PushMarks(self)
+        self._errors: list[BaseException] = []
+        self._killed = False
+        self._stalled = False
+        self._main: asyncio.Task | None = None
+        self._client: AsyncLineClient | None = None
+        self._chunk_index = 0
 
     def request_stop(self, reason: str = "stopped") -> None:
-        """Stop taking new sends (thread-safe enough: a flag read between sends); in-flight ones finish."""
+        """Stop taking new sends (a flag read between sends); in-flight ones finish and are logged."""
         self._stop_reason = self._stop_reason or reason
+
+    def kill(self) -> None:
+        """Die like a SIGKILLed process: nothing more is written or sent (call on the engine's loop)."""
+        self._killed = True
+        self.request_stop("killed")
+        if self._writer is not None:
+            self._writer.abandon()
+        if self._main is not None:
+            self._main.cancel()
 
     # -- ledger helpers -------------------------------------------------------------------------
     def _write(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future:
@@ -301,6 +459,18 @@ class DeliveryEngine:
         self._writer.submit(write, future, urgent=urgent)
         self._writes.append(future)
         return future
+
+    async def _committed(self, future: asyncio.Future) -> Any:
+        """Wait for a queued write; a log that does not answer in ``log_timeout`` fails the chunk."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.log_timeout)
+        except TimeoutError:
+            self._stalled = True
+            self.request_stop("log_stalled")
+            raise LogStalled(
+                f"the delivery log did not commit a write in {self.log_timeout:.0f} s; the chunk stops "
+                "here and clearing the task resumes it"
+            ) from None
 
     def _record(self, row: LedgerRow) -> None:
         self._pending_writes.append(row)
@@ -321,53 +491,53 @@ class DeliveryEngine:
         """Wait for every queued write; raise the first error (a lost write must fail the chunk)."""
         self.flush()
         writes, self._writes = self._writes, []
-        for outcome in await asyncio.gather(*writes, return_exceptions=True):
+        outcomes = await self._committed(asyncio.gather(*writes, return_exceptions=True))
+        for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    def _split_stale(self, rows: list[LedgerRow], result: ChunkResult) -> list[LedgerRow]:
-        """Report rows whose retry key LINE may have forgotten as ``outcome_unknown`` instead of resending."""
-        fresh = []
-        for row in rows:
-            # A `sending` row may have been accepted even with no attempt recorded (killed mid-request).
-            maybe_accepted = row.status == SENDING or row.reason == "retries_exhausted"
-            if maybe_accepted and self.ledger.is_stale(row, STALE_MARGIN):
-                row.status, row.reason = FAILED, "outcome_unknown"
-                result.failed["outcome_unknown"] += 1
-                self._record(row)
-            else:
-                fresh.append(row)
-        return fresh
-
     # -- entry points ---------------------------------------------------------------------------
-    def deliver(self, rows: list[LedgerRow], *, mode: str, chunk_index: int) -> ChunkResult:
-        """Send ``rows`` (the chunk's not-final rows) by ``push`` or ``multicast`` and log the outcomes."""
-        return asyncio.run(self.deliver_async(rows, mode=mode, chunk_index=chunk_index))
+    def deliver(self, plan: DeliveryPlan, *, chunk_index: int) -> ChunkResult:
+        """Send a chunk's planned requests and log the outcomes."""
+        return asyncio.run(self.deliver_async(plan, chunk_index=chunk_index))
 
-    async def deliver_async(self, rows: list[LedgerRow], *, mode: str, chunk_index: int) -> ChunkResult:
-        result = ChunkResult(chunk_index=chunk_index, total=len(rows))
+    async def deliver_async(self, plan: DeliveryPlan, *, chunk_index: int) -> ChunkResult:
+        result = ChunkResult(chunk_index=chunk_index, total=plan.rows, mode=plan.mode)
         started = time.monotonic()
+        self._main = asyncio.current_task()
+        self._chunk_index = chunk_index
         with _short_gil_switches:
             self._writer = LedgerWriter(self.ledger, asyncio.get_running_loop())
             reporter = asyncio.create_task(self._report_progress(result, started)) if self.progress else None
             try:
-                rows = self._split_stale(rows, result)
+                for row in plan.outcome_unknown:
+                    self._fail(row, "outcome_unknown", result)
+                await self._drain_writes()  # decided outcomes land before anything is marked
                 async with self.client_factory() as client:
-                    if mode == "multicast":
-                        await self._multicast_all(client, rows, result)
-                    else:
-                        await self._push_all(client, rows, result)
+                    self._client = client
+                    await self._send_all(client, plan.units, result)
+                if self._errors:
+                    raise self._errors[0]
             finally:
                 if reporter:
                     reporter.cancel()
-                try:
-                    await self._drain_writes()
-                finally:
-                    self._writer.close()
-                    self._writer = None
-                    result.duration_seconds = time.monotonic() - started
-                    result.stopped_reason = self._stop_reason
+                await self._finish(result, started)
         return result
+
+    async def _finish(self, result: ChunkResult, started: float) -> None:
+        try:
+            if not (self._killed or self._stalled):
+                await self._drain_writes()
+        finally:
+            writer, self._writer = self._writer, None
+            assert writer is not None
+            if self._killed or self._stalled:
+                writer.abandon()
+                self.ledger.abandoned = self._stalled  # its connection may still be in use
+            else:
+                writer.close()
+            result.duration_seconds = time.monotonic() - started
+            result.stopped_reason = self._stop_reason
 
     async def _report_progress(self, result: ChunkResult, started: float) -> None:
         while True:
@@ -375,30 +545,140 @@ class DeliveryEngine:
             result.duration_seconds = time.monotonic() - started
             self.progress(result.to_dict())  # type: ignore[misc]
 
-    # -- push -----------------------------------------------------------------------------------
-    async def _attempt(
-        self, send: Callable, result: ChunkResult, counter: list[int], permit: list[bool] | None = None
-    ) -> LineResponse:
-        """Send once, after taking a permit from the rate limiter (or using ``permit``, one already taken)."""
+    # -- scheduling ------------------------------------------------------------------------------
+    async def _send_all(self, client: AsyncLineClient, units: list[Unit], result: ChunkResult) -> None:
+        """Send every unit: one request first (a campaign-wide stop then costs one), then many at once.
+
+        A worker takes its rate-limit permit before it takes a unit, so a unit is marked only when its
+        request can leave right away.
+        """
+        self._limiters = {kind: TokenBucket(rate) for kind, rate in self.rates.items()}
+        todo = deque(units)
+        if not todo:
+            return
+        await self._limiters[todo[0].kind].acquire()
+        await self._deliver_unit(client, todo.popleft(), result)
+
+        async def worker() -> None:
+            while todo:
+                if self._stop_reason is None:
+                    await self._limiters[todo[0].kind].acquire()
+                if not todo:
+                    return
+                unit = todo.popleft()
+                if unit.kind == "multicast":
+                    while len(self._unsettled) >= MULTICAST_MAX_UNSETTLED:  # let the log catch up
+                        await asyncio.wait([self._unsettled.popleft()])  # its error: at the drain
+                await self._deliver_unit(client, unit, result)
+
+        await asyncio.gather(*(worker() for _ in range(min(self.max_in_flight, max(1, len(todo))))))
+
+    async def _deliver_unit(self, client: AsyncLineClient, unit: Unit, result: ChunkResult) -> None:
+        """Mark a unit ``sending`` (committed), send it with retries, and record its outcome."""
+        if self._stop_reason:
+            self._stop_unit(unit, result)
+            return
+        try:
+            await self._mark_unit(unit)
+        except ChunkClaimLost as err:  # another sender holds the chunk: it sends these rows, not us
+            self.request_stop("claim_lost")
+            self._errors.append(err)
+            result.failed["claim_lost"] += len(unit.rows)
+            return
+        except Exception as err:  # not marked: never sent; its rows stay as the log has them
+            self.request_stop("log_stalled" if isinstance(err, LogStalled) else "log_write_failed")
+            self._errors.append(err)
+            result.failed[self._stop_reason or "log_write_failed"] += len(unit.rows)
+            return
+        if unit.resumed:
+            result.resent += len(unit.rows)
+        if unit.kind == "push":
+            await self._push(client, unit, result)
+        else:
+            await self._multicast(client, unit, result)
+
+    async def _mark_unit(self, unit: Unit) -> None:
+        if unit.kind == "push":
+            row = unit.rows[0]
+            row.status, row.reason = SENDING, None
+            await self._committed(self._push_marks.mark(row))
+            return
+        first, last = unit.rows[0].line_user_id, unit.rows[-1].line_user_id
+        if unit.resumed:
+            future = self._mark(self.ledger.mark_batch_again, unit.key, first, last, len(unit.rows))
+        else:
+            unit.key = str(uuid.uuid4())
+            future = self._mark(
+                self.ledger.mark_new_batch, self._chunk_index, first, last, unit.key, len(unit.rows)
+            )
+        await self._committed(future)
+        for row in unit.rows:
+            row.status, row.reason, row.batch_id, row.retry_key = SENDING, None, unit.key, unit.key
+
+    def _stop_unit(self, unit: Unit, result: ChunkResult) -> None:
+        """Record a unit that will not be sent in this attempt (its rows keep their key and history)."""
+        reason = self._stop_reason or "stopped"
+        if self._killed or reason in ("claim_lost", "log_stalled"):
+            result.failed[reason] += len(unit.rows)  # nothing may be written: the log keeps its rows
+            return
+        if unit.kind == "multicast" and unit.resumed:
+            self._settle_batch(unit, 0, result, status=FAILED, reason=reason)
+            return
+        for row in unit.rows:
+            self._fail(row, reason, result)
+
+    # -- sending ---------------------------------------------------------------------------------
+    async def _attempt(self, send: Callable, unit: Unit, result: ChunkResult, counter: list[int]) -> Any:
+        """Send once (the first attempt's permit is already taken; a retry takes its own)."""
         if self._stop_reason:
             raise _CampaignStop(self._stop_reason)
-        if permit and permit[0]:
-            permit[0] = False
-        else:
-            await self._limiter.acquire()
+        if counter[0] > 0:
+            await self._limiters[unit.kind].acquire()
+            if self._stop_reason:
+                raise _CampaignStop(self._stop_reason)
         counter[0] += 1
         result.requests += 1
         if counter[0] > 1:
             result.retries += 1
-        return await send()
+        if self.on_request is not None:
+            self.on_request(result.requests)
+            if self._stop_reason:
+                raise _CampaignStop(self._stop_reason)
+        try:
+            return await send()
+        except MAYBE_ACCEPTED:
+            unit.maybe_accepted = True
+            raise
+        except asyncio.CancelledError:
+            unit.maybe_accepted = True  # killed mid-request
+            raise
 
     async def _send_with_retries(
-        self, send: Callable, result: ChunkResult, counter: list[int], permit: list[bool] | None = None
+        self, send: Callable, unit: Unit, result: ChunkResult, counter: list[int]
     ) -> LineResponse:
-        """Send once; on a transient error, retry per the policy (tenacity) with the same key and body."""
+        """Send; on a transient error, retry per the policy (tenacity) with the same key and body.
+
+        A monthly-limit 429 while the quota still covers what is left to send is LINE's reservation
+        for another delivery in progress: it is waited out with the same key (``_quota_is_temporary``).
+        """
+        quota_waits = 0
+        while True:
+            try:
+                return await self._send_with_transient_retries(send, unit, result, counter)
+            except LineQuotaExceededError:
+                quota_waits += 1
+                if quota_waits >= self.policy.max_attempts or not await self._quota_is_temporary():
+                    raise
+                await asyncio.sleep(
+                    min(self.policy.max_backoff_seconds, self.policy.initial_backoff_seconds * 2**quota_waits)
+                )
+
+    async def _send_with_transient_retries(
+        self, send: Callable, unit: Unit, result: ChunkResult, counter: list[int]
+    ) -> LineResponse:
         try:
             # the common case, without tenacity's overhead
-            return await self._attempt(send, result, counter, permit)
+            return await self._attempt(send, unit, result, counter)
         except TRANSIENT:
             if self.policy.max_attempts <= 1:
                 raise
@@ -415,91 +695,65 @@ class DeliveryEngine:
         await asyncio.sleep(self.policy.initial_backoff_seconds)
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(send, result, counter)
+                return await self._attempt(send, unit, result, counter)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    async def _push_all(self, client: AsyncLineClient, rows: list[LedgerRow], result: ChunkResult) -> None:
-        """Push every row; each window of rows is marked ``sending`` (awaited) just before it is sent.
+    async def _quota_is_temporary(self) -> bool:
+        """Tell a temporary monthly-limit 429 (quota reserved by another delivery) from a real one.
 
-        Marking just ahead of the sends, not the whole chunk up front, keeps the log's ``sending``
-        rows to those that may really have left, so a crash leaves few rows whose fate is unsure. The
-        next window is marked on the writer thread while the current one is being sent.
+        Compares the quota LINE reports as remaining with what this run still has to send.
         """
-        self._limiter = TokenBucket(self.rate)
-        ready: asyncio.Queue[LedgerRow | None] = asyncio.Queue(maxsize=MARK_WINDOW)
-        workers = min(self.max_in_flight, max(1, len(rows)))
+        client = self._client
+        if client is None:
+            return False
+        try:
+            quota = await client.get_json("/v2/bot/message/quota")
+            used = int((await client.get_json("/v2/bot/message/quota/consumption")).get("totalUsage", 0))
+            unsent = await self._committed(self._write(self.ledger.unsent_count))
+        except (LineApiError, LineTransportError):
+            return False
+        if quota.get("type") == "none":
+            return True
+        return int(quota.get("value", 0)) - used >= unsent
 
-        async def feed() -> None:
-            try:
-                for start in range(0, len(rows), MARK_WINDOW):
-                    window = rows[start : start + MARK_WINDOW]
-                    to_mark = [row for row in window if row.status != SENDING]  # others keep their first time
-                    for row in to_mark:
-                        row.status, row.reason = SENDING, None
-                    if to_mark and self._stop_reason is None:
-                        await self._mark(self.ledger.upsert, to_mark)  # inserts rows the log lacks
-                    if start == 0 and self.register_unsent:  # the rest, as pending, behind the first sends
-                        self._write(self.ledger.add, rows[MARK_WINDOW:])
-                    for row in window:
-                        await ready.put(row)
-            except BaseException:
-                self.request_stop("log_write_failed")  # rows not marked must not be sent
-                raise
-            finally:
-                for _ in range(workers + 1):  # release the workers (and the first read) in every case
-                    await ready.put(None)
-
-        async def worker() -> None:
-            while (row := await ready.get()) is not None:
-                if self._stop_reason:
-                    self._fail(row, self._stop_reason, result)
-                else:
-                    await self._push_one(client, row, result)
-
-        feeder = asyncio.create_task(feed())
-        # One request first: a campaign-wide stop (token revoked, quota used up by another chunk)
-        # then costs one request instead of a full window of in-flight ones.
-        first = await ready.get()
-        if first is not None:
-            await self._push_one(client, first, result)
-            await asyncio.gather(*(worker() for _ in range(workers)))
-        await feeder
-
-    async def _push_one(self, client: AsyncLineClient, row: LedgerRow, result: ChunkResult) -> None:
-        counter = [0]
+    async def _push(self, client: AsyncLineClient, unit: Unit, result: ChunkResult) -> None:
+        row, counter = unit.rows[0], [0]
 
         def send():
             return client.push(row.line_user_id, self.messages, row.retry_key, self.notification_disabled)
 
         try:
-            response = await self._send_with_retries(send, result, counter)
-        except _CampaignStop as stop:
+            response = await self._send_with_retries(send, unit, result, counter)
+        except (_CampaignStop, LineApiError, LineTransportError) as err:
             row.attempts += counter[0]
-            self._fail(row, str(stop), result)
-            return
-        except (LineAuthError, LineQuotaExceededError) as err:
-            row.attempts += counter[0]
-            reason = "auth_failed" if isinstance(err, LineAuthError) else "quota_exceeded"
-            self.request_stop(reason)
-            self._fail(row, reason, result, err)
-            return
-        except TRANSIENT as err:
-            row.attempts += counter[0]
-            self._fail(row, "retries_exhausted", result, err)
-            return
-        except LineApiError as err:
-            row.attempts += counter[0]
-            self._fail(row, _classify_rejection(err), result, err)
+            reason = self._failure_reason(err, unit)
+            if reason not in RESUMABLE_REASONS or not unit.maybe_accepted:
+                row.dispatched_at = None  # LINE refused every attempt: it holds no request with this key
+            self._fail(row, reason, result, None if isinstance(err, _CampaignStop) else err)
             return
         row.attempts += counter[0]
         self._succeed(row, response, result)
+
+    def _failure_reason(self, err: Exception, unit: Unit) -> str:
+        """Name a failed unit's reason; stop the campaign for auth and (real) quota failures."""
+        if isinstance(err, _CampaignStop):
+            return str(err)
+        if isinstance(err, LineAuthError):
+            self.request_stop("auth_failed")
+            return "auth_failed"
+        if isinstance(err, LineQuotaExceededError):
+            self.request_stop("quota_exceeded")
+            return "quota_exceeded"
+        if isinstance(err, TRANSIENT):
+            return "retries_exhausted"
+        return _classify_rejection(err)  # type: ignore[arg-type]
 
     def _succeed(self, row: LedgerRow, response: LineResponse, result: ChunkResult) -> None:
         row.status, row.reason = SENT, None
         row.http_status = response.status
         row.line_request_id = response.request_id
-        row.accepted_request_id = response.accepted_request_id or response.request_id
-        row.line_message = "retry key already accepted" if response.already_accepted else None
+        row.accepted_request_id = _accepted_id(response)
+        row.line_message = _sent_message(response)
         row.sent_at = self.ledger.clock().isoformat()
         result.sent += 1
         self._record(row)
@@ -516,70 +770,21 @@ class DeliveryEngine:
         self._record(row)
 
     # -- multicast ------------------------------------------------------------------------------
-    def _plan_batches(self, rows: list[LedgerRow]) -> list[list[LedgerRow]]:
-        """Group rows into batches: resumed batches as they were, new ones of up to 500.
-
-        Batches follow LINE user id order, so a new batch is a range of the chunk's unsent rows, marked
-        ``sending`` with one UPDATE just before it is sent; a resumed batch is re-sent with the same
-        body and key.
-        """
-        resumed: dict[str, list[LedgerRow]] = {}
-        fresh: list[LedgerRow] = []
-        for row in rows:
-            if row.status == SENDING and row.batch_id:
-                resumed.setdefault(row.batch_id, []).append(row)
-            else:
-                fresh.append(row)
-        batches = [sorted(batch, key=lambda r: r.line_user_id or "") for batch in resumed.values()]
-        fresh.sort(key=lambda r: r.line_user_id or "")
-        batches += [
-            fresh[i : i + MULTICAST_MAX_RECIPIENTS] for i in range(0, len(fresh), MULTICAST_MAX_RECIPIENTS)
-        ]
-        return batches
-
-    def _mark_batch(self, rows: list[LedgerRow], chunk_index: int) -> asyncio.Future:
-        """Give a new batch its key and queue marking its rows ``sending``; await the future before sending."""
-        key = str(uuid.uuid4())
-        for row in rows:
-            row.status, row.reason, row.batch_id, row.retry_key = SENDING, None, key, key
-        return self._mark(self._mark_or_register, chunk_index, rows, key)
-
-    def _mark_or_register(self, chunk_index: int, rows: list[LedgerRow], key: str) -> None:
-        """Mark a batch with one UPDATE (writer thread); write rows the log lacks one by one.
-
-        Raising rolls the mark back (the writer's transaction): the batch is then never sent.
-        """
-        marked = self.ledger.mark_batch(chunk_index, rows[0].line_user_id, rows[-1].line_user_id, key)
-        if marked > len(rows):  # cannot happen while chunks are deduplicated ranges; never send then
-            raise LineOAError(
-                f"batch {key}: {marked} rows marked for {len(rows)} recipients; delivery stopped"
-            )
-        if marked < len(rows):  # rows the log does not hold yet
-            self.ledger.upsert(rows)
-
-    async def _rebatch(self, rows: list[LedgerRow]) -> list[LedgerRow]:
-        old, key = rows[0].batch_id, str(uuid.uuid4())
-        for row in rows:
-            row.batch_id = row.retry_key = key
-        await self._write(self.ledger.rebatch, old, key, rows[0].line_user_id, rows[-1].line_user_id)
-        return rows
-
-    def _settle_batch(
-        self, batch: list[LedgerRow], attempts: int, result: ChunkResult, **outcome: Any
-    ) -> None:
+    def _settle_batch(self, unit: Unit, attempts: int, result: ChunkResult, **outcome: Any) -> None:
         if outcome["status"] == SENT:
-            result.sent += len(batch)
+            result.sent += len(unit.rows)
         else:
-            result.failed[outcome["reason"]] += len(batch)
-        self._unsettled.append(self._write(self._settle_or_upsert, batch, attempts, outcome))
+            result.failed[outcome["reason"]] += len(unit.rows)
+        self._unsettled.append(self._write(self._settle_or_upsert, unit, attempts, outcome))
 
-    def _settle_or_upsert(self, batch: list[LedgerRow], attempts: int, outcome: dict[str, Any]) -> None:
+    def _settle_or_upsert(self, unit: Unit, attempts: int, outcome: dict[str, Any]) -> None:
         """Write a batch's outcome with one UPDATE; row by row if the log does not hold it as expected.
 
         Runs on the writer thread; the batch's rows are not touched by the event loop any more.
         """
+        batch = unit.rows
         first, last = batch[0].line_user_id, batch[-1].line_user_id
-        settled = self.ledger.settle_batch(batch[0].batch_id, first, last, attempts=attempts, **outcome)
+        settled = self.ledger.settle_batch(unit.key, first, last, attempts=attempts, **outcome)
         if settled != len(batch):
             for row in batch:
                 row.attempts += attempts
@@ -587,167 +792,97 @@ class DeliveryEngine:
                     setattr(row, name, value)
             self.ledger.upsert(batch)
 
-    async def _multicast_all(
-        self, client: AsyncLineClient, rows: list[LedgerRow], result: ChunkResult
-    ) -> None:
-        """Multicast every batch; batches are marked ``sending`` up to 32 ahead of the requests.
+    async def _multicast(self, client: AsyncLineClient, unit: Unit, result: ChunkResult) -> None:
+        """Send one marked batch and settle it; isolate a recipient LINE names, or push each one."""
+        counter = [0]
+        to = [row.line_user_id for row in unit.rows]
 
-        A feeder queues each new batch's mark on the writer thread and hands the batch, with the
-        mark's future, to the senders, at most ``MULTICAST_MARK_AHEAD`` batches ahead of them; a
-        sender waits for the commit before the request leaves. So the log's latency overlaps the
-        requests in flight instead of adding to each one. A sender takes its permit from the rate
-        limiter before it takes a batch: up to ``max_in_flight`` requests can be in flight (a long
-        round trip to LINE), yet only those and the few queued ones are ever marked ``sending``
-        without having left.
-        """
-        self._limiter = TokenBucket(self.rate)
-        await self._drain_writes()  # outcomes just decided (stale rows) land before any range is marked
-        if self.register_unsent:
-            await self._write(self.ledger.add, rows)
-        batches = self._plan_batches(rows)
-        workers = min(self.max_in_flight, max(1, len(batches)))
-        # Unbounded, so the end markers never wait; `ahead` bounds the marked batches waiting in it.
-        ready: asyncio.Queue[tuple[list[LedgerRow], asyncio.Future | None] | None] = asyncio.Queue()
-        ahead = asyncio.Semaphore(MULTICAST_MARK_AHEAD)
-        claimed = [1]  # batches a sender has committed to take; the first is the probe request's
-        log_errors: list[BaseException] = []
+        def send():
+            return client.multicast(to, self.messages, unit.key, self.notification_disabled)
 
-        async def feed() -> None:
-            try:
-                for batch in batches:
-                    await ahead.acquire()
-                    while len(self._unsettled) >= MULTICAST_MAX_UNSETTLED:  # let the log catch up
-                        await asyncio.wait([self._unsettled.popleft()])  # its error: at the drain
-                    marked = None
-                    if batch and batch[0].status != SENDING and self._stop_reason is None:
-                        marked = self._mark_batch(batch, result.chunk_index)
-                    ready.put_nowait((batch, marked))
-            finally:  # end markers: a sender waiting for a batch the feeder never handed out returns
-                for _ in range(workers + 1):
-                    ready.put_nowait(None)
-
-        async def take() -> tuple[list[LedgerRow], asyncio.Future | None] | None:
-            item = await ready.get()
-            if item is not None:
-                ahead.release()
-            return item
-
-        async def send(item: tuple[list[LedgerRow], asyncio.Future | None], permit: bool = False) -> None:
-            batch, marked = item
-            if marked is not None:
-                try:
-                    await marked
-                except Exception as err:  # not marked: never sent; its rows are recorded as stopped
-                    self.request_stop("log_write_failed")
-                    log_errors.append(err)
-            await self._multicast_batch(client, batch, result, [permit])
-
-        async def worker() -> None:
-            while claimed[0] < len(batches):
-                claimed[0] += 1
-                permit = self._stop_reason is None  # stopped: the rest are only recorded
-                if permit:
-                    await self._limiter.acquire()
-                if (item := await take()) is None:
-                    return
-                await send(item, permit=permit)
-
-        feeder = asyncio.create_task(feed())
-        first = await take()  # one request first, as for push
-        if first is not None:
-            await send(first)
-            await asyncio.gather(*(worker() for _ in range(workers)))
-        await feeder
-        if log_errors:
-            raise log_errors[0]
-
-    async def _multicast_batch(
-        self,
-        client: AsyncLineClient,
-        batch: list[LedgerRow],
-        result: ChunkResult,
-        permit: list[bool] | None = None,
-    ) -> None:
-        """Send one batch (re-sending what is left after an isolated recipient) and settle it.
-
-        :param permit: ``[True]`` when the caller already took the first request's rate-limit permit.
-        """
-        while batch:
-            if self._stop_reason:
-                if batch[0].status == SENDING:  # marked (or resumed): settle the batch as a whole
-                    self._settle_batch(batch, 0, result, status=FAILED, reason=self._stop_reason)
-                else:  # never marked: the rows are still pending or failed in the log
-                    for row in batch:
-                        self._fail(row, self._stop_reason, result)
-                return
-            counter = [0]
-            key = batch[0].retry_key
-
-            def send(batch=batch, key=key):
-                to = [row.line_user_id for row in batch]
-                return client.multicast(to, self.messages, key, self.notification_disabled)
-
-            try:
-                response = await self._send_with_retries(send, result, counter, permit)
-            except LineApiError as err:
-                batch = await self._multicast_failure(client, batch, err, counter[0], result)
-                continue
-            except (_CampaignStop, *TRANSIENT) as err:
-                stop = isinstance(err, _CampaignStop)
-                reason = str(err) if stop else "retries_exhausted"
-                message = None if stop else str(err)[:500]
-                self._settle_batch(
-                    batch, counter[0], result, status=FAILED, reason=reason, line_message=message
-                )
-                return
-            self._settle_batch(
-                batch,
-                counter[0],
-                result,
-                status=SENT,
-                reason=None,
-                http_status=response.status,
-                line_request_id=response.request_id,
-                accepted_request_id=response.accepted_request_id or response.request_id,
-                line_message="retry key already accepted" if response.already_accepted else None,
-                sent_at=self.ledger.clock().isoformat(),
-            )
+        try:
+            response = await self._send_with_retries(send, unit, result, counter)
+        except (_CampaignStop, LineAuthError, LineQuotaExceededError, LineTransportError, *TRANSIENT) as err:
+            reason = self._failure_reason(err, unit)
+            outcome: dict[str, Any] = {"status": FAILED, "reason": reason}
+            if isinstance(err, LineApiError):
+                outcome.update(http_status=err.status, line_request_id=err.request_id)
+            if not isinstance(err, _CampaignStop):
+                outcome["line_message"] = (err.line_message if isinstance(err, LineApiError) else str(err))[:500]
+            if not unit.maybe_accepted:
+                outcome["dispatched_at"] = None
+            self._settle_batch(unit, counter[0], result, **outcome)
             return
+        except LineApiError as err:  # a 400: LINE refused this body, so it holds no request with this key
+            await self._multicast_refused(client, unit, err, counter[0], result)
+            return
+        self._settle_batch(
+            unit,
+            counter[0],
+            result,
+            status=SENT,
+            reason=None,
+            http_status=response.status,
+            line_request_id=response.request_id,
+            accepted_request_id=_accepted_id(response),
+            line_message=_sent_message(response),
+            sent_at=self.ledger.clock().isoformat(),
+        )
 
-    async def _multicast_failure(
-        self, client, batch, err: LineApiError, attempts: int, result
-    ) -> list[LedgerRow]:
-        """Handle a rejected multicast; return the rows still to send (under a new key) or []."""
-        failure = {
-            "http_status": err.status,
-            "line_request_id": err.request_id,
-            "line_message": err.line_message[:500],
-        }
-        if isinstance(err, LineAuthError | LineQuotaExceededError):
-            reason = "auth_failed" if isinstance(err, LineAuthError) else "quota_exceeded"
-            self.request_stop(reason)
-            self._settle_batch(batch, attempts, result, status=FAILED, reason=reason, **failure)
-            return []
+    async def _multicast_refused(
+        self, client: AsyncLineClient, unit: Unit, err: LineApiError, attempts: int, result: ChunkResult
+    ) -> None:
+        """Handle a 400 on a batch: fail the recipient LINE names and resend the rest, or push each one.
+
+        Safe for a batch resent after a crash too: LINE answers the same body the same way (and checks
+        the body before the key), so a 400 now means it refused every attempt of it.
+        """
+        for row in unit.rows:
+            row.attempts += attempts
         bad_index = _bad_recipient_index(err)
-        if bad_index is not None and bad_index < len(batch):
-            bad = batch[bad_index]
-            bad.attempts += attempts
+        if bad_index is not None and bad_index < len(unit.rows):
+            bad = unit.rows[bad_index]
+            bad.dispatched_at = None
             self._fail(bad, "invalid_recipient_id", result, err)
             self.flush()
-            rest = batch[:bad_index] + batch[bad_index + 1 :]
-            for row in rest:
-                row.attempts += attempts
-            return await self._rebatch(rest) if rest else []
-        # LINE rejected the whole batch without naming a recipient: push each one to learn who.
-        for row in batch:
-            row.attempts += attempts
-            row.batch_id = None
-            row.retry_key = push_retry_key(
-                self.ledger.campaign_id, self.ledger.run_id, row.line_user_id or ""
-            )
-        await self._write(self.ledger.upsert, batch)  # their push keys, before any push leaves
-        await asyncio.gather(*(self._push_one(client, row, result) for row in batch))
-        return []
+            rest = unit.rows[:bad_index] + unit.rows[bad_index + 1 :]
+            if rest:
+                old, key = unit.key, str(uuid.uuid4())
+                await self._committed(
+                    self._mark(self.ledger.rebatch, old, key, rest[0].line_user_id, rest[-1].line_user_id)
+                )
+                for row in rest:
+                    row.batch_id = row.retry_key = key
+                retry = Unit("multicast", rest, key)
+                await self._limiters["multicast"].acquire()
+                await self._multicast(client, retry, result)
+            return
+        # LINE refused the whole batch without naming a recipient: push each one to learn who.
+        for row in unit.rows:
+            row.status, row.batch_id, row.dispatched_at = PENDING, None, None
+            row.retry_key = push_retry_key(self.ledger.campaign_id, self.ledger.run_id, row.line_user_id or "")
+        await self._committed(self._mark(self.ledger.upsert, unit.rows))  # push keys, before any push
+
+        async def push(row: LedgerRow) -> None:
+            await self._limiters["push"].acquire()
+            await self._deliver_unit(client, Unit("push", [row], row.retry_key), result)
+
+        await asyncio.gather(*(push(row) for row in unit.rows))
+
+
+def _accepted_id(response: LineResponse) -> str | None:
+    """Return the id of the request LINE accepted (unknown for a 409 that does not name it)."""
+    if response.already_accepted:
+        return response.accepted_request_id
+    return response.request_id
+
+
+def _sent_message(response: LineResponse) -> str | None:
+    if not response.already_accepted:
+        return None
+    if response.accepted_request_id:
+        return "retry key already accepted"
+    return "retry key already accepted (LINE did not name the accepted request)"
 
 
 def _bad_recipient_index(err: LineApiError) -> int | None:
@@ -798,6 +933,11 @@ def resolve_mode(mode: str, recipients: int, *, is_test: bool = False) -> str:
     return "multicast" if recipients > 1 else "push"
 
 
+def sender_identity() -> str:
+    """Return who is sending (host, process, a random part): written to the chunk's claim."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 def deliver_chunk(
     *,
     client_factory: Callable[[], AsyncLineClient],
@@ -808,37 +948,35 @@ def deliver_chunk(
     mode: str = "push",
     policy: RetryPolicy | None = None,
     rate: float | None = None,
+    rates: dict[str, float | None] | None = None,
     is_test: bool = False,
     on_engine: Callable[[DeliveryEngine], None] | None = None,
     **engine_options: Any,
 ) -> ChunkResult:
-    """Register a chunk in the ledger, then send every row of it that is not final.
+    """Register a chunk in the ledger, claim it, then send every row of it that is not final.
 
-    Safe to call again for the same chunk (a retried or resumed task): registration leaves existing
-    rows alone and only rows that are not final are sent, with their original keys.
+    Safe to call again for the same chunk (a retried or resumed task), and even while a stale sender
+    still runs on it: claiming fences that sender out; only rows that are not final are sent, rows that
+    may have reached LINE with their original keys.
     """
-    logged = ledger.chunk_size_logged(chunk_index)
-    if logged == 0:  # a chunk the log has never seen: the engine registers it while it sends
-        rows = pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, recipients, is_test=is_test)
-        engine_options["register_unsent"] = True
-    else:
-        if logged < len(recipients):
-            ledger.add(
-                pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, recipients, is_test=is_test)
-            )
-        rows = ledger.rows_to_send(chunk_index)
+    if ledger.chunk_size_logged(chunk_index) < len(recipients):
+        ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, recipients, is_test=is_test))
+    ledger.claim_chunk(chunk_index, sender_identity())
+    rows = ledger.rows_to_send(chunk_index)  # read under the claim: no other sender changes them now
+    plan = plan_delivery(
+        rows, mode=mode, is_test=is_test, is_stale=lambda row: ledger.is_stale(row, STALE_MARGIN)
+    )
     engine = DeliveryEngine(
         client_factory=client_factory,
         ledger=ledger,
         messages=messages,
         policy=policy or RetryPolicy(),
         rate=rate,
+        rates=rates,
         **engine_options,
     )
     if on_engine is not None:
         on_engine(engine)
-    result = engine.deliver(
-        rows, mode=resolve_mode(mode, len(rows), is_test=is_test), chunk_index=chunk_index
-    )
+    result = engine.deliver(plan, chunk_index=chunk_index)
     result.already_final = len(recipients) - len(rows)
     return result

@@ -63,9 +63,5 @@ class LineServerError(LineApiError):
     """5xx: transient, retry with the same retry key and body."""
 
 
-class LineRetryKeyAcceptedError(LineApiError):
-    """409: a request with this retry key was already accepted; the send counts as done."""
-
-
 class LineTransportError(LineOAError):
     """No HTTP answer at all: connection refused or reset, or a timeout. Transient."""

@@ -23,7 +23,6 @@ from line_oa.errors import (
     LineAuthError,
     LineQuotaExceededError,
     LineRateLimitError,
-    LineRetryKeyAcceptedError,
     LineServerError,
     LineTransportError,
 )
@@ -89,12 +88,13 @@ def interpret_response(status: int, raw_body: bytes | str, headers: Any) -> Line
     """Turn a LINE answer into a ``LineResponse`` or raise the package's error for it.
 
     409 "already accepted" is returned, not raised: for a send carrying a retry key it means the
-    earlier request was accepted, which is a success.
+    earlier request was accepted, which is a success, whether or not LINE names that request in
+    ``X-Line-Accepted-Request-Id`` (LINE: "not always present").
     """
     body = _parse_body(raw_body)
     request_id = headers.get("x-line-request-id")
     accepted = headers.get("x-line-accepted-request-id")
-    if 200 <= status < 300 or (status == 409 and accepted):
+    if 200 <= status < 300 or status == 409:
         return LineResponse(status, body, request_id, accepted)
     message = str(body.get("message", ""))
     kwargs = {
@@ -109,8 +109,6 @@ def interpret_response(status: int, raw_body: bytes | str, headers: Any) -> Line
         if message.strip() == MONTHLY_LIMIT_MESSAGE:
             raise LineQuotaExceededError(status, message, **kwargs)
         raise LineRateLimitError(status, message, **kwargs)
-    if status == 409:
-        raise LineRetryKeyAcceptedError(status, message, **kwargs)
     if status >= 500:
         raise LineServerError(status, message, **kwargs)
     raise LineApiError(status, message, **kwargs)
@@ -302,6 +300,16 @@ class AsyncLineClient:
                 return interpret_response(response.status, raw, response.headers)
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise LineTransportError(f"POST {path}: {type(err).__name__}") from None
+
+    async def get_json(self, path: str) -> dict[str, Any]:
+        """GET ``path`` (quota, consumption); raise the package's errors; return the JSON body."""
+        assert self._session is not None, "use 'async with client:'"
+        try:
+            async with self._session.get(yarl.URL(self.settings.base_url + path)) as response:
+                raw = await response.read()
+                return interpret_response(response.status, raw, response.headers).body
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            raise LineTransportError(f"GET {path}: {type(err).__name__}") from None
 
     async def push(self, to: str, messages: list[dict], retry_key: str, notification_disabled=False):
         body = {"to": to, "messages": messages, "notificationDisabled": notification_disabled}

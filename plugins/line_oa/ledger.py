@@ -30,14 +30,32 @@ log = logging.getLogger(__name__)
 
 TABLE = "line_delivery_log"
 SUMMARY_TABLE = "line_campaign_summary"
+CLAIM_TABLE = "line_delivery_claim"
+DELIVERY_TABLE = "line_campaign_delivery"
 BATCH_SIZE = 1000
 
 # Must match the WITH clause of include/sql/ledger/postgres.sql.
 PG_FILLFACTOR = "fillfactor=50"
 EXCLUDED, PENDING, SENDING, SENT, FAILED = "excluded", "pending", "sending", "sent", "failed"
 # Failures that a resumed run sends again (with the same retry key): nothing was accepted by LINE.
-RESUMABLE_REASONS = ("quota_exceeded", "auth_failed", "retries_exhausted", "stopped", "log_write_failed")
+RESUMABLE_REASONS = (
+    "quota_exceeded",
+    "auth_failed",
+    "retries_exhausted",
+    "stopped",
+    "log_write_failed",
+    "log_stalled",
+    "claim_lost",
+)
 RETRY_KEY_LIFETIME = timedelta(hours=24)
+# A log that does not answer must fail the chunk, never hang it (PostgreSQL; SQLite waits busy_timeout).
+PG_CONNECT_TIMEOUT_SECONDS = int(os.environ.get("LINE_OA_LOG_CONNECT_TIMEOUT", "10"))
+STATEMENT_TIMEOUT_MS = int(os.environ.get("LINE_OA_LOG_STATEMENT_TIMEOUT_MS", "60000"))
+SQLITE_BUSY_TIMEOUT_MS = int(os.environ.get("LINE_OA_LOG_BUSY_TIMEOUT_MS", "30000"))
+
+
+class ChunkClaimLost(Exception):
+    """Another sender took this chunk (a retry racing a zombie task): this one may not write or send."""
 
 
 def data_dir() -> pathlib.Path:
@@ -65,12 +83,14 @@ class LedgerRow:
     attempts: int = 0
     is_test: bool = False
     sent_at: str | None = None
+    dispatched_at: str | None = None
     updated_at: str | None = None
 
 
 _ROW_FIELDS = [f.name for f in fields(LedgerRow) if f.name not in ("updated_at",)]
 _COLUMNS = ["campaign_id", "run_id", *_ROW_FIELDS, "created_at", "updated_at"]
 _row_values = operator.attrgetter(*_ROW_FIELDS)  # fast: this runs once per recipient and write
+_IS_TEST = _ROW_FIELDS.index("is_test")
 _UPDATED_ON_CONFLICT = [c for c in _ROW_FIELDS if c not in ("profile_id",)] + ["updated_at"]
 
 
@@ -143,16 +163,25 @@ class DeliveryLedger:
             # The hook's own connection is tied to the thread that opened it; the delivery engine
             # writes from one background thread (see ``DeliveryEngine``), so open the same file
             # shareable. Writes are serialised by ``_lock``.
+            # Autocommit mode: ``transaction()`` issues BEGIN IMMEDIATE itself, so a transaction holds
+            # the write lock from its first statement (its fencing check reads the latest claim).
             uri = hook.get_uri().replace("sqlite:///", "file:")
-            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         else:
+            os.environ.setdefault("PGCONNECT_TIMEOUT", str(PG_CONNECT_TIMEOUT_SECONDS))
             self._conn = hook.get_conn()
         self._lock = threading.RLock()
         self._in_transaction = False
+        self.fence: tuple[int, int] | None = None  # (chunk index, epoch) this ledger's writes must hold
+        self.abandoned = False  # a write never came back: the connection is left alone (see close)
         if self.dialect == "sqlite":
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+        else:
+            cursor = self._conn.cursor()
+            cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            self._conn.commit()
         self.ensure_schema()
 
     @classmethod
@@ -161,14 +190,28 @@ class DeliveryLedger:
         return cls(ledger_hook(conn_id), **kwargs)
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the connection, unless a write on it never returned (its thread may still hold it)."""
+        if not self.abandoned:
+            self._conn.close()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes into one transaction, committed at the end (rolled back on an error)."""
+        """Group writes into one transaction, committed at the end (rolled back on an error).
+
+        When ``fence`` is set, the transaction first checks that this sender still holds its chunk
+        (and keeps the claim locked until it commits): a stale sender's writes raise ``ChunkClaimLost``.
+        Re-entrant: a nested call joins the open transaction.
+        """
         with self._lock:
+            if self._in_transaction:
+                yield
+                return
             self._in_transaction = True
             try:
+                if self.dialect == "sqlite":
+                    self._conn.execute("BEGIN IMMEDIATE")
+                if self.fence is not None:
+                    self._check_fence(*self.fence)
                 yield
             except BaseException:
                 self._conn.rollback()
@@ -182,6 +225,42 @@ class DeliveryLedger:
         if not self._in_transaction:
             self._conn.commit()
 
+    def _check_fence(self, chunk_index: int, epoch: int) -> None:
+        lock = " FOR SHARE" if self.dialect == "postgres" else ""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT epoch FROM {CLAIM_TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
+            f"AND chunk_index = {self._p}{lock}",
+            (self.campaign_id, self.run_id, chunk_index),
+        )
+        row = cursor.fetchone()
+        if row is None or int(row[0]) != epoch:
+            raise ChunkClaimLost(
+                f"chunk {chunk_index} of run {self.run_id}: another sender holds it now "
+                f"(epoch {row[0] if row else None}, ours {epoch})"
+            )
+
+    def claim_chunk(self, chunk_index: int, owner: str) -> int:
+        """Take the chunk for this sender: raise its epoch (fencing out any earlier sender); return it.
+
+        Also sets ``fence``, so every later write through ``transaction()`` is checked against it.
+        """
+        self.fence = None
+        now = self._now()
+        with self.transaction():
+            cursor = self._conn.cursor()
+            cursor.execute(
+                f"INSERT INTO {CLAIM_TABLE} (campaign_id, run_id, chunk_index, epoch, owner, claimed_at) "
+                f"VALUES ({self._p}, {self._p}, {self._p}, 1, {self._p}, {self._p}) "
+                f"ON CONFLICT (campaign_id, run_id, chunk_index) DO UPDATE SET "
+                f"epoch = {CLAIM_TABLE}.epoch + 1, owner = excluded.owner, claimed_at = excluded.claimed_at "
+                "RETURNING epoch",
+                (self.campaign_id, self.run_id, chunk_index, owner, now),
+            )
+            epoch = int(cursor.fetchone()[0])
+        self.fence = (chunk_index, epoch)
+        return epoch
+
     def ensure_schema(self) -> None:
         """Create the tables from ``include/sql/ledger/<dialect>.sql`` when missing."""
         ddl = (REPO_ROOT / "include" / "sql" / "ledger" / f"{self.dialect}.sql").read_text()
@@ -194,6 +273,7 @@ class DeliveryLedger:
             if all(cursor.fetchone()):
                 self._conn.commit()
                 self._ensure_fillfactor()
+                self._ensure_columns()
                 return
             # Tasks starting together on an empty database would race on CREATE TABLE IF NOT EXISTS
             # (a unique violation in pg_type): serialise them for this transaction.
@@ -205,6 +285,23 @@ class DeliveryLedger:
         self._conn.commit()
         if self.dialect == "postgres":
             self._ensure_fillfactor()
+        self._ensure_columns()
+
+    def _ensure_columns(self) -> None:
+        """Add columns a log created by an earlier release lacks (``dispatched_at``)."""
+        cursor = self._conn.cursor()
+        if self.dialect == "sqlite":
+            cursor.execute(f"PRAGMA table_info({TABLE})")
+            columns = {row[1] for row in cursor.fetchall()}
+        else:
+            cursor.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (TABLE,)
+            )
+            columns = {row[0] for row in cursor.fetchall()}
+        if "dispatched_at" not in columns:
+            kind = "TEXT" if self.dialect == "sqlite" else "TIMESTAMPTZ"
+            cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN dispatched_at {kind}")
+        self._conn.commit()
 
     def _ensure_fillfactor(self) -> None:
         """Give a PostgreSQL log created by an earlier release room for in-page (HOT) updates.
@@ -232,16 +329,9 @@ class DeliveryLedger:
         return self.clock().isoformat()
 
     def _values(self, row: LedgerRow, now: str) -> tuple:
-        values = _row_values(row)
-        return (
-            self.campaign_id,
-            self.run_id,
-            *values[:-2],
-            int(bool(row.is_test)),
-            values[-1],
-            now,
-            row.updated_at or now,
-        )
+        values = list(_row_values(row))
+        values[_IS_TEST] = int(bool(row.is_test))
+        return (self.campaign_id, self.run_id, *values, now, row.updated_at or now)
 
     def _write(self, rows: Iterable[LedgerRow], *, overwrite: bool) -> int:
         placeholders = ", ".join([self._p] * len(_COLUMNS))
@@ -253,11 +343,10 @@ class DeliveryLedger:
             sql += "NOTHING"
         now = self._now()
         values = [self._values(row, now) for row in rows]
-        with self._lock:
+        with self.transaction():
             cursor = self._conn.cursor()
             for start in range(0, len(values), BATCH_SIZE):
                 cursor.executemany(sql, values[start : start + BATCH_SIZE])
-            self._commit()
         return len(values)
 
     def add(self, rows: Iterable[LedgerRow]) -> int:
@@ -285,28 +374,77 @@ class DeliveryLedger:
             self.campaign_id,
             self.run_id,
         )
-        with self._lock:
+        with self.transaction():
             cursor = self._conn.cursor()
             cursor.execute(sql, (*values, *params))
-            self._commit()
             return cursor.rowcount
 
-    def mark_batch(self, chunk_index: int, first_user: str, last_user: str, batch_id: str) -> int:
-        """Mark the chunk's unsent rows with LINE user ids in [first, last] ``sending`` as one batch (one UPDATE)."""
-        reasons = ", ".join([self._p] * len(RESUMABLE_REASONS))
-        # The recipient index finds the batch's rows; "+chunk_index" keeps SQLite from walking the
-        # whole chunk through the chunk index instead (chunks are ranges of LINE user ids, since the
-        # segment is extracted in that order).
+    def _resumable(self) -> str:
+        return f"(status = 'failed' AND reason IN ({', '.join([self._p] * len(RESUMABLE_REASONS))}))"
+
+    def mark_new_batch(
+        self, chunk_index: int, first_user: str, last_user: str, batch_id: str, expected: int
+    ) -> int:
+        """Mark a new multicast batch ``sending`` under its key, as its request is about to leave.
+
+        The batch is the chunk's never-dispatched rows with LINE user ids in [first, last] (one UPDATE;
+        "+chunk_index" keeps SQLite on the recipient index). Raises, rolling the mark back, unless
+        exactly ``expected`` rows were marked: the batch is then never sent.
+        """
         where = (
             f"line_user_id BETWEEN {self._p} AND {self._p} AND +chunk_index = {self._p} "
-            f"AND (status = 'pending' OR (status = 'failed' AND reason IN ({reasons})))"
+            f"AND (status = 'pending' OR ({self._resumable()} AND dispatched_at IS NULL))"
         )
-        assignments = {"status": SENDING, "reason": None, "batch_id": batch_id, "retry_key": batch_id}
-        return self._update(assignments, where, (first_user, last_user, chunk_index, *RESUMABLE_REASONS))
+        assignments = {
+            "status": SENDING, "reason": None, "batch_id": batch_id, "retry_key": batch_id,
+            "dispatched_at": self._now(),
+        }  # fmt: skip
+        marked = self._update(assignments, where, (first_user, last_user, chunk_index, *RESUMABLE_REASONS))
+        _expect_marked(marked, expected, f"batch {batch_id}")
+        return marked
+
+    def mark_batch_again(self, batch_id: str, first_user: str, last_user: str, expected: int) -> int:
+        """Mark a batch that may have reached LINE ``sending`` again, same key and recipients, before resending."""
+        where = (
+            f"line_user_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} "
+            f"AND (status = 'sending' OR {self._resumable()})"
+        )
+        marked = self._update(
+            {"status": SENDING, "reason": None},
+            where,
+            (first_user, last_user, batch_id, *RESUMABLE_REASONS),
+        )
+        _expect_marked(marked, expected, f"batch {batch_id}")
+        return marked
+
+    def mark_push(self, rows: list[LedgerRow]) -> int:
+        """Mark rows ``sending`` (each under its own push key) as their requests are about to leave.
+
+        ``dispatched_at`` keeps the first time the key went out. Raises unless every row was marked.
+        """
+        now = self._now()
+        ids = [row.profile_id for row in rows]
+        where = (
+            f"profile_id IN ({', '.join([self._p] * len(ids))}) "
+            f"AND (status IN ('pending', 'sending') OR {self._resumable()})"
+        )
+        sql = (
+            f"UPDATE {TABLE} SET status = {self._p}, reason = NULL, "
+            f"dispatched_at = COALESCE(dispatched_at, {self._p}), updated_at = {self._p} "
+            f"WHERE campaign_id = {self._p} AND run_id = {self._p} AND {where}"
+        )
+        with self.transaction():
+            cursor = self._conn.cursor()
+            cursor.execute(sql, (SENDING, now, now, self.campaign_id, self.run_id, *ids, *RESUMABLE_REASONS))
+            marked = cursor.rowcount
+            _expect_marked(marked, len(rows), f"{len(rows)} push rows")
+        for row in rows:
+            row.dispatched_at = row.dispatched_at or now
+        return marked
 
     def rebatch(self, old_batch_id: str, new_batch_id: str, first_user: str, last_user: str) -> int:
-        """Move a batch's rows still ``sending`` to a new batch and retry key (its body changed)."""
-        assignments = {"batch_id": new_batch_id, "retry_key": new_batch_id}
+        """Move a refused batch's remaining rows to a new key (LINE refused the old body: it holds no key)."""
+        assignments = {"batch_id": new_batch_id, "retry_key": new_batch_id, "dispatched_at": self._now()}
         return self._update(assignments, self._in_batch(), (first_user, last_user, old_batch_id))
 
     def settle_batch(
@@ -324,6 +462,29 @@ class DeliveryLedger:
         # A batch is a range of LINE user ids: the recipient index finds its rows, and no batch index
         # has to be maintained on every mark and settle.
         return f"line_user_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} AND status = 'sending'"
+
+    def unsent_count(self) -> int:
+        """Return how many of this run's rows still wait to be sent (pending, sending or resumable)."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
+            f"AND (status IN ('pending', 'sending') OR {self._resumable()})",
+            (self.campaign_id, self.run_id, *RESUMABLE_REASONS),
+        )
+        count = int(cursor.fetchone()[0])
+        self._commit()
+        return count
+
+    def row_count(self) -> int:
+        """Return how many rows this run has in the log."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}",
+            (self.campaign_id, self.run_id),
+        )
+        count = int(cursor.fetchone()[0])
+        self._commit()
+        return count
 
     def chunk_size_logged(self, chunk_index: int) -> int:
         """Return how many rows of a chunk the log already holds."""
@@ -348,6 +509,8 @@ class DeliveryLedger:
                     row.updated_at = row.updated_at.isoformat()
                 if row.sent_at is not None and not isinstance(row.sent_at, str):
                     row.sent_at = row.sent_at.isoformat()
+                if row.dispatched_at is not None and not isinstance(row.dispatched_at, str):
+                    row.dispatched_at = row.dispatched_at.isoformat()
                 yield row
 
     def rows_to_send(self, chunk_index: int) -> list[LedgerRow]:
@@ -402,13 +565,59 @@ class DeliveryLedger:
         return [(str(s), int(n)) for s, n in cursor.fetchall()]
 
     def is_stale(self, row: LedgerRow, margin: timedelta = timedelta(0)) -> bool:
-        """Tell whether a row's retry key has outlived LINE's 24 h memory of it (less ``margin``)."""
-        if row.updated_at is None:
+        """Tell whether a row's retry key has outlived LINE's 24 h memory of it (less ``margin``).
+
+        LINE counts the 24 h from the key's first request: ``dispatched_at`` (rows written before it
+        existed fall back to ``updated_at``, a later time, so the check stays on the safe side... of
+        resending: it is only used for rows that may have been accepted).
+        """
+        stamp = row.dispatched_at or row.updated_at
+        if stamp is None:
             return False
-        updated = datetime.fromisoformat(str(row.updated_at))
-        if updated.tzinfo is None:
-            updated = updated.replace(tzinfo=UTC)
-        return self.clock() - updated > RETRY_KEY_LIFETIME - margin
+        first = datetime.fromisoformat(str(stamp))
+        if first.tzinfo is None:
+            first = first.replace(tzinfo=UTC)
+        return self.clock() - first > RETRY_KEY_LIFETIME - margin
+
+    def enter_delivery(self, *, one_off: bool, redeliver: bool) -> str | None:
+        """Record this run as a real delivery of the campaign, unless a one-off campaign has another.
+
+        Atomic (a lock per campaign), so two runs launched together cannot both pass. Returns the id of
+        the run that blocks this one (nothing recorded then), or None. Entering the same run again (a
+        resumed run) is allowed.
+        """
+        with self.transaction():
+            cursor = self._conn.cursor()
+            if self.dialect == "postgres":
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{DELIVERY_TABLE}:{self.campaign_id}",))
+            if one_off and not redeliver:
+                blocking = self._other_real_run(cursor)
+                if blocking is not None:
+                    return blocking
+            cursor.execute(
+                f"INSERT INTO {DELIVERY_TABLE} (campaign_id, run_id, redeliver, started_at) "
+                f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}) ON CONFLICT (campaign_id, run_id) DO NOTHING",
+                (self.campaign_id, self.run_id, int(redeliver), self._now()),
+            )
+        return None
+
+    def _other_real_run(self, cursor: Any) -> str | None:
+        """Return another run of this campaign that delivered (or began to deliver) for real, if any."""
+        p, params = self._p, (self.campaign_id, self.run_id)
+        queries = (
+            f"SELECT run_id FROM {DELIVERY_TABLE} WHERE campaign_id = {p} AND run_id <> {p}",
+            # logs written before the delivery table existed
+            f"SELECT run_id FROM {SUMMARY_TABLE} WHERE campaign_id = {p} AND run_id <> {p} "
+            "AND state = 'Finished' AND dry_run = 0 AND targeted > 0",
+            f"SELECT run_id FROM {TABLE} WHERE campaign_id = {p} AND run_id <> {p} AND is_test = 0 "
+            "AND status IN ('sent', 'sending')",
+        )
+        for sql in queries:
+            cursor.execute(sql + " LIMIT 1", params)
+            row = cursor.fetchone()
+            if row:
+                return str(row[0])
+        return None
 
     def earlier_finished_run(self) -> str | None:
         """Return the id of another run of this campaign that finished a real delivery, if any."""
@@ -447,3 +656,11 @@ class DeliveryLedger:
         cursor = self._conn.cursor()
         cursor.execute(sql, tuple(values[c] for c in cols))
         self._conn.commit()
+
+
+def _expect_marked(marked: int, expected: int, what: str) -> None:
+    """Refuse a mark that did not touch exactly the rows it was for (rolls the transaction back)."""
+    if marked != expected:
+        from line_oa.errors import LineOAError
+
+        raise LineOAError(f"{what}: {marked} rows marked for {expected} recipients; not sent")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from line_oa.engine import DeliveryEngine, RetryPolicy, deliver_chunk, resolve_mode
+from line_oa.engine import DeliveryEngine, RetryPolicy, deliver_chunk
 from line_oa.hooks import LineOAHook
 from line_oa.ledger import DeliveryLedger
 from line_oa.ratelimit import channel_share
@@ -90,19 +90,18 @@ class LineOAPushOperator(BaseOperator):
         hook = LineOAHook(line_oa_conn_id=self.line_oa_conn_id or campaign.content.line_config)
         settings = hook.settings
         mode = campaign.content.delivery_mode
-        sending_mode = resolve_mode(mode, len(recipients), is_test=is_test)  # what "auto" will do
-        limit = settings.multicast_rate_limit if sending_mode == "multicast" else settings.push_rate_limit
-        rate = channel_share(
-            limit,
-            concurrent_senders=self.concurrent_senders or settings.concurrent_senders,
-            cap=campaign.activation.rate_limit_per_second,
-        )
+        senders = self.concurrent_senders or settings.concurrent_senders
+        cap = campaign.activation.rate_limit_per_second
+        rates = {
+            "push": channel_share(settings.push_rate_limit, concurrent_senders=senders, cap=cap),
+            "multicast": channel_share(settings.multicast_rate_limit, concurrent_senders=senders, cap=cap),
+        }
         retry = campaign.activation.retry
         policy = RetryPolicy(retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds)
         ledger = DeliveryLedger.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
         self.log.info(
-            "chunk %d: %d recipients, mode %s (%s), rate %.0f/s via %s",
-            chunk["index"], len(recipients), mode, sending_mode, rate, settings.conn_id,
+            "chunk %d: %d recipients, mode %s, rates %.0f push/s %.0f multicast/s via %s",
+            chunk["index"], len(recipients), mode, rates["push"], rates["multicast"], settings.conn_id,
         )  # fmt: skip
         total = len(recipients)
 
@@ -124,7 +123,7 @@ class LineOAPushOperator(BaseOperator):
                 messages=campaign.wire_messages(),
                 mode=mode,
                 policy=policy,
-                rate=rate,
+                rates=rates,
                 is_test=is_test,
                 notification_disabled=campaign.content.notification_disabled,
                 max_in_flight=self.max_in_flight,

@@ -18,6 +18,9 @@ CREATE TABLE IF NOT EXISTS line_delivery_log (
     created_at          TIMESTAMPTZ NOT NULL,
     updated_at          TIMESTAMPTZ NOT NULL,
     sent_at             TIMESTAMPTZ,
+    -- When a request carrying this row's current retry key was first allowed to leave (NULL: never,
+    -- or every attempt was refused by LINE). Set: LINE may hold the key, for 24 h from then.
+    dispatched_at       TIMESTAMPTZ,
     PRIMARY KEY (campaign_id, run_id, profile_id)
 ) WITH (fillfactor = 50);
 -- Half-empty pages: a row's status changes (pending, sending, sent) are then written in its own page
@@ -44,5 +47,24 @@ CREATE TABLE IF NOT EXISTS line_campaign_summary (
     started_at      TIMESTAMPTZ,
     finished_at     TIMESTAMPTZ,
     summary_json    TEXT    NOT NULL,
+    PRIMARY KEY (campaign_id, run_id)
+);
+-- Who holds each chunk of a run: a sender takes the chunk by raising its epoch, and every write of a
+-- sender checks, in the same transaction, that its epoch is still the chunk's (fencing).
+CREATE TABLE IF NOT EXISTS line_delivery_claim (
+    campaign_id TEXT    NOT NULL,
+    run_id      TEXT    NOT NULL,
+    chunk_index INTEGER NOT NULL,
+    epoch       INTEGER NOT NULL,
+    owner       TEXT    NOT NULL,
+    claimed_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (campaign_id, run_id, chunk_index)
+);
+-- Real deliveries of each campaign (one-off guard): a run is entered when it passes its launch checks.
+CREATE TABLE IF NOT EXISTS line_campaign_delivery (
+    campaign_id TEXT    NOT NULL,
+    run_id      TEXT    NOT NULL,
+    redeliver   INTEGER NOT NULL DEFAULT 0,
+    started_at  TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (campaign_id, run_id)
 );

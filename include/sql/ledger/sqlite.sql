@@ -18,6 +18,9 @@ CREATE TABLE IF NOT EXISTS line_delivery_log (
     created_at          TEXT    NOT NULL,
     updated_at          TEXT    NOT NULL,
     sent_at             TEXT,
+    -- When a request carrying this row's current retry key was first allowed to leave (NULL: never,
+    -- or every attempt was refused by LINE). Set: LINE may hold the key, for 24 h from then.
+    dispatched_at       TEXT,
     PRIMARY KEY (campaign_id, run_id, profile_id)
 );
 -- Chunks are looked up by index only: status and batch changes then touch no secondary index
@@ -41,5 +44,24 @@ CREATE TABLE IF NOT EXISTS line_campaign_summary (
     started_at      TEXT,
     finished_at     TEXT,
     summary_json    TEXT NOT NULL,
+    PRIMARY KEY (campaign_id, run_id)
+);
+-- Who holds each chunk of a run: a sender takes the chunk by raising its epoch, and every write of a
+-- sender checks, in the same transaction, that its epoch is still the chunk's (fencing).
+CREATE TABLE IF NOT EXISTS line_delivery_claim (
+    campaign_id TEXT    NOT NULL,
+    run_id      TEXT    NOT NULL,
+    chunk_index INTEGER NOT NULL,
+    epoch       INTEGER NOT NULL,
+    owner       TEXT    NOT NULL,
+    claimed_at  TEXT NOT NULL,
+    PRIMARY KEY (campaign_id, run_id, chunk_index)
+);
+-- Real deliveries of each campaign (one-off guard): a run is entered when it passes its launch checks.
+CREATE TABLE IF NOT EXISTS line_campaign_delivery (
+    campaign_id TEXT    NOT NULL,
+    run_id      TEXT    NOT NULL,
+    redeliver   INTEGER NOT NULL DEFAULT 0,
+    started_at  TEXT NOT NULL,
     PRIMARY KEY (campaign_id, run_id)
 );
