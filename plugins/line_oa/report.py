@@ -29,6 +29,18 @@ REASONS: dict[str, tuple[str, str]] = {
         "The ID is not a LINE user ID (U followed by 32 lower-case hexadecimal digits).",
         "Fix the ID in the CDP: a LINE display ID or a phone number is not a user ID.",
     ),
+    "missing_profile_id": (
+        "The CDP row has no profile ID (NULL or blank); it is logged as “(no profile id) #n”.",
+        "Fix the segment query or the CDP so that every row carries its profile ID.",
+    ),
+    "duplicate_profile_id": (
+        "The profile ID appears more than once in the segment; only its first row was handled.",
+        "Fix the segment query (often a one-to-many join) so that it returns each profile once.",
+    ),
+    "invalid_profile_id": (
+        "The profile ID cannot key the delivery log (over 256 characters, or an odd form); logged by hash.",
+        "Read the excerpt in the log's message and fix the profile ID in the CDP.",
+    ),
     "unknown_recipient": (
         "LINE does not know this user for the channel (400 Failed to send messages).",
         "Check that the ID was issued for this channel's provider; remove IDs of deleted accounts.",

@@ -1,14 +1,22 @@
 """Extract a campaign's segment from the CDP: stream profiles, decide who is eligible, log the rest.
 
 The segment SQL (``include/sql/segments/<parent>/<segment>.sql``) returns ``profile_id`` and
-``line_user_id``. It is wrapped, never edited: ``SELECT ... FROM (<segment>) AS segment ORDER BY
-line_user_id, profile_id``, plain SQL that SQLite, PostgreSQL and Trino all run, and read with
-``fetchmany`` so a million-profile segment never sits in memory. Ordering by LINE user id makes
-duplicates adjacent: the first profile (lowest ``profile_id``) of a shared id is the one sent to.
+``line_user_id``. It is wrapped, never edited (see ``wrap_segment_sql``), in plain SQL that SQLite,
+PostgreSQL and Trino all run, and read with ``fetchmany`` so a million-profile segment never sits in
+memory. The wrapper normalizes both ids in SQL (``TRIM``) *before* ordering, so equal LINE user ids
+are adjacent and a shared id is sent once, to the first profile (lowest ``profile_id``); and it
+numbers each profile id's occurrences (``ROW_NUMBER``), so a repeated profile id is recognised
+without a set of every id in Python.
+
+Every row read gives exactly one outcome: eligible, or one delivery-log row with a reason. Rows that
+cannot be logged under their own profile id (none, a repeat, too long) get a deterministic synthetic
+id (``(no profile id) #1``, ``P1 (repeat #1)``, ``(invalid profile id) sha256:…``) instead of being
+dropped by the log's primary key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +39,42 @@ if TYPE_CHECKING:
 LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 FETCH_SIZE = 5000
 SCHEMA = pa.schema([("profile_id", pa.string()), ("line_user_id", pa.string())])
+
+# Reasons of the delivery log written by extraction (explained in report.REASONS and docs/operations.md).
+MISSING_RECIPIENT_ID = "missing_recipient_id"
+INVALID_RECIPIENT_ID = "invalid_recipient_id"
+DUPLICATE_RECIPIENT = "duplicate_recipient"
+OVER_MAX_RECIPIENTS = "over_max_recipients"
+MISSING_PROFILE_ID = "missing_profile_id"
+DUPLICATE_PROFILE_ID = "duplicate_profile_id"
+INVALID_PROFILE_ID = "invalid_profile_id"
+
+MAX_PROFILE_ID_LENGTH = 256
+MAX_LOGGED_RECIPIENT_ID = 100  # an invalid LINE user id is logged cut to this many characters
+PROFILE_ID_EXCERPT = 40
+# Synthetic profile ids live in this space; a CDP profile id that looks like one is invalid, so a
+# synthetic id can never take the log key of a real profile (or the other way round).
+_SYNTHETIC = re.compile(r"^\((?:no|invalid) profile id\)| \(repeat #\d+\)$")
+
+# The wrapped segment's columns, normalized in SQL exactly as ``classify`` expects them: ids as
+# text without surrounding spaces, and each profile id's occurrence number (1 = first). A profile id's
+# first occurrence is the one with a non-empty LINE user id, lowest first.
+_PROFILE = "TRIM(CAST(segment.profile_id AS VARCHAR))"
+_USER = "TRIM(CAST(segment.line_user_id AS VARCHAR))"
+_WRAPPED = f"""SELECT profile_id, line_user_id, occurrence FROM (
+SELECT
+    {_PROFILE} AS profile_id,
+    {_USER} AS line_user_id,
+    ROW_NUMBER() OVER (
+        PARTITION BY {_PROFILE}
+        ORDER BY CASE WHEN {_USER} IS NULL OR {_USER} = '' THEN 1 ELSE 0 END, {_USER}, segment.profile_id
+    ) AS occurrence,
+    segment.profile_id AS profile_order
+FROM (
+{{body}}
+) AS segment
+) AS normalized
+ORDER BY line_user_id, profile_order, occurrence"""
 
 
 @dataclass
@@ -55,63 +99,121 @@ class SegmentExtract:
         }
 
 
+def _body(segment_sql: str) -> str:
+    return segment_sql.strip().rstrip(";").strip()
+
+
 def wrap_segment_sql(segment_sql: str) -> str:
-    """Return the query that streams the segment ordered by LINE user id (portable SQL)."""
-    body = segment_sql.strip().rstrip(";").strip()
+    """Return the query streaming ``(profile_id, line_user_id, occurrence)`` ordered by LINE user id.
+
+    Both ids are trimmed in SQL before ordering (``" Uxxx"`` and ``"Uxxx"`` sort together);
+    ``occurrence`` is 1 for a profile id's first row and 2, 3, … for its repeats (portable SQL:
+    ``TRIM``, ``CAST … AS VARCHAR`` and ``ROW_NUMBER() OVER``, as in SQLite, PostgreSQL and Trino).
+    """
+    body = _body(segment_sql)
     if ";" in body:
         raise LineOAError("segment SQL must be a single SELECT statement (found ';' inside it)")
-    return f"SELECT profile_id, line_user_id FROM (\n{body}\n) AS segment ORDER BY line_user_id, profile_id"
+    return _WRAPPED.format(body=body)
 
 
 def count_sql(segment_sql: str) -> str:
-    """Return a query counting the segment's profiles that have a LINE user id (for the quota pre-flight)."""
-    body = segment_sql.strip().rstrip(";").strip()
-    return f"SELECT COUNT(DISTINCT line_user_id) FROM (\n{body}\n) AS segment WHERE line_user_id IS NOT NULL"
+    """Return a query counting the segment's distinct LINE user ids, trimmed and non-empty (quota pre-flight)."""
+    return f"SELECT COUNT(DISTINCT {_USER}) FROM (\n{_body(segment_sql)}\n) AS segment WHERE {_USER} <> ''"
 
 
-def stream_rows(hook: DbApiHook, sql: str) -> Iterator[tuple[Any, Any]]:
-    """Yield (profile_id, line_user_id) rows from ``hook`` in batches of ``FETCH_SIZE``."""
+def stream_rows(hook: DbApiHook, sql: str) -> Iterator[tuple[Any, ...]]:
+    """Yield the rows of ``sql`` (all its columns) from ``hook`` in batches of ``FETCH_SIZE``."""
     conn = hook.get_conn()
     try:
         cursor = conn.cursor()
         cursor.execute(sql)
         while batch := cursor.fetchmany(FETCH_SIZE):
             for row in batch:
-                yield row[0], row[1]
+                yield tuple(row)
     finally:
         conn.close()
 
 
-def classify(
-    rows: Iterable[tuple[Any, Any]], *, max_recipients: int | None = None
-) -> Iterator[tuple[str, str | None, str | None, str | None]]:
-    """Yield (profile_id, line_user_id, status, reason) for rows ordered by LINE user id.
+def _trim(value: Any) -> str:
+    """Normalize an id as the wrapped SQL does: its text, without surrounding spaces."""
+    return "" if value is None else str(value).strip(" ")
 
-    ``status`` is ``None`` for an eligible profile; otherwise ``excluded`` or ``failed`` with a reason.
+
+def _excerpt(text: str) -> str:
+    shown = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text[:PROFILE_ID_EXCERPT])
+    return shown + ("…" if len(text) > PROFILE_ID_EXCERPT else "")
+
+
+def _invalid_profile(profile_id: str) -> tuple[str, str] | None:
+    """Return (synthetic id, message) when ``profile_id`` cannot be a key of the delivery log."""
+    if len(profile_id) > MAX_PROFILE_ID_LENGTH:
+        problem = f"profile id of {len(profile_id)} characters"
+    elif profile_id != profile_id.strip():
+        # Whitespace that TRIM leaves (tabs, newlines): stripping it in Python could make two ids
+        # that the SQL told apart collide in the log.
+        problem = "profile id with surrounding whitespace other than spaces"
+    elif (profile_id[0] == "(" or profile_id[-1] == ")") and _SYNTHETIC.search(profile_id):
+        problem = "profile id in the form of a synthetic id"
+    else:
+        return None
+    digest = hashlib.sha256(profile_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"(invalid profile id) sha256:{digest}", f"{problem}: {_excerpt(profile_id)}"
+
+
+def classify(
+    rows: Iterable[tuple[Any, ...]], *, max_recipients: int | None = None
+) -> Iterator[tuple[str, str | None, str | None, str | None, str | None]]:
+    """Yield (profile_id, line_user_id, status, reason, message), one per row ordered by LINE user id.
+
+    ``rows`` are ``(profile_id, line_user_id, occurrence)`` as ``wrap_segment_sql`` returns them, or
+    ``(profile_id, line_user_id)``: then occurrences are counted here (small in-memory lists only,
+    such as a test send's). ``status`` is ``None`` for an eligible profile; otherwise ``excluded`` or
+    ``failed`` with a reason. ``profile_id`` is the log key: the normalized id, or a synthetic one for a
+    missing, repeated or invalid id. ``message`` explains an invalid profile id.
     """
     previous: str | None = None
     eligible = 0
-    for raw_profile, raw_user in rows:
-        profile_id = str(raw_profile)
-        user = str(raw_user).strip() if raw_user is not None else ""
-        if not user:
-            yield profile_id, None, EXCLUDED, "missing_recipient_id"
+    missing = 0
+    counted: Counter[str] | None = None
+    for row in rows:
+        raw_profile, raw_user = row[0], row[1]
+        profile_id = _trim(raw_profile)
+        if len(row) > 2:
+            occurrence = int(row[2])
+        else:
+            counted = Counter() if counted is None else counted
+            counted[profile_id] += 1
+            occurrence = counted[profile_id]
+        user = _trim(raw_user)
+        logged_user = None if not user.strip() else user[:MAX_LOGGED_RECIPIENT_ID]
+        if not profile_id.strip():
+            missing += 1
+            yield f"(no profile id) #{missing}", logged_user, EXCLUDED, MISSING_PROFILE_ID, None
+            continue
+        invalid = _invalid_profile(profile_id)
+        key = invalid[0] if invalid else profile_id
+        if occurrence > 1:
+            yield f"{key} (repeat #{occurrence - 1})", logged_user, EXCLUDED, DUPLICATE_PROFILE_ID, None
+        elif invalid:
+            yield key, logged_user, FAILED, INVALID_PROFILE_ID, invalid[1]
+        elif logged_user is None:
+            yield profile_id, None, EXCLUDED, MISSING_RECIPIENT_ID, None
         elif not LINE_USER_ID.match(user):
-            yield profile_id, user[:100], FAILED, "invalid_recipient_id"
+            yield profile_id, logged_user, FAILED, INVALID_RECIPIENT_ID, None
         elif user == previous:
-            yield profile_id, user, EXCLUDED, "duplicate_recipient"
+            yield profile_id, user, EXCLUDED, DUPLICATE_RECIPIENT, None
         elif max_recipients is not None and eligible >= max_recipients:
             previous = user
-            yield profile_id, user, EXCLUDED, "over_max_recipients"
+            yield profile_id, user, EXCLUDED, OVER_MAX_RECIPIENTS, None
         else:
             previous = user
             eligible += 1
-            yield profile_id, user, None, None
+            yield profile_id, user, None, None, None
 
 
 def extract_segment(
     *,
-    rows: Iterable[tuple[Any, Any]],
+    rows: Iterable[tuple[Any, ...]],
     ledger: DeliveryLedger,
     staging_dir: pathlib.Path | str,
     max_recipients: int | None = None,
@@ -119,7 +221,8 @@ def extract_segment(
 ) -> SegmentExtract:
     """Classify ``rows``; log exclusions and failures; stage eligible recipients as one Parquet file.
 
-    Re-running it for the same run rewrites the staged file and leaves existing log rows alone.
+    Every row gives one outcome: ``profiles`` is the number of rows read. Re-running it for the same
+    run rewrites the staged file and leaves existing log rows alone.
     """
     from line_oa.chunks import staging_path
 
@@ -130,7 +233,7 @@ def extract_segment(
     logged: list[LedgerRow] = []
     eligible: list[tuple[str, str]] = []
     with target.open("wb") as handle, pq.ParquetWriter(handle, SCHEMA) as writer:
-        for profile_id, user, status, reason in classify(rows, max_recipients=max_recipients):
+        for profile_id, user, status, reason, message in classify(rows, max_recipients=max_recipients):
             result.profiles += 1
             if status is None:
                 result.eligible += 1
@@ -139,7 +242,9 @@ def extract_segment(
                     _write_batch(writer, eligible)
             else:
                 (result.excluded if status == EXCLUDED else result.failed)[reason] += 1
-                logged.append(LedgerRow(profile_id, user, status, reason, is_test=is_test))
+                logged.append(
+                    LedgerRow(profile_id, user, status, reason, line_message=message, is_test=is_test)
+                )
                 if len(logged) >= FETCH_SIZE:
                     ledger.add(logged)
                     logged = []

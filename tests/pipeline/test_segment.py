@@ -7,6 +7,8 @@ import sqlite3
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from line_oa.ledger import DeliveryLedger, sqlite_file_hook
 from line_oa.segment import classify, extract_segment, read_segment, wrap_segment_sql
@@ -40,12 +42,12 @@ GOOD = ["U" + f"{n:032x}" for n in range(10)]
     ],
 )
 def test_classify(rows, expected):
-    assert list(classify(rows)) == expected
+    assert [outcome[:4] for outcome in classify(rows)] == expected
 
 
 def test_max_recipients_excludes_the_rest_and_says_why():
     rows = [(f"p{i}", uid) for i, uid in enumerate(GOOD)]
-    outcome = [status for _, _, status, _ in classify(rows, max_recipients=4)]
+    outcome = [status for _, _, status, _, _ in classify(rows, max_recipients=4)]
     assert outcome.count(None) == 4
     assert outcome.count("excluded") == 6
 
@@ -53,7 +55,9 @@ def test_max_recipients_excludes_the_rest_and_says_why():
 def test_the_segment_sql_is_wrapped_not_edited_and_must_be_one_statement():
     from line_oa.errors import LineOAError
 
-    assert wrap_segment_sql("SELECT a FROM t;").endswith("ORDER BY line_user_id, profile_id")
+    wrapped = wrap_segment_sql("SELECT a FROM t;")
+    assert "(\nSELECT a FROM t\n) AS segment" in wrapped
+    assert wrapped.endswith("ORDER BY line_user_id, profile_order, occurrence")
     with pytest.raises(LineOAError, match="single SELECT"):
         wrap_segment_sql("SELECT 1; DROP TABLE profiles")
 
@@ -155,3 +159,261 @@ def test_extract_streams_from_a_postgresql_cdp(tmp_path, monkeypatch):
         cursor.execute(f"DROP SCHEMA {schema} CASCADE")
         conn.commit()
         conn.close()
+
+
+# --- One row per profile: ids normalized before deduplication, nothing dropped by the log's key ---
+
+SEGMENT_SQL = "SELECT profile_id, line_user_id FROM profiles WHERE opted_in = 1"
+
+
+def _sqlite_cdp(path, rows):
+    """Write a CDP whose columns have no declared type: integers stay integers, as in a loose CDP."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE profiles (profile_id, line_user_id, opted_in INTEGER NOT NULL DEFAULT 1)")
+        conn.executemany("INSERT INTO profiles (profile_id, line_user_id) VALUES (?, ?)", rows)
+    conn.close()
+    return sqlite_file_hook(path, conn_id="cdp")
+
+
+def _extract_from(hook, ledger, staging_dir):
+    """Extract ``SEGMENT_SQL`` from ``hook``; return the result, the log {profile: row} and the staged rows."""
+    from line_oa.segment import stream_rows
+
+    result = extract_segment(
+        rows=stream_rows(hook, wrap_segment_sql(SEGMENT_SQL)), ledger=ledger, staging_dir=staging_dir
+    )
+    logged = list(ledger.rows())
+    keys = [row.profile_id for row in logged]
+    assert len(keys) == len(set(keys))
+    return result, {row.profile_id: row for row in logged}, list(read_segment(result.segment_uri))
+
+
+def _outcomes(logged, staged):
+    """{profile id: (status, reason, line user id)} of every row, eligible ones as (None, None, id)."""
+    outcomes = {pid: (row.status, row.reason, row.line_user_id) for pid, row in logged.items()}
+    for pid, uid in staged:
+        assert pid not in outcomes, f"{pid} is both eligible and logged"
+        outcomes[pid] = (None, None, uid)
+    return outcomes
+
+
+def _extract_sqlite(tmp_path, rows, run_id="run-1"):
+    hook = _sqlite_cdp(tmp_path / f"cdp-{uuid.uuid4().hex[:6]}.db", rows)
+    result, logged, staged = _extract_from(hook, _ledger(tmp_path, run_id), tmp_path / "stage" / run_id)
+    assert result.profiles == len(rows), "one outcome per row read"
+    assert len(logged) + len(staged) == len(rows), "one row per profile: nothing dropped by the log's key"
+    assert result.eligible == len(staged)
+    uids = [uid for _, uid in staged]
+    assert len(uids) == len(set(uids)), "a LINE user id would be sent twice"
+    return result, _outcomes(logged, staged), logged
+
+
+def test_null_and_blank_profile_ids_are_logged_as_missing_under_numbered_ids(tmp_path):
+    rows = [(None, GOOD[0]), ("", GOOD[1]), ("   ", None), (None, GOOD[0]), ("p1", GOOD[0])]
+    result, outcomes, _ = _extract_sqlite(tmp_path, rows)
+    assert outcomes == {
+        "(no profile id) #1": ("excluded", "missing_profile_id", None),
+        "(no profile id) #2": ("excluded", "missing_profile_id", GOOD[0]),
+        "(no profile id) #3": ("excluded", "missing_profile_id", GOOD[0]),
+        "(no profile id) #4": ("excluded", "missing_profile_id", GOOD[1]),
+        "p1": (None, None, GOOD[0]),
+    }, "a profile without an id is never the one a shared LINE user id is sent to"
+    assert result.excluded == {"missing_profile_id": 4}
+
+
+def test_a_repeated_profile_id_is_handled_once_and_each_repeat_is_logged(tmp_path):
+    rows = [
+        ("p1", GOOD[1]),  # different LINE user ids: the lowest is the profile's
+        ("p1", GOOD[0]),
+        ("p2", GOOD[1]),  # ... so GOOD[1] is still sent, to p2
+        ("p3", GOOD[2]),  # same LINE user id three times, once with spaces
+        ("p3", GOOD[2]),
+        ("p3", f"  {GOOD[2]} "),
+        ("p4", None),  # a repeat with a LINE user id wins over one without
+        ("p4", GOOD[3]),
+        (" p5 ", GOOD[4]),  # profile ids are trimmed before they are compared
+        ("p5", GOOD[5]),
+    ]
+    result, outcomes, _ = _extract_sqlite(tmp_path, rows)
+    assert outcomes == {
+        "p1": (None, None, GOOD[0]),
+        "p1 (repeat #1)": ("excluded", "duplicate_profile_id", GOOD[1]),
+        "p2": (None, None, GOOD[1]),
+        "p3": (None, None, GOOD[2]),
+        "p3 (repeat #1)": ("excluded", "duplicate_profile_id", GOOD[2]),
+        "p3 (repeat #2)": ("excluded", "duplicate_profile_id", GOOD[2]),
+        "p4": (None, None, GOOD[3]),
+        "p4 (repeat #1)": ("excluded", "duplicate_profile_id", None),
+        "p5": (None, None, GOOD[4]),
+        "p5 (repeat #1)": ("excluded", "duplicate_profile_id", GOOD[5]),
+    }
+    assert (result.eligible, result.excluded) == (5, {"duplicate_profile_id": 5})
+
+
+def test_a_line_user_id_with_surrounding_spaces_is_the_same_recipient(tmp_path):
+    rows = [("a", f" {GOOD[0]}"), ("b", GOOD[0]), ("c", f"{GOOD[1]}  "), ("d", f"\t{GOOD[2]}")]
+    result, outcomes, _ = _extract_sqlite(tmp_path, rows)
+    assert outcomes == {
+        "a": (None, None, GOOD[0]),
+        "b": ("excluded", "duplicate_recipient", GOOD[0]),
+        "c": (None, None, GOOD[1]),
+        "d": ("failed", "invalid_recipient_id", f"\t{GOOD[2]}"),  # only spaces are trimmed, in SQL
+    }
+
+
+def test_integer_profile_ids_are_their_decimal_text(tmp_path):
+    rows = [(1, GOOD[0]), (2, GOOD[0]), ("1", GOOD[1]), (10, GOOD[2]), (" 10", GOOD[3])]
+    _, outcomes, _ = _extract_sqlite(tmp_path, rows)
+    assert outcomes == {
+        "1": (None, None, GOOD[0]),
+        "2": ("excluded", "duplicate_recipient", GOOD[0]),
+        "1 (repeat #1)": ("excluded", "duplicate_profile_id", GOOD[1]),
+        "10": (None, None, GOOD[2]),
+        "10 (repeat #1)": ("excluded", "duplicate_profile_id", GOOD[3]),
+    }
+
+
+def test_an_over_long_profile_id_fails_under_its_hash_with_a_bounded_excerpt(tmp_path):
+    import hashlib
+
+    huge = "P" + "9" * 9_999
+    digest = hashlib.sha256(huge.encode()).hexdigest()[:16]
+    rows = [(huge, GOOD[0]), (huge, GOOD[1]), ("p2", GOOD[0]), ("p3", "U" + "a" * 10_000)]
+    result, outcomes, logged = _extract_sqlite(tmp_path, rows)
+    assert outcomes == {
+        f"(invalid profile id) sha256:{digest}": ("failed", "invalid_profile_id", GOOD[0]),
+        f"(invalid profile id) sha256:{digest} (repeat #1)": ("excluded", "duplicate_profile_id", GOOD[1]),
+        "p2": (None, None, GOOD[0]),
+        "p3": ("failed", "invalid_recipient_id", "U" + "a" * 99),
+    }
+    message = logged[f"(invalid profile id) sha256:{digest}"].line_message
+    assert message == f"profile id of 10000 characters: P{'9' * 39}…"
+    assert result.failed == {"invalid_profile_id": 1, "invalid_recipient_id": 1}
+    for row in logged.values():
+        assert max(len(row.profile_id), len(row.line_user_id or ""), len(row.line_message or "")) <= 300
+
+
+def test_a_profile_id_shaped_like_a_synthetic_one_cannot_take_its_place(tmp_path):
+    rows = [("p1", GOOD[0]), ("p1", GOOD[1]), ("p1 (repeat #1)", GOOD[2]), ("(no profile id) #1", GOOD[3])]
+    rows += [(None, GOOD[4]), ("p\n", GOOD[5]), ("p", GOOD[6])]
+    _, outcomes, logged = _extract_sqlite(tmp_path, rows)
+    assert [outcomes[pid][:2] for pid in ("p1", "p1 (repeat #1)", "(no profile id) #1", "p")] == [
+        (None, None),
+        ("excluded", "duplicate_profile_id"),
+        ("excluded", "missing_profile_id"),
+        (None, None),
+    ]
+    invalid = sorted(row.line_message for row in logged.values() if row.reason == "invalid_profile_id")
+    assert invalid == [
+        "profile id in the form of a synthetic id: (no profile id) #1",
+        "profile id in the form of a synthetic id: p1 (repeat #1)",
+        "profile id with surrounding whitespace other than spaces: p\\u000a",
+    ]
+
+
+def test_a_retried_extraction_writes_the_same_rows(tmp_path):
+    rows = [(None, GOOD[0]), ("p1", GOOD[0]), ("p1", f" {GOOD[0]}"), ("x" * 300, GOOD[1]), (None, None)]
+    hook = _sqlite_cdp(tmp_path / "cdp.db", rows)
+    ledger = _ledger(tmp_path)
+    first, logged, staged = _extract_from(hook, ledger, tmp_path / "s")
+    again, logged_again, staged_again = _extract_from(hook, ledger, tmp_path / "s")
+    assert again.to_dict() == first.to_dict()
+    assert (logged_again.keys(), staged_again) == (logged.keys(), staged)
+    assert len(logged) + len(staged) == len(rows)
+
+
+def test_count_sql_counts_distinct_trimmed_line_user_ids(tmp_path):
+    from line_oa.segment import count_sql
+
+    rows = [("a", f" {GOOD[0]}"), ("b", GOOD[0]), ("c", "  "), ("d", None), ("e", GOOD[1]), ("f", "bad")]
+    hook = _sqlite_cdp(tmp_path / "cdp.db", rows)
+    assert hook.get_first(count_sql(SEGMENT_SQL))[0] == 3
+
+
+_PROFILE_IDS = st.one_of(
+    st.none(),
+    st.sampled_from(["", " ", "p1", " p1", "p1 ", "p2", "p3", "p1 (repeat #1)", "(no profile id) #1", "q\t"]),
+    st.integers(min_value=0, max_value=3),
+    st.just("L" * 300),
+)
+_USER_IDS = st.one_of(
+    st.none(),
+    st.sampled_from(["", "   ", "bad", "U" + "AB" * 16, "U" + "f" * 400]),
+    st.builds(
+        lambda uid, left, right: " " * left + uid + " " * right,
+        st.sampled_from(GOOD[:3]),
+        st.integers(min_value=0, max_value=2),
+        st.integers(min_value=0, max_value=2),
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.tuples(_PROFILE_IDS, _USER_IDS), max_size=25))
+def test_every_row_read_is_one_row_of_the_log_or_one_eligible_recipient(rows):
+    import pathlib
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        hook = _sqlite_cdp(pathlib.Path(tmp) / "cdp.db", rows)
+        ledger = _ledger(pathlib.Path(tmp))
+        try:
+            result, logged, staged = _extract_from(hook, ledger, pathlib.Path(tmp) / "s")
+        finally:
+            ledger.close()
+    assert result.profiles == len(rows)
+    assert len(logged) + len(staged) == len(rows), "a row was dropped"
+    uids = [uid for _, uid in staged]
+    assert len(uids) == len(set(uids)), "a LINE user id is eligible twice"
+    keys = list(logged) + [pid for pid, _ in staged]
+    assert len(keys) == len(set(keys)), "two rows share a profile id (log key)"
+    assert sum(result.excluded.values()) + sum(result.failed.values()) == len(logged)
+    assert all(len(key) <= 300 for key in keys)
+
+
+TRICKY_ROWS = [
+    (None, GOOD[0]),
+    ("", GOOD[1]),
+    ("p1", GOOD[1]),
+    ("p1", GOOD[0]),
+    ("p2", GOOD[1]),
+    ("p3", f"  {GOOD[2]} "),
+    ("p4", GOOD[2]),
+    (" p5 ", GOOD[3]),
+    ("p5", GOOD[3]),
+    ("P" + "9" * 9_999, GOOD[4]),
+    ("p6", "bad"),
+]
+
+
+@pytest.mark.postgres
+def test_postgresql_normalizes_and_numbers_repeats_as_sqlite_does(tmp_path, monkeypatch):
+    from line_oa.ledger import sql_hook
+
+    schema = f"cdp_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CDP_PG",
+        json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": "test",
+                    "extra": {"options": f"-c search_path={schema}"}}),
+    )  # fmt: skip
+    conn = sql_hook("cdp_pg", tmp_path / "unused.db").get_conn()
+    cursor = conn.cursor()
+    cursor.execute(f"CREATE SCHEMA {schema}")
+    cursor.execute(f"SET search_path TO {schema}")
+    try:
+        cursor.execute(
+            "CREATE TABLE profiles (profile_id TEXT, line_user_id TEXT, opted_in INTEGER DEFAULT 1)"
+        )
+        cursor.executemany("INSERT INTO profiles (profile_id, line_user_id) VALUES (%s, %s)", TRICKY_ROWS)
+        conn.commit()
+        hook = sql_hook("cdp_pg", tmp_path / "unused.db")
+        result, logged, staged = _extract_from(hook, _ledger(tmp_path, "pg"), tmp_path / "pg")
+    finally:
+        cursor.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.commit()
+        conn.close()
+    assert result.profiles == len(logged) + len(staged) == len(TRICKY_ROWS)
+    _, on_sqlite, _ = _extract_sqlite(tmp_path, TRICKY_ROWS, run_id="sqlite")
+    assert _outcomes(logged, staged) == on_sqlite
+    assert on_sqlite["p1 (repeat #1)"] == ("excluded", "duplicate_profile_id", GOOD[1])
+    assert on_sqlite["p4"] == ("excluded", "duplicate_recipient", GOOD[2])
