@@ -7,6 +7,7 @@ and ``LineOAPushOperator``. Parsing touches neither the network nor a database: 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pathlib
 import re
@@ -17,7 +18,9 @@ from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from line_oa.campaign import DEFAULT_CAMPAIGNS_DIR, Campaign, load_campaign
+from line_oa.engine import MULTICAST_MAX_RECIPIENTS
 from line_oa.errors import CampaignFileError, LineOAError
+from line_oa.hooks import DEFAULT_MULTICAST_RATE_LIMIT, DEFAULT_PUSH_RATE_LIMIT
 from line_oa.operators import LineOAPushOperator
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,42 @@ DAG_PREFIX = "line_campaign__"
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 STRICT_ENV = "LINE_OA_STRICT_DAGS"
 CHANNEL_POOLS_ENV = "LINE_OA_CHANNEL_POOLS"
+PUSH_TIMEOUT_SAFETY = 3  # the time to send a chunk at full rate, times this
+PUSH_TIMEOUT_MARGIN = timedelta(minutes=10)  # start-up, log writes, a claim, LINE's latency
+
+
+def push_task_timeout(campaign: Campaign) -> timedelta:
+    """Return the ``execution_timeout`` of a campaign's push tasks: a chunk task may hang, never forever.
+
+    ``sending × PUSH_TIMEOUT_SAFETY + backoff + PUSH_TIMEOUT_MARGIN`` where
+
+    - *sending* is the time to send one chunk (``activation.chunk_size`` rows) at the campaign's rate:
+      ``push`` sends one request per row at LINE's push limit (2,000/s); ``multicast`` and ``auto``
+      send one request per 500 rows at LINE's multicast limit (200/s); ``activation.rate_limit_per_second``,
+      when set, caps that rate (the engine never goes above LINE's limit, whatever the cap);
+    - *backoff* is the retry policy's worst-case wait for one request: the sum of its exponential waits
+      (``initial_backoff_seconds × 2^n``, each at most ``max_backoff_seconds``) over ``max_attempts``.
+
+    Computed at parse time from the campaign file alone (no connection is read): a channel's rate shared
+    by several concurrent senders, or a chunk grown past ``chunk_size`` because the segment needs more
+    than 512 chunks, is left to the safety factor and the margin. A push task that times out fails and
+    is retried; the retry sends only the rows that are not final, with their keys.
+    """
+    activation = campaign.activation
+    rows = activation.chunk_size
+    if campaign.content.delivery_mode == "push":
+        requests, limit = rows, DEFAULT_PUSH_RATE_LIMIT
+    else:
+        requests, limit = math.ceil(rows / MULTICAST_MAX_RECIPIENTS), DEFAULT_MULTICAST_RATE_LIMIT
+    cap = activation.rate_limit_per_second
+    rate = min(limit, cap) if cap else limit
+    retry = activation.retry
+    backoff = sum(
+        min(retry.max_backoff_seconds, retry.initial_backoff_seconds * 2**wait)
+        for wait in range(retry.max_attempts - 1)
+    )
+    seconds = math.ceil(requests / rate * PUSH_TIMEOUT_SAFETY + backoff)
+    return timedelta(seconds=seconds) + PUSH_TIMEOUT_MARGIN
 
 
 def channel_pool(line_config: str) -> str | None:
@@ -61,7 +100,10 @@ def trigger_params() -> dict[str, Param]:
             False,
             type="boolean",
             title="Deliver again",
-            description="Allow a one-off campaign that already finished to be delivered a second time.",
+            description=(
+                "Deliver a one-off campaign although another run delivers or delivered it "
+                "(running, suspended or finished): its recipients get the messages a second time."
+            ),
         ),  # fmt: skip
         "allow_partial_delivery": Param(
             False,
@@ -156,6 +198,7 @@ def build_campaign_dag(campaign: Campaign) -> DAG:
             max_active_tis_per_dagrun=1,
             retries=3,
             retry_delay=timedelta(seconds=10),
+            execution_timeout=push_task_timeout(campaign),
         ).expand(chunk=chunks)
         pushed >> summarize.override(trigger_rule=TriggerRule.ALL_DONE, retries=0)(campaign_file)
     return dag
@@ -237,6 +280,7 @@ def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str,
 @task
 def chunk_profiles(campaign_file: str, segment: dict[str, Any]) -> list[dict[str, Any]]:
     """Write chunk files of eligible recipients and register them as pending in the delivery log."""
+    from line_oa.pipeline import RowCountMismatch
     from line_oa.pipeline import chunk_profiles as make_chunks
 
     context, _ = _context()
@@ -244,6 +288,8 @@ def chunk_profiles(campaign_file: str, segment: dict[str, Any]) -> list[dict[str
     ledger = _ledger(campaign.id, context["run_id"])
     try:
         chunks = make_chunks(segment, campaign=campaign, ledger=ledger)
+    except RowCountMismatch as err:
+        raise AirflowFailException(str(err)) from None  # the log will not change by retrying
     finally:
         ledger.close()
     log.info("%d chunks of up to %d recipients", len(chunks), max((c["rows"] for c in chunks), default=0))

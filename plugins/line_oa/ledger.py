@@ -589,7 +589,9 @@ class DeliveryLedger:
         with self.transaction():
             cursor = self._conn.cursor()
             if self.dialect == "postgres":
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{DELIVERY_TABLE}:{self.campaign_id}",))
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{DELIVERY_TABLE}:{self.campaign_id}",)
+                )
             if one_off and not redeliver:
                 blocking = self._other_real_run(cursor)
                 if blocking is not None:
@@ -618,17 +620,6 @@ class DeliveryLedger:
             if row:
                 return str(row[0])
         return None
-
-    def earlier_finished_run(self) -> str | None:
-        """Return the id of another run of this campaign that finished a real delivery, if any."""
-        cursor = self._conn.cursor()
-        cursor.execute(
-            f"SELECT run_id FROM {SUMMARY_TABLE} WHERE campaign_id = {self._p} AND run_id <> {self._p} "
-            "AND state = 'Finished' AND dry_run = 0 AND targeted > 0 ORDER BY finished_at DESC",
-            (self.campaign_id, self.run_id),
-        )
-        row = cursor.fetchone()
-        return row[0] if row else None
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """UPSERT the run's summary row (``line_campaign_summary``)."""

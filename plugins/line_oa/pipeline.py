@@ -27,6 +27,10 @@ class LaunchRefused(LineOAError):
     """The campaign must not deliver now (draft, not ready, already delivered, quota too small)."""
 
 
+class RowCountMismatch(LineOAError):
+    """The run's rows in the delivery log are not one per extracted profile: nothing may be sent."""
+
+
 @dataclass(frozen=True)
 class TriggerOptions:
     """The DAG run's parameters (Trigger DAG w/ config in the UI)."""
@@ -113,7 +117,11 @@ def preflight(hook, messages: list[dict], *, reachable: int, mode: str) -> dict[
 def validate_for_launch(
     campaign_file: str, *, run_id: str, options: TriggerOptions, hook_factory, ledger_factory
 ) -> dict:
-    """Run the launch checks; raise ``LaunchRefused`` naming every reason; return the pre-flight facts."""
+    """Run the launch checks; raise ``LaunchRefused`` naming every reason; return the pre-flight facts.
+
+    The one-off guard (``enter_delivery``) comes last, for real deliveries only (not dry runs, not test
+    sends), so a launch refused for any other reason records nothing.
+    """
     from line_oa.validation import validate_campaign_file
 
     report = validate_campaign_file(
@@ -141,16 +149,6 @@ def validate_for_launch(
             f"content.line_config: sender account {settings.conn_id!r} is not assigned to workspace "
             f"{campaign.workspace!r} (assigned: {', '.join(settings.workspaces) or 'none'})"
         )
-    ledger = ledger_factory(campaign.id, run_id)
-    try:
-        if campaign.delivery_schedule.type != "recurring" and not (options.is_test or options.dry_run):
-            earlier = ledger.earlier_finished_run()
-            if earlier and not options.redeliver:
-                raise LaunchRefused(
-                    f"{campaign.id} was already delivered by run {earlier}; trigger with redeliver=true to send again"
-                )
-    finally:
-        ledger.close()
     if options.is_test:
         reachable = len(set(options.test_recipients))
     else:
@@ -167,12 +165,38 @@ def validate_for_launch(
             f"quota: {facts['needed']} recipients but only {facts['remaining']} messages left this month "
             "(trigger with allow_partial_delivery=true to send until the quota runs out)"
         )
+    if not (options.is_test or options.dry_run):
+        # Last: a launch refused for any other reason records nothing.
+        enter_delivery(campaign, run_id=run_id, options=options, ledger_factory=ledger_factory)
     return {
         "campaign_id": campaign.id,
         "reachable": reachable,
         **facts,
         "started_at": datetime.now(UTC).isoformat(),
     }
+
+
+def enter_delivery(campaign: Campaign, *, run_id: str, options: TriggerOptions, ledger_factory) -> None:
+    """Record the run as a real delivery of the campaign, or refuse it: the one-off guard.
+
+    A one-off campaign (immediate or scheduled) is delivered by one real run: a second one is refused
+    while an earlier real run is running, suspended or finished, unless ``redeliver`` is set. The same
+    run entering again (cleared and resumed) is not a second delivery. Atomic in the delivery log
+    (see ``DeliveryLedger.enter_delivery``): of two runs launched together, one passes.
+    """
+    ledger = ledger_factory(campaign.id, run_id)
+    try:
+        blocking = ledger.enter_delivery(
+            one_off=campaign.delivery_schedule.type != "recurring", redeliver=options.redeliver
+        )
+    finally:
+        ledger.close()
+    if blocking is not None:
+        raise LaunchRefused(
+            f"{campaign.id}: run {blocking} already delivers or delivered this campaign "
+            f"(running, suspended or finished); clear {blocking}'s failed tasks to resume it, "
+            "or trigger with redeliver=true to send again"
+        )
 
 
 # -- chunk ------------------------------------------------------------------------------------
@@ -182,7 +206,12 @@ REGISTER_BATCH = 5000  # rows registered in the delivery log per transaction by 
 def chunk_profiles(
     segment: dict[str, Any], *, campaign: Campaign, ledger: DeliveryLedger
 ) -> list[dict[str, Any]]:
-    """Split the staged segment into chunk files and register their recipients as ``pending``."""
+    """Split the staged segment into chunk files and register their recipients as ``pending``.
+
+    Then check the promise that every profile the segment returned has exactly one row: the run's rows
+    in the log must number the profiles extracted (``segment["profiles"]``); otherwise raise
+    ``RowCountMismatch`` (a ``LineOAError``) before any chunk is sent.
+    """
     from line_oa.chunks import plan_chunk_size, write_chunks
     from line_oa.engine import pending_rows
     from line_oa.segment import read_segment
@@ -210,7 +239,30 @@ def chunk_profiles(
     )
     if batch:
         ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, position // size, batch, is_test=is_test))
+    check_one_row_per_profile(ledger, profiles=int(segment["profiles"]))
     return [{**chunk, "is_test": is_test} for chunk in chunks]
+
+
+def check_one_row_per_profile(ledger: DeliveryLedger, *, profiles: int) -> None:
+    """Raise ``RowCountMismatch`` unless the run has exactly ``profiles`` rows in the delivery log.
+
+    Every row of a run is the row of one extracted profile (for a test send, the test rows of the run):
+    fewer rows mean profiles without an outcome; more mean rows that no profile of this segment explains.
+    """
+    rows = ledger.row_count()
+    if rows != profiles:
+        raise RowCountMismatch(
+            f"{profiles} profiles extracted but {rows} rows in the delivery log for run {ledger.run_id}; "
+            "refusing to send: every profile must have exactly one row ("
+            + (
+                "some profiles have none"
+                if rows < profiles
+                else "some rows are of profiles this extraction did not return, e.g. left by an earlier "
+                "attempt that read another segment"
+            )
+            + "); once the log or the segment is fixed, clear extract_segment with its downstream tasks to "
+            "resume this run (a new run of a one-off campaign needs redeliver=true: this one counts as its delivery)"
+        )
 
 
 # -- summarize --------------------------------------------------------------------------------

@@ -103,6 +103,23 @@ def reliability_campaigns() -> dict[str, dict]:
         "rel_big_test_send": _campaign(
             "welcome_back", "rel_big_test_send", **{"target_audience.cdp_conn_id": "line_oa_big_cdp"}
         ),
+        # the one-off guard and the one-row-per-profile check (test_one_off_guard, test_one_row_per_profile)
+        "rel_one_off": _campaign(
+            "welcome_back",
+            "rel_one_off",
+            **push,
+            **{
+                "target_audience.cdp_conn_id": "line_oa_small_cdp",
+                "activation.chunk_size": 100,
+                "activation.retry": FAST_RETRY,
+            },
+        ),
+        "rel_row_check": _campaign(
+            "welcome_back",
+            "rel_row_check",
+            **push,
+            **{"target_audience.cdp_conn_id": "line_oa_small_cdp", "activation.retry": FAST_RETRY},
+        ),
         "rel_hostile_cdp": _campaign(
             "welcome_back",
             "rel_hostile_cdp",

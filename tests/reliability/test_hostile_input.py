@@ -253,6 +253,9 @@ def test_hostile_campaign_and_run_ids_are_bound_as_values_never_spliced_into_sql
     ledger.write_summary({"state": "Finished", "targeted": 1, "sent": 1, "not_sent": 0, "test_sends": 0,
                           "messages_billed": 1, "requests": 1, "retries": 0})  # fmt: skip
     assert ledger.enter_delivery(one_off=True, redeliver=False) is None
+    other = DeliveryLedger(sqlite_file_hook(tmp_path / "log.db"), campaign_id=ledger.campaign_id, run_id="r2")
+    assert other.enter_delivery(one_off=True, redeliver=False) == run_id, "the hostile run id was not kept"
+    other.close()
     assert [(row.profile_id, row.status) for row in ledger.rows()] == [(profile, "sent")]
     assert ledger.counts() == {("sent", None, False): 1}
     ledger.close()
