@@ -69,6 +69,8 @@ MARK_GROUP_ROWS = 1000
 # Sent multicast batches whose outcome may wait to be written (marks go first). Beyond it no new batch
 # is marked until the log catches up: after a crash, at most this many sent batches stay `sending`.
 MULTICAST_MAX_UNSETTLED = 32
+# Push outcome writes (each up to FLUSH_EVERY_ROWS rows) that may wait; beyond them no new row is marked.
+PUSH_MAX_UNSETTLED_WRITES = 4
 # A log write that has not committed after this long fails the chunk (resumable) instead of hanging it.
 LOG_WRITE_TIMEOUT_SECONDS = float(os.environ.get("LINE_OA_LOG_WRITE_TIMEOUT", "60"))
 # While a chunk is delivered the event loop keeps the GIL busy; the log writer thread, back from each
@@ -421,7 +423,8 @@ class DeliveryEngine:
         # database's latency overlaps the requests in flight instead of stalling the event loop.
         self._writer: LedgerWriter | None = None
         self._writes: list[asyncio.Future] = []
-        self._unsettled: deque[asyncio.Future] = deque()
+        self._unsettled: deque[asyncio.Future] = deque()  # multicast batch outcomes not yet committed
+        self._unsettled_push: deque[asyncio.Future] = deque()  # push outcome writes not yet committed
         self._limiters: dict[str, TokenBucket] = {}
         self._push_marks = _PushMarks(self)
         self._errors: list[BaseException] = []
@@ -484,7 +487,7 @@ class DeliveryEngine:
         """Queue the outcomes gathered so far as one batched UPSERT (written in order, committed)."""
         if self._pending_writes:
             rows, self._pending_writes = self._pending_writes, []
-            self._write(self.ledger.upsert, rows)
+            self._unsettled_push.append(self._write(self.ledger.upsert, rows))
         self._last_flush = time.monotonic()
 
     async def _drain_writes(self) -> None:
@@ -566,12 +569,20 @@ class DeliveryEngine:
                 if not todo:
                     return
                 unit = todo.popleft()
-                if unit.kind == "multicast":
-                    while len(self._unsettled) >= MULTICAST_MAX_UNSETTLED:  # let the log catch up
-                        await asyncio.wait([self._unsettled.popleft()])  # its error: at the drain
+                await self._let_the_log_catch_up()
                 await self._deliver_unit(client, unit, result)
 
         await asyncio.gather(*(worker() for _ in range(min(self.max_in_flight, max(1, len(todo))))))
+
+    async def _let_the_log_catch_up(self) -> None:
+        """Wait while too many answered requests wait for their outcome to be written (bounds the rows
+        left ``sending`` by a crash: see docs/reliability.md, "The at-risk bound")."""
+        for unsettled, limit in (
+            (self._unsettled, MULTICAST_MAX_UNSETTLED),
+            (self._unsettled_push, PUSH_MAX_UNSETTLED_WRITES),
+        ):
+            while len(unsettled) >= limit:
+                await asyncio.wait([unsettled.popleft()])  # its error: at the drain
 
     async def _deliver_unit(self, client: AsyncLineClient, unit: Unit, result: ChunkResult) -> None:
         """Mark a unit ``sending`` (committed), send it with retries, and record its outcome."""
@@ -808,7 +819,9 @@ class DeliveryEngine:
             if isinstance(err, LineApiError):
                 outcome.update(http_status=err.status, line_request_id=err.request_id)
             if not isinstance(err, _CampaignStop):
-                outcome["line_message"] = (err.line_message if isinstance(err, LineApiError) else str(err))[:500]
+                outcome["line_message"] = (err.line_message if isinstance(err, LineApiError) else str(err))[
+                    :500
+                ]
             if not unit.maybe_accepted:
                 outcome["dispatched_at"] = None
             self._settle_batch(unit, counter[0], result, **outcome)
@@ -860,7 +873,9 @@ class DeliveryEngine:
         # LINE refused the whole batch without naming a recipient: push each one to learn who.
         for row in unit.rows:
             row.status, row.batch_id, row.dispatched_at = PENDING, None, None
-            row.retry_key = push_retry_key(self.ledger.campaign_id, self.ledger.run_id, row.line_user_id or "")
+            row.retry_key = push_retry_key(
+                self.ledger.campaign_id, self.ledger.run_id, row.line_user_id or ""
+            )
         await self._committed(self._mark(self.ledger.upsert, unit.rows))  # push keys, before any push
 
         async def push(row: LedgerRow) -> None:
