@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export AIRFLOW_HOME ?= $(CURDIR)/data/airflow
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-live chaos demo bench bench-push lint format requirements simulator clean
+.PHONY: help install test test-fast test-live chaos chaos-model demo bench bench-push lint format requirements simulator clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test-live: install ## Run only the live tests: Airflow's components as processes
 
 chaos: install ## Chaos run: 100,000 recipients through every fault at once, push task SIGKILLed mid-chunk
 	LINE_OA_CHAOS_RECIPIENTS=$${LINE_OA_CHAOS_RECIPIENTS:-100000} $(BIN)/python -m pytest tests/reliability -m chaos
+
+chaos-model: install ## Exactly-once model checker: 10,000 random fault sequences (5,000 per log: SQLite, PostgreSQL), prints the counts
+	LINE_OA_MODEL_EXAMPLES=$${LINE_OA_MODEL_EXAMPLES:-5000} $(BIN)/python -m pytest tests/reliability/test_exactly_once_model.py -p no:cacheprovider
 
 demo: install ## Deliver the demo campaign end to end (SQLite CDP, LINE simulator, real DAG run)
 	$(BIN)/python -m line_oa.demo

@@ -67,7 +67,8 @@ def test_a_lost_multicast_answer_then_429s_keeps_the_batch_key_and_never_pushes(
     assert first.failed == {"retries_exhausted": 500}
     assert sim.admin.stats()["requests"].get("push") is None, "a transient failure fell back to push"
     key = {row.retry_key for row in ledger.rows()}
-    assert len(key) == 1 and all(row.dispatched_at for row in ledger.rows()), "the batch lost its key"
+    assert len(key) == 1, "the batch lost its key"
+    assert all(row.dispatched_at for row in ledger.rows()), "the batch forgot that LINE may hold it"
     no_duplicates(sim)
 
     sim.admin.configure(faults={"rate_limit_429_rate": 0})
@@ -128,7 +129,8 @@ def test_two_senders_on_one_chunk_deliver_each_recipient_once(line_conn, ledger_
     with pytest.raises(Exception, match="another sender holds it"):
         send(line_conn, ledger_factory(), people, mode=mode, rate=100, on_request=start_second)
     second.join(120)
-    assert outcomes and outcomes[0].stopped_reason is None
+    assert outcomes, "the second sender did not finish"
+    assert outcomes[0].stopped_reason is None
     no_duplicates(sim)
     assert_log_matches_record(ledger_factory(), sim, expected_sent=3000)
 
