@@ -8,9 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from line_oa.simulator.config import build_config, deep_merge, normalize
-from line_oa.simulator.faults import FaultInjector
-from line_oa.simulator.state import (
+from line_simulator.config import build_config, deep_merge, normalize
+from line_simulator.faults import FaultInjector
+from line_simulator.state import (
     ChannelState,
     RecipientRules,
     Record,
@@ -170,7 +170,7 @@ SIMULATOR = web.AppKey("simulator", Simulator)
 
 def create_app(simulator: Simulator | None = None) -> web.Application:
     """Return the aiohttp application serving LINE's endpoints and the ``/_sim/`` admin endpoints."""
-    from line_oa.simulator import admin, routes
+    from line_simulator import admin, routes
 
     app = web.Application(client_max_size=routes.READ_LIMIT)
     app[SIMULATOR] = simulator or Simulator()
