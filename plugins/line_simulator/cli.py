@@ -12,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from line_simulator.app import Simulator, create_app
+from line_simulator.app import create_app
 from line_simulator.config import FAULT_RATE_KEYS, ConfigError, deep_merge, load_file
+from line_simulator.runtime import Simulator
 
 log = logging.getLogger("line_simulator")
 

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from line_simulator import faults as fault_kinds
-from line_simulator.app import SIMULATOR, Channel, Simulator
+from line_simulator.runtime import SIMULATOR, Channel, Simulator
 from line_simulator.state import AcceptedKey, SendRecord
 from line_simulator.validation import (
     RETRY_KEY,
