@@ -50,11 +50,12 @@ bench-push: install ## Push-throughput benchmark of the delivery engine only
 	$(BIN)/python -m benchmarks.run push
 
 simulator: install ## Start the LINE simulator on 127.0.0.1:8099 (Ctrl-C stops it)
-	$(BIN)/python -m line_oa.simulator --host 127.0.0.1 --port 8099
+	$(BIN)/python -m line_simulator --host 127.0.0.1 --port 8099
 
-lint: install ## ruff check and format check
+lint: install ## ruff check, format check and the import contracts (lint-imports, pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

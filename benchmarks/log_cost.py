@@ -12,7 +12,7 @@ RECIPIENTS = 20_000
 
 
 def run(work, reps: int = 3) -> dict[str, Any]:
-    from line_oa.simulator.testing import SimulatorProcess
+    from line_simulator.testing import SimulatorProcess
 
     runs = []
     with SimulatorProcess(simulator_config(0, 0)) as sim:

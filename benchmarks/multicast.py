@@ -50,7 +50,7 @@ def line_side_rate(sim) -> tuple[float | None, int]:
 
 def run(work, reps: int = 3) -> dict[str, Any]:
     from line_oa.ratelimit import channel_share
-    from line_oa.simulator.testing import SimulatorProcess
+    from line_simulator.testing import SimulatorProcess
 
     def client_rate(share) -> float:
         return channel_share(LINE_MULTICAST_LIMIT) if share == "default" else LINE_MULTICAST_LIMIT * share

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import delivery, senders
     from benchmarks.push import simulator_config
     from line_oa.ratelimit import channel_share
-    from line_oa.simulator.testing import SimulatorProcess
+    from line_simulator.testing import SimulatorProcess
 
     unlimited = "unlimited" in argv[2:]
     with SimulatorProcess(simulator_config(0, 0) if unlimited else simulator_config(2000, 200)) as sim:

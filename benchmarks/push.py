@@ -28,7 +28,7 @@ SCENARIOS = ("limited", "unlimited")
 
 
 def simulator_config(push_limit: int, multicast_limit: int = 200, latency_ms: int = LATENCY_MS) -> dict:
-    from line_oa.simulator import DEFAULT_TOKEN
+    from line_simulator import DEFAULT_TOKEN
 
     return {
         "channels": [
@@ -147,7 +147,7 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
 
 def run(work, reps: int = 3) -> dict[str, Any]:
     from line_oa.ratelimit import channel_share
-    from line_oa.simulator.testing import SimulatorProcess
+    from line_simulator.testing import SimulatorProcess
 
     rates = {"limited": channel_share(LINE_PUSH_LIMIT), "unlimited": None}
     runs: list[dict] = []

@@ -13,7 +13,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 
 PUSH_PATH = "/v2/bot/message/push"
 HTTP_CONN_ID = "bench_http"

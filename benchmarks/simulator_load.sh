@@ -9,7 +9,7 @@ PYTHON="${PYTHON:-.venv/bin/python}"
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 
 workdir="$(mktemp -d)"
-"$PYTHON" -m line_oa.simulator --host 127.0.0.1 --port 0 --no-rate-limits \
+"$PYTHON" -m line_simulator --host 127.0.0.1 --port 0 --no-rate-limits \
   >"$workdir/stdout" 2>"$workdir/stderr" &
 sim_pid=$!
 cleanup() { kill -TERM "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; rm -rf "$workdir"; }

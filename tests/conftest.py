@@ -15,4 +15,4 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME}/airflow.db")
 
-pytest_plugins = ["line_oa.simulator.pytest_plugin"]
+pytest_plugins = ["line_simulator.pytest_plugin"]

@@ -53,8 +53,8 @@ def demo_environment(home: pathlib.Path, simulator_url: str, token: str) -> dict
 
 def run_demo(profiles: int, home: pathlib.Path) -> int:
     from line_oa.sample_cdp import generate_sample_cdp
-    from line_oa.simulator import DEFAULT_TOKEN
-    from line_oa.simulator.testing import SimulatorProcess
+    from line_simulator import DEFAULT_TOKEN
+    from line_simulator.testing import SimulatorProcess
 
     started = time.monotonic()
     shutil.rmtree(home, ignore_errors=True)

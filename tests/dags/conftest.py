@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "include" / "campaigns"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 
 from .conftest import assert_log_matches_record, ledger_of, resume_run, run_dag, task_states
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 
 POSTGRES_CONN = {
     "conn_type": "postgres",

@@ -17,7 +17,7 @@ import pytest
 
 from line_oa.engine import RetryPolicy, deliver_chunk, push_retry_key
 from line_oa.hooks import LineOAHook
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 
 from .conftest import user_id
 

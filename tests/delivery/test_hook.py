@@ -9,7 +9,7 @@ import pytest
 
 from line_oa.errors import LineApiError, LineAuthError
 from line_oa.hooks import LineOAHook
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 
 TEXT = [{"type": "text", "text": "hello"}]
 

@@ -95,7 +95,7 @@ def test_the_line_connection_points_at_the_simulator_by_default(resolved):
     simulator = resolved["services"]["line-simulator"]
     command = simulator["command"]
     command = command.split() if isinstance(command, str) else command
-    assert command[:3] == ["python", "-m", "line_oa.simulator"]
+    assert command[:3] == ["python", "-m", "line_simulator"]
     assert command[command.index("--port") + 1] == "8099"
     assert command[command.index("--host") + 1] == "0.0.0.0"
     config = command[command.index("--config") + 1]

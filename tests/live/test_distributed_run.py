@@ -190,7 +190,7 @@ def live(tmp_path_factory) -> Iterator[LiveRuns]:
     if not postgres_available():
         pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
     from line_oa.sample_cdp import generate_sample_cdp
-    from line_oa.simulator.testing import SimulatorProcess
+    from line_simulator.testing import SimulatorProcess
 
     root = tmp_path_factory.mktemp("live")
     cdp = generate_sample_cdp(root / "cdp.db", profiles=PROFILES)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 from tests.dags.conftest import _campaign, airflow_env, line  # noqa: F401  (fixtures reused)
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from line_oa.engine import FLUSH_EVERY_ROWS, RetryPolicy, deliver_chunk, pending_rows
 from line_oa.hooks import AsyncLineClient, ChannelSettings
 from line_oa.ledger import RESUMABLE_REASONS, DeliveryLedger
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 
 MESSAGES = [{"type": "text", "text": "Model check https://shop.example.com/m?utm_source=line"}]
 POLICY = RetryPolicy(max_attempts=4, initial_backoff_seconds=0.001, max_backoff_seconds=0.004)

@@ -17,7 +17,7 @@ import yaml
 
 from line_oa.ledger import DELIVERY_TABLE, SUMMARY_TABLE, TABLE, DeliveryLedger, ledger_hook, sqlite_file_hook
 from line_oa.pipeline import LaunchRefused, TriggerOptions, validate_for_launch
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 from tests.dags.conftest import _campaign, ledger_of, resume_run, run_dag, task_states
 from tests.delivery.conftest import POSTGRES_CONN
 

@@ -20,7 +20,7 @@ import pytest
 from line_oa.engine import RetryPolicy, deliver_chunk
 from line_oa.hooks import LineOAHook
 from line_oa.ledger import DeliveryLedger, sqlite_file_hook
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 from tests.dags.conftest import ledger_of, resume_run, run_dag, task_states
 from tests.delivery.conftest import line_conn, user_id  # noqa: F401  (fixture reused)
 

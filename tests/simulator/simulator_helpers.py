@@ -6,7 +6,7 @@ from typing import Any
 
 import requests
 
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 
 
 def user_id(number: int) -> str:

@@ -10,9 +10,9 @@ import sys
 import pytest
 import requests
 
-from line_oa.simulator import build_config
-from line_oa.simulator.config import load_file
-from line_oa.simulator.testing import SimulatorProcess
+from line_simulator import build_config
+from line_simulator.config import load_file
+from line_simulator.testing import SimulatorProcess
 
 from .simulator_helpers import LineClient, user_id
 
@@ -22,7 +22,7 @@ EXAMPLES = sorted((ROOT / "include" / "simulator").glob("*.yaml"))
 
 def start(*options: str) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "line_oa.simulator", "--port", "0", *options],
+        [sys.executable, "-m", "line_simulator", "--port", "0", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -68,7 +68,7 @@ def test_a_bad_config_file_stops_with_a_message_naming_the_key(tmp_path):
     config.write_text("faults: {error_500_rate: 3}\n")
 
     result = subprocess.run(
-        [sys.executable, "-m", "line_oa.simulator", "--port", "0", "--config", str(config)],
+        [sys.executable, "-m", "line_simulator", "--port", "0", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=20,

@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from line_oa.simulator import DEFAULT_TOKEN
+from line_simulator import DEFAULT_TOKEN
 
 from .simulator_helpers import user_id
 

@@ -7,7 +7,7 @@ import random
 import pytest
 import requests
 
-from line_oa.simulator.cli import config_from_args, parse_args
+from line_simulator.cli import config_from_args, parse_args
 
 from .simulator_helpers import user_id
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from line_oa.simulator.state import fraction_of
+from line_simulator.state import fraction_of
 
 from .simulator_helpers import user_id
 

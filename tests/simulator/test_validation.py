@@ -10,7 +10,7 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from line_oa.simulator.validation import utf16_length
+from line_simulator.validation import utf16_length
 
 from .simulator_helpers import text, user_id
 

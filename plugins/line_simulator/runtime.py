@@ -1,4 +1,8 @@
-"""Build the simulator: its runtime state (``Simulator``) and the aiohttp application that serves it."""
+"""The simulator's runtime state: ``Simulator``, its ``Channel``s and the ``SIMULATOR`` application key.
+
+The request handlers (``routes``, ``admin``) and ``app.create_app`` all import this module; it imports
+neither, so the package has no import cycle.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from line_oa.simulator.config import build_config, deep_merge, normalize
-from line_oa.simulator.faults import FaultInjector
-from line_oa.simulator.state import (
+from line_simulator.config import build_config, deep_merge, normalize
+from line_simulator.faults import FaultInjector
+from line_simulator.state import (
     ChannelState,
     RecipientRules,
     Record,
@@ -166,15 +170,3 @@ class Simulator:
 
 
 SIMULATOR = web.AppKey("simulator", Simulator)
-
-
-def create_app(simulator: Simulator | None = None) -> web.Application:
-    """Return the aiohttp application serving LINE's endpoints and the ``/_sim/`` admin endpoints."""
-    from line_oa.simulator import admin, routes
-
-    app = web.Application(client_max_size=routes.READ_LIMIT)
-    app[SIMULATOR] = simulator or Simulator()
-    routes.add_routes(app)
-    admin.add_routes(app)
-    app.router.add_route("*", "/{tail:.*}", routes.not_found)
-    return app

@@ -1,4 +1,4 @@
-"""Start the simulator from the command line: ``python -m line_oa.simulator [options]``."""
+"""Start the simulator from the command line: ``python -m line_simulator [options]``."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ from typing import Any
 
 from aiohttp import web
 
-from line_oa.simulator.app import Simulator, create_app
-from line_oa.simulator.config import FAULT_RATE_KEYS, ConfigError, deep_merge, load_file
+from line_simulator.app import create_app
+from line_simulator.config import FAULT_RATE_KEYS, ConfigError, deep_merge, load_file
+from line_simulator.runtime import Simulator
 
-log = logging.getLogger("line_oa.simulator")
+log = logging.getLogger("line_simulator")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line; every option overrides the same setting of ``--config``."""
     parser = argparse.ArgumentParser(
-        prog="python -m line_oa.simulator", description="Serve a local LINE Messaging API simulator."
+        prog="python -m line_simulator", description="Serve a local LINE Messaging API simulator."
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8099, help="port to bind; 0 picks a free one")
@@ -118,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         simulator = Simulator(config_from_args(args))
     except (ConfigError, OSError) as error:
-        print(f"line_oa.simulator: {error}", file=sys.stderr)
+        print(f"line_simulator: {error}", file=sys.stderr)
         return 2
     try:
         asyncio.run(serve(simulator, args.host, args.port))
     except OSError as error:
-        print(f"line_oa.simulator: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        print(f"line_simulator: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1
     return 0

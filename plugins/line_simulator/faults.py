@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from line_oa.simulator.config import parse_time
+from line_simulator.config import parse_time
 
 if TYPE_CHECKING:
     import datetime as dt

@@ -115,7 +115,7 @@ class SimulatorAdmin:
 
 
 class SimulatorProcess:
-    """Run ``python -m line_oa.simulator --port 0`` in a subprocess; a context manager.
+    """Run ``python -m line_simulator --port 0`` in a subprocess; a context manager.
 
     After ``start()``: ``base_url`` (``http://127.0.0.1:PORT``), ``port``, ``pid`` and ``admin``.
     The simulator's stderr goes to ``log_path``.
@@ -144,7 +144,7 @@ class SimulatorProcess:
         config_path = pathlib.Path(self._tmp.name, "simulator.yaml")
         config_path.write_text(yaml.safe_dump(self.config or {}), encoding="utf-8")
         self.log_path = pathlib.Path(self._tmp.name, "simulator.log")
-        command = [sys.executable, "-m", "line_oa.simulator", "--host", self.host, "--port", "0"]
+        command = [sys.executable, "-m", "line_simulator", "--host", self.host, "--port", "0"]
         command += ["--config", str(config_path)]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=dict(os.environ))

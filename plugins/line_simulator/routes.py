@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from line_oa.simulator import faults as fault_kinds
-from line_oa.simulator.app import SIMULATOR, Channel, Simulator
-from line_oa.simulator.state import AcceptedKey, SendRecord
-from line_oa.simulator.validation import (
+from line_simulator import faults as fault_kinds
+from line_simulator.runtime import SIMULATOR, Channel, Simulator
+from line_simulator.state import AcceptedKey, SendRecord
+from line_simulator.validation import (
     RETRY_KEY,
     BindingError,
     check_messages,

@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from line_oa.simulator.app import SIMULATOR, Simulator
-from line_oa.simulator.config import ConfigError, parse_time
+from line_simulator.config import ConfigError, parse_time
+from line_simulator.runtime import SIMULATOR, Simulator
 
 _ROWS_PER_WRITE = 2000
 

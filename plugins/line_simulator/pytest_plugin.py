@@ -1,7 +1,7 @@
 """Provide the ``line_simulator`` (session) and ``sim`` (clean per test) fixtures.
 
-Load with ``pytest_plugins = ["line_oa.simulator.pytest_plugin"]`` in the root ``conftest.py``, or
-``from line_oa.simulator.pytest_plugin import *`` in a nested one.
+Load with ``pytest_plugins = ["line_simulator.pytest_plugin"]`` in the root ``conftest.py``, or
+``from line_simulator.pytest_plugin import *`` in a nested one.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from line_oa.simulator.testing import SimulatorProcess
+from line_simulator.testing import SimulatorProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
