@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from line_oa.engine import FLUSH_EVERY_ROWS, RetryPolicy, deliver_chunk, pending_rows
 from line_oa.hooks import AsyncLineClient, ChannelSettings
 from line_oa.ledger import RESUMABLE_REASONS, DeliveryLedger
+from line_oa.transitions import allowed
 from line_simulator import DEFAULT_TOKEN
 
 MESSAGES = [{"type": "text", "text": "Model check https://shop.example.com/m?utm_source=line"}]
@@ -169,6 +170,20 @@ class World:
         self.opened.append(ledger)
         return ledger
 
+    def transitions(self) -> list[tuple]:
+        """Return every status change the log recorded for this scenario (see ``record_transitions``)."""
+        ledger = self.ledger("admin")
+        p = "%s" if ledger.dialect == "postgres" else "?"
+        cursor = ledger._conn.cursor()
+        cursor.execute(
+            f"SELECT profile_id, old_status, old_reason, new_status, new_reason FROM model_transitions "
+            f"WHERE campaign_id = {p}",
+            (self.campaign_id,),
+        )
+        rows = cursor.fetchall()
+        ledger._conn.commit()
+        return rows
+
     def close(self) -> None:
         _join_writer_threads()
         for ledger in self.opened:
@@ -190,6 +205,42 @@ def _join_writer_threads(timeout: float = 10.0) -> None:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+SQLITE_TRANSITIONS = """
+CREATE TABLE IF NOT EXISTS model_transitions (
+    campaign_id TEXT, run_id TEXT, profile_id TEXT, old_status TEXT, old_reason TEXT, new_status TEXT,
+    new_reason TEXT);
+CREATE TRIGGER IF NOT EXISTS model_transitions_log AFTER UPDATE ON line_delivery_log
+BEGIN
+    INSERT INTO model_transitions VALUES (old.campaign_id, old.run_id, old.profile_id, old.status,
+        old.reason, new.status, new.reason);
+END;
+"""
+POSTGRES_TRANSITIONS = (
+    "CREATE TABLE IF NOT EXISTS model_transitions (campaign_id TEXT, run_id TEXT, profile_id TEXT, "
+    "old_status TEXT, old_reason TEXT, new_status TEXT, new_reason TEXT)",
+    "CREATE OR REPLACE FUNCTION model_transitions_log() RETURNS trigger AS $$ BEGIN "
+    "INSERT INTO model_transitions VALUES (OLD.campaign_id, OLD.run_id, OLD.profile_id, OLD.status, "
+    "OLD.reason, NEW.status, NEW.reason); RETURN NEW; END $$ LANGUAGE plpgsql",
+    "DROP TRIGGER IF EXISTS model_transitions_log ON line_delivery_log",
+    "CREATE TRIGGER model_transitions_log AFTER UPDATE ON line_delivery_log FOR EACH ROW "
+    "WHEN (NEW.campaign_id LIKE 'model\\_%') EXECUTE FUNCTION model_transitions_log()",
+)
+
+
+def record_transitions(ledger: DeliveryLedger) -> None:
+    """Make the real log record every status change of the checker's rows (a trigger on the table)."""
+    if ledger.dialect == "sqlite":
+        ledger._conn.executescript(SQLITE_TRANSITIONS)
+        return
+    cursor = ledger._conn.cursor()
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext('model_transitions'))")
+    cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = 'model_transitions_log'")
+    if cursor.fetchone() is None:
+        for statement in POSTGRES_TRANSITIONS:
+            cursor.execute(statement)
+    ledger._conn.commit()
+
+
 def start_scenario(world: World, scenario: Scenario) -> list[tuple[str, str]]:
     """Reset the simulator, register the chunk as chunk_profiles does, enter the run as a delivery."""
     world.admin.reset(keep_config=False)
@@ -203,6 +254,7 @@ def start_scenario(world: World, scenario: Scenario) -> list[tuple[str, str]]:
     )
     people = scenario.recipients()
     ledger = world.ledger()
+    record_transitions(ledger)
     assert ledger.enter_delivery(one_off=True, redeliver=False) is None
     ledger.add(pending_rows(world.campaign_id, world.run_id, 0, people))
     return people
@@ -408,6 +460,16 @@ def check_always(world: World, people) -> None:
             assert row.status == "sending" or row.reason in RESUMABLE_REASONS, row
 
 
+def check_transitions(world: World) -> None:
+    """Every status change the log recorded is one the protocol's transition table allows."""
+    for profile, old_status, old_reason, new_status, new_reason in world.transitions():
+        assert allowed((old_status, old_reason), (new_status, new_reason)), (
+            f"{profile}: the log went from {old_status}/{old_reason} to {new_status}/{new_reason}, "
+            "which line_oa.transitions does not allow"
+        )
+        STATS[f"transition:{old_status}>{new_status}"] += 1
+
+
 def check_final(world: World, people) -> Counter:
     """After a clean resume: every row final and true, the log equal to LINE's record row for row."""
     check_always(world, people)
@@ -452,11 +514,13 @@ def run_scenario(world: World, scenario: Scenario) -> None:
         for step in scenario.steps:
             run_step(world, step, people, scenario.mode)
             check_always(world, people)
+            check_transitions(world)
         world.admin.reserve(0)
         world.admin.configure(channels=[{"name": "default", "quota": {"type": "none", "reserved": 0}}])
         outcome = _send(world, world.ledger(), Step("run"), people, scenario.mode, clean=True)
         assert outcome == "ended:complete", f"the clean resume ended {outcome}"
         check_final(world, people)
+        check_transitions(world)
         check_at_risk_bound(world)
         for kind, count in world.admin.stats().get("faults", {}).items():
             STATS[f"fault:{kind}"] += count
