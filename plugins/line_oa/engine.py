@@ -48,6 +48,7 @@ from line_oa.errors import (
 )
 from line_oa.ledger import FAILED, PENDING, RESUMABLE_REASONS, SENDING, SENT, ChunkClaimLost, LedgerRow
 from line_oa.ratelimit import TokenBucket
+from line_oa.vocabulary import Reason
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -118,7 +119,7 @@ class ChunkResult:
     requests: int = 0
     retries: int = 0
     duration_seconds: float = 0.0
-    stopped_reason: str | None = None
+    stopped_reason: Reason | None = None
     mode: str = "push"  # how never-sent rows were sent (decided once, from the rows to send)
     resent: int = 0  # rows that may have reached LINE before, sent again under their first key
 
@@ -129,12 +130,12 @@ class ChunkResult:
             "total": self.total,
             "sent": self.sent,
             "already_final": self.already_final,
-            "failed": dict(self.failed),
+            "failed": {str(reason): count for reason, count in self.failed.items()},
             "requests": self.requests,
             "retries": self.retries,
             "duration_seconds": round(self.duration_seconds, 3),
             "recipients_per_second": round(rate, 1),
-            "stopped_reason": self.stopped_reason,
+            "stopped_reason": None if self.stopped_reason is None else str(self.stopped_reason),
             "mode": self.mode,
             "resent": self.resent,
         }
@@ -143,15 +144,19 @@ class ChunkResult:
 class _CampaignStop(Exception):
     """Raised inside a send when the campaign was stopped (quota, auth, or the task being killed)."""
 
+    def __init__(self, reason: Reason):
+        super().__init__(reason)
+        self.reason = reason
 
-def _classify_rejection(err: LineApiError) -> str:
+
+def _classify_rejection(err: LineApiError) -> Reason:
     """Name the reason a 4xx rejected a send to one recipient."""
     message = err.line_message.lower()
     if "'to'" in message or "to[" in message:
-        return "invalid_recipient_id"
+        return Reason.INVALID_RECIPIENT_ID
     if "failed to send messages" in message:
-        return "unknown_recipient"
-    return "rejected_by_line"
+        return Reason.UNKNOWN_RECIPIENT
+    return Reason.REJECTED_BY_LINE
 
 
 class LedgerWriter:
@@ -416,7 +421,7 @@ class DeliveryEngine:
         self.progress_interval = progress_interval
         self.log_timeout = log_timeout if log_timeout is not None else LOG_WRITE_TIMEOUT_SECONDS
         self.on_request = on_request
-        self._stop_reason: str | None = None
+        self._stop_reason: Reason | None = None
         self._pending_writes: list[LedgerRow] = []
         self._last_flush = time.monotonic()
         # Log writes run on one background thread (marks first, see LedgerWriter), so that the
@@ -434,14 +439,14 @@ class DeliveryEngine:
         self._client: AsyncLineClient | None = None
         self._chunk_index = 0
 
-    def request_stop(self, reason: str = "stopped") -> None:
+    def request_stop(self, reason: Reason = Reason.STOPPED) -> None:
         """Stop taking new sends (a flag read between sends); in-flight ones finish and are logged."""
-        self._stop_reason = self._stop_reason or reason
+        self._stop_reason = self._stop_reason or Reason(reason)  # ValueError for a word not in Reason
 
     def kill(self) -> None:
         """Die like a SIGKILLed process: nothing more is written or sent (call on the engine's loop)."""
         self._killed = True
-        self.request_stop("killed")
+        self.request_stop(Reason.KILLED)
         if self._writer is not None:
             self._writer.abandon()
         if self._main is not None:
@@ -469,7 +474,7 @@ class DeliveryEngine:
             return await asyncio.wait_for(asyncio.shield(future), self.log_timeout)
         except TimeoutError:
             self._stalled = True
-            self.request_stop("log_stalled")
+            self.request_stop(Reason.LOG_STALLED)
             raise LogStalled(
                 f"the delivery log did not commit a write in {self.log_timeout:.0f} s; the chunk stops "
                 "here and clearing the task resumes it"
@@ -514,7 +519,7 @@ class DeliveryEngine:
             reporter = asyncio.create_task(self._report_progress(result, started)) if self.progress else None
             try:
                 for row in plan.outcome_unknown:
-                    self._fail(row, "outcome_unknown", result)
+                    self._fail(row, Reason.OUTCOME_UNKNOWN, result)
                 await self._drain_writes()  # decided outcomes land before anything is marked
                 async with self.client_factory() as client:
                     self._client = client
@@ -592,14 +597,14 @@ class DeliveryEngine:
         try:
             await self._mark_unit(unit)
         except ChunkClaimLost as err:  # another sender holds the chunk: it sends these rows, not us
-            self.request_stop("claim_lost")
+            self.request_stop(Reason.CLAIM_LOST)
             self._errors.append(err)
-            result.failed["claim_lost"] += len(unit.rows)
+            result.failed[Reason.CLAIM_LOST] += len(unit.rows)
             return
         except Exception as err:  # not marked: never sent; its rows stay as the log has them
-            self.request_stop("log_stalled" if isinstance(err, LogStalled) else "log_write_failed")
+            self.request_stop(Reason.LOG_STALLED if isinstance(err, LogStalled) else Reason.LOG_WRITE_FAILED)
             self._errors.append(err)
-            result.failed[self._stop_reason or "log_write_failed"] += len(unit.rows)
+            result.failed[self._stop_reason or Reason.LOG_WRITE_FAILED] += len(unit.rows)
             return
         if unit.resumed:
             result.resent += len(unit.rows)
@@ -628,8 +633,8 @@ class DeliveryEngine:
 
     def _stop_unit(self, unit: Unit, result: ChunkResult) -> None:
         """Record a unit that will not be sent in this attempt (its rows keep their key and history)."""
-        reason = self._stop_reason or "stopped"
-        if self._killed or reason in ("claim_lost", "log_stalled"):
+        reason = self._stop_reason or Reason.STOPPED
+        if self._killed or reason in (Reason.CLAIM_LOST, Reason.LOG_STALLED):
             result.failed[reason] += len(unit.rows)  # nothing may be written: the log keeps its rows
             return
         if unit.kind == "multicast" and unit.resumed:
@@ -745,18 +750,18 @@ class DeliveryEngine:
         row.attempts += counter[0]
         self._succeed(row, response, result)
 
-    def _failure_reason(self, err: Exception, unit: Unit) -> str:
+    def _failure_reason(self, err: Exception, unit: Unit) -> Reason:
         """Name a failed unit's reason; stop the campaign for auth and (real) quota failures."""
         if isinstance(err, _CampaignStop):
-            return str(err)
+            return err.reason
         if isinstance(err, LineAuthError):
-            self.request_stop("auth_failed")
-            return "auth_failed"
+            self.request_stop(Reason.AUTH_FAILED)
+            return Reason.AUTH_FAILED
         if isinstance(err, LineQuotaExceededError):
-            self.request_stop("quota_exceeded")
-            return "quota_exceeded"
+            self.request_stop(Reason.QUOTA_EXCEEDED)
+            return Reason.QUOTA_EXCEEDED
         if isinstance(err, TRANSIENT):
-            return "retries_exhausted"
+            return Reason.RETRIES_EXHAUSTED
         return _classify_rejection(err)  # type: ignore[arg-type]
 
     def _succeed(self, row: LedgerRow, response: LineResponse, result: ChunkResult) -> None:
@@ -769,7 +774,9 @@ class DeliveryEngine:
         result.sent += 1
         self._record(row)
 
-    def _fail(self, row: LedgerRow, reason: str, result: ChunkResult, err: Exception | None = None) -> None:
+    def _fail(
+        self, row: LedgerRow, reason: Reason, result: ChunkResult, err: Exception | None = None
+    ) -> None:
         row.status, row.reason = FAILED, reason
         if isinstance(err, LineApiError):
             row.http_status = err.status
@@ -856,7 +863,7 @@ class DeliveryEngine:
         if bad_index is not None and bad_index < len(unit.rows):
             bad = unit.rows[bad_index]
             bad.dispatched_at = None
-            self._fail(bad, "invalid_recipient_id", result, err)
+            self._fail(bad, Reason.INVALID_RECIPIENT_ID, result, err)
             self.flush()
             rest = unit.rows[:bad_index] + unit.rows[bad_index + 1 :]
             if rest:
@@ -927,7 +934,7 @@ def pending_rows(
         LedgerRow(
             profile_id=profile_id,
             line_user_id=line_user_id,
-            status="pending",
+            status=PENDING,
             chunk_index=chunk_index,
             retry_key=push_retry_key(campaign_id, run_id, line_user_id),
             is_test=is_test,

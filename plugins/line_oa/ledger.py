@@ -19,6 +19,8 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from line_oa.vocabulary import RESUMABLE_REASONS, Status
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
@@ -36,17 +38,10 @@ BATCH_SIZE = 1000
 
 # Must match the WITH clause of include/sql/ledger/postgres.sql.
 PG_FILLFACTOR = "fillfactor=50"
-EXCLUDED, PENDING, SENDING, SENT, FAILED = "excluded", "pending", "sending", "sent", "failed"
-# Failures that a resumed run sends again (with the same retry key): nothing was accepted by LINE.
-RESUMABLE_REASONS = (
-    "quota_exceeded",
-    "auth_failed",
-    "retries_exhausted",
-    "stopped",
-    "log_write_failed",
-    "log_stalled",
-    "claim_lost",
-)
+# The statuses under the names the modules use (line_oa.vocabulary describes them and the reasons).
+EXCLUDED, PENDING, SENDING, SENT, FAILED = (
+    Status.EXCLUDED, Status.PENDING, Status.SENDING, Status.SENT, Status.FAILED
+)  # fmt: skip
 RETRY_KEY_LIFETIME = timedelta(hours=24)
 # A log that does not answer must fail the chunk, never hang it (PostgreSQL; SQLite waits busy_timeout).
 PG_CONNECT_TIMEOUT_SECONDS = int(os.environ.get("LINE_OA_LOG_CONNECT_TIMEOUT", "10"))
@@ -380,7 +375,7 @@ class DeliveryLedger:
             return cursor.rowcount
 
     def _resumable(self) -> str:
-        return f"(status = 'failed' AND reason IN ({', '.join([self._p] * len(RESUMABLE_REASONS))}))"
+        return f"(status = '{FAILED}' AND reason IN ({', '.join([self._p] * len(RESUMABLE_REASONS))}))"
 
     def mark_new_batch(
         self, chunk_index: int, first_user: str, last_user: str, batch_id: str, expected: int
@@ -393,7 +388,7 @@ class DeliveryLedger:
         """
         where = (
             f"line_user_id BETWEEN {self._p} AND {self._p} AND +chunk_index = {self._p} "
-            f"AND (status = 'pending' OR ({self._resumable()} AND dispatched_at IS NULL))"
+            f"AND (status = '{PENDING}' OR ({self._resumable()} AND dispatched_at IS NULL))"
         )
         assignments = {
             "status": SENDING, "reason": None, "batch_id": batch_id, "retry_key": batch_id,
@@ -407,7 +402,7 @@ class DeliveryLedger:
         """Mark a batch that may have reached LINE ``sending`` again, same key and recipients, before resending."""
         where = (
             f"line_user_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} "
-            f"AND (status = 'sending' OR {self._resumable()})"
+            f"AND (status = '{SENDING}' OR {self._resumable()})"
         )
         marked = self._update(
             {"status": SENDING, "reason": None},
@@ -426,7 +421,7 @@ class DeliveryLedger:
         ids = [row.profile_id for row in rows]
         where = (
             f"profile_id IN ({', '.join([self._p] * len(ids))}) "
-            f"AND (status IN ('pending', 'sending') OR {self._resumable()})"
+            f"AND (status IN ('{PENDING}', '{SENDING}') OR {self._resumable()})"
         )
         sql = (
             f"UPDATE {TABLE} SET status = {self._p}, reason = NULL, "
@@ -461,14 +456,16 @@ class DeliveryLedger:
     def _in_batch(self) -> str:
         # A batch is a range of LINE user ids: the recipient index finds its rows, and no batch index
         # has to be maintained on every mark and settle.
-        return f"line_user_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} AND status = 'sending'"
+        return (
+            f"line_user_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} AND status = '{SENDING}'"
+        )
 
     def unsent_count(self) -> int:
         """Return how many of this run's rows still wait to be sent (pending, sending or resumable)."""
         cursor = self._conn.cursor()
         cursor.execute(
             f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
-            f"AND (status IN ('pending', 'sending') OR {self._resumable()})",
+            f"AND (status IN ('{PENDING}', '{SENDING}') OR {self._resumable()})",
             (self.campaign_id, self.run_id, *RESUMABLE_REASONS),
         )
         count = int(cursor.fetchone()[0])
@@ -517,8 +514,8 @@ class DeliveryLedger:
         """Return the chunk's rows that are not final: pending, sending, or failed without acceptance."""
         reasons = ", ".join([self._p] * len(RESUMABLE_REASONS))
         where = (
-            f"chunk_index = {self._p} AND (status IN ('pending', 'sending') "
-            f"OR (status = 'failed' AND reason IN ({reasons})))"
+            f"chunk_index = {self._p} AND (status IN ('{PENDING}', '{SENDING}') "
+            f"OR (status = '{FAILED}' AND reason IN ({reasons})))"
         )
         return list(self._select(where, (chunk_index, *RESUMABLE_REASONS)))
 
@@ -558,7 +555,7 @@ class DeliveryLedger:
         )
         sql = (
             f"SELECT {bucket} AS s, COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
-            f"AND status = 'sent' AND sent_at IS NOT NULL GROUP BY s ORDER BY s"
+            f"AND status = '{SENT}' AND sent_at IS NOT NULL GROUP BY s ORDER BY s"
         )
         cursor = self._conn.cursor()
         cursor.execute(sql, (self.campaign_id, self.run_id))
@@ -612,7 +609,7 @@ class DeliveryLedger:
             f"SELECT run_id FROM {SUMMARY_TABLE} WHERE campaign_id = {p} AND run_id <> {p} "
             "AND state = 'Finished' AND dry_run = 0 AND targeted > 0",
             f"SELECT run_id FROM {TABLE} WHERE campaign_id = {p} AND run_id <> {p} AND is_test = 0 "
-            "AND status IN ('sent', 'sending')",
+            f"AND status IN ('{SENT}', '{SENDING}')",
         )
         for sql in queries:
             cursor.execute(sql + " LIMIT 1", params)

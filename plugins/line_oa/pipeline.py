@@ -18,6 +18,7 @@ from line_oa.campaign import DEFAULT_SQL_ROOT, Campaign
 from line_oa.errors import LineApiError, LineAuthError, LineOAError
 from line_oa.ledger import PENDING, RESUMABLE_REASONS, SENDING, SENT, DeliveryLedger, data_dir, sql_hook
 from line_oa.segment import LINE_USER_ID, count_sql
+from line_oa.vocabulary import NO_REASON, Status
 
 log = logging.getLogger(__name__)
 DEFAULT_CDP_FILE = "cdp.db"
@@ -281,10 +282,10 @@ def summarize_counts(ledger: DeliveryLedger, *, include_tests: bool) -> dict[str
             sent += count
         elif status in (PENDING, SENDING):
             not_sent += count
-        elif status == "excluded":
-            excluded[reason or "unknown"] = excluded.get(reason or "unknown", 0) + count
+        elif status == Status.EXCLUDED:
+            excluded[reason or NO_REASON] = excluded.get(reason or NO_REASON, 0) + count
         else:
-            failed[reason or "unknown"] = failed.get(reason or "unknown", 0) + count
+            failed[reason or NO_REASON] = failed.get(reason or NO_REASON, 0) + count
     return {
         "targeted": targeted,
         "excluded": excluded,
