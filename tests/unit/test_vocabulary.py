@@ -120,6 +120,13 @@ def test_the_log_table_accepts_exactly_the_statuses(dialect):
     assert re.findall(r"'(\w+)'", check.group(1)) == [status.value for status in Status]
 
 
+def test_the_unfinished_recipients_query_names_the_resumable_reasons():
+    sql = (REPO / "include" / "sql" / "queries" / "unfinished_recipients.sql").read_text()
+    listed = re.search(r"status = 'failed' AND reason IN \(([^)]*)\)", sql)
+    assert listed
+    assert re.findall(r"'(\w+)'", listed.group(1)) == list(RESUMABLE_REASONS)
+
+
 # -- what extraction writes ------------------------------------------------------------------------
 def test_extraction_writes_each_reason_with_its_status():
     from line_oa.segment import classify
