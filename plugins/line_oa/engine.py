@@ -2,7 +2,7 @@
 
 Exactly once (docs/reliability.md has the whole protocol):
 
-- A sender first *claims* its chunk (``DeliveryLedger.claim_chunk``): every later write checks the claim
+- A sender first *claims* its chunk (``DeliveryLog.claim_chunk``): every later write checks the claim
   in its own transaction, so a stale sender (a zombie task, a retry racing it) can neither mark rows
   nor overwrite them, and what it cannot mark it never sends.
 - Each request's rows are marked ``sending`` under the request's retry key, committed, just before the
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from line_oa.hooks import AsyncLineClient, LineResponse
-    from line_oa.ledger import DeliveryLedger
+    from line_oa.ledger import DeliveryLog
 
 RETRY_KEY_NAMESPACE = uuid.UUID("7d5e4c1a-2b8f-4e0a-9c3d-6f1b2a7e9d40")
 MULTICAST_MAX_RECIPIENTS = 500
@@ -159,8 +159,8 @@ def _classify_rejection(err: LineApiError) -> Reason:
     return Reason.REJECTED_BY_LINE
 
 
-class LedgerWriter:
-    """Run ledger writes on one thread, committing a run of queued writes together.
+class LogWriter:
+    """Run delivery-log writes on one thread, committing a run of queued writes together.
 
     A write's future resolves only after the commit that includes it, so "marked ``sending``" is
     durable before the request leaves. Grouping commits keeps the log from pacing the sends.
@@ -176,12 +176,12 @@ class LedgerWriter:
     MAX_NORMAL_IN_GROUP = 4
     _URGENT, _NORMAL, _CLOSE = 0, 1, 2
 
-    def __init__(self, ledger: DeliveryLedger, loop: asyncio.AbstractEventLoop):
+    def __init__(self, ledger: DeliveryLog, loop: asyncio.AbstractEventLoop):
         self.ledger = ledger
         self.loop = loop
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
-        self._thread = threading.Thread(target=self._run, name="line-oa-ledger", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="line-oa-log-writer", daemon=True)
         self._thread.start()
 
     def submit(self, write: Callable[[], Any], future: asyncio.Future, *, urgent: bool = False) -> None:
@@ -383,7 +383,7 @@ class _PushMarks:
 
 
 class DeliveryEngine:
-    """Deliver one chunk of a campaign run through an ``AsyncLineClient`` into a ``DeliveryLedger``.
+    """Deliver one chunk of a campaign run through an ``AsyncLineClient`` into a ``DeliveryLog``.
 
     :param messages: the LINE ``messages`` bundle (wire JSON, UTM tagging applied).
     :param rates: requests per second this sender may use per kind (``{"push": .., "multicast": ..}``,
@@ -398,7 +398,7 @@ class DeliveryEngine:
         self,
         *,
         client_factory: Callable[[], AsyncLineClient],
-        ledger: DeliveryLedger,
+        ledger: DeliveryLog,
         messages: list[dict],
         policy: RetryPolicy,
         rate: float | None = None,
@@ -424,9 +424,9 @@ class DeliveryEngine:
         self._stop_reason: Reason | None = None
         self._pending_writes: list[LedgerRow] = []
         self._last_flush = time.monotonic()
-        # Log writes run on one background thread (marks first, see LedgerWriter), so that the
+        # Log writes run on one background thread (marks first, see LogWriter), so that the
         # database's latency overlaps the requests in flight instead of stalling the event loop.
-        self._writer: LedgerWriter | None = None
+        self._writer: LogWriter | None = None
         self._writes: list[asyncio.Future] = []
         self._unsettled: deque[asyncio.Future] = deque()  # multicast batch outcomes not yet committed
         self._unsettled_push: deque[asyncio.Future] = deque()  # push outcome writes not yet committed
@@ -452,9 +452,9 @@ class DeliveryEngine:
         if self._main is not None:
             self._main.cancel()
 
-    # -- ledger helpers -------------------------------------------------------------------------
+    # -- delivery-log helpers---------------------------------------------------------------------
     def _write(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future:
-        """Queue a ledger write (after earlier writes of its kind); return a future resolved once committed."""
+        """Queue a log write (after earlier writes of its kind); return a future resolved once committed."""
         return self._queue_write(functools.partial(function, *args, **kwargs), urgent=False)
 
     def _mark(self, function: Callable[..., Any], *args: Any) -> asyncio.Future:
@@ -462,7 +462,7 @@ class DeliveryEngine:
         return self._queue_write(functools.partial(function, *args), urgent=True)
 
     def _queue_write(self, write: Callable[[], Any], *, urgent: bool) -> asyncio.Future:
-        assert self._writer is not None, "ledger writes are only queued while delivering"
+        assert self._writer is not None, "log writes are only queued while delivering"
         future = asyncio.get_running_loop().create_future()
         self._writer.submit(write, future, urgent=urgent)
         self._writes.append(future)
@@ -515,7 +515,7 @@ class DeliveryEngine:
         self._main = asyncio.current_task()
         self._chunk_index = chunk_index
         with _short_gil_switches:
-            self._writer = LedgerWriter(self.ledger, asyncio.get_running_loop())
+            self._writer = LogWriter(self.ledger, asyncio.get_running_loop())
             reporter = asyncio.create_task(self._report_progress(result, started)) if self.progress else None
             try:
                 for row in plan.outcome_unknown:
@@ -929,7 +929,7 @@ def pending_rows(
     *,
     is_test: bool = False,
 ) -> list[LedgerRow]:
-    """Return the ledger rows that register a chunk's recipients as ``pending`` with their push keys."""
+    """Return the delivery-log rows that register a chunk's recipients as ``pending`` with their push keys."""
     return [
         LedgerRow(
             profile_id=profile_id,
@@ -963,7 +963,7 @@ def sender_identity() -> str:
 def deliver_chunk(
     *,
     client_factory: Callable[[], AsyncLineClient],
-    ledger: DeliveryLedger,
+    ledger: DeliveryLog,
     chunk_index: int,
     recipients: list[tuple[str, str]],
     messages: list[dict],
@@ -975,7 +975,7 @@ def deliver_chunk(
     on_engine: Callable[[DeliveryEngine], None] | None = None,
     **engine_options: Any,
 ) -> ChunkResult:
-    """Register a chunk in the ledger, claim it, then send every row of it that is not final.
+    """Register a chunk in the delivery log, claim it, then send every row of it that is not final.
 
     Safe to call again for the same chunk (a retried or resumed task), and even while a stale sender
     still runs on it: claiming fences that sender out; only rows that are not final are sent, rows that

@@ -1,7 +1,7 @@
 """The delivery log: one row per (campaign, run, profile) saying what happened to that profile.
 
 Written through a common.sql hook (SQLite by default, PostgreSQL in production) with batched
-UPSERTs. The ledger is what makes delivery exactly-once: a row is marked ``sending`` with its retry
+UPSERTs. The log is what makes delivery exactly-once: a row is marked ``sending`` with its retry
 key before the request leaves, and only rows that are not final are ever sent again.
 """
 
@@ -138,7 +138,7 @@ def sqlite_file_hook(path: str | pathlib.Path, *, conn_id: str = DEFAULT_LEDGER_
     return FileSqliteHook(connection=Connection(conn_id=conn_id, conn_type="sqlite", host=str(path)))
 
 
-class DeliveryLedger:
+class DeliveryLog:
     """Read and write one (campaign, run)'s rows of the delivery log.
 
     :param hook: a common.sql hook (``SqliteHook`` or ``PostgresHook``).
@@ -167,7 +167,7 @@ class DeliveryLedger:
             self._conn = hook.get_conn()
         self._lock = threading.RLock()
         self._in_transaction = False
-        self.fence: tuple[int, int] | None = None  # (chunk index, epoch) this ledger's writes must hold
+        self.fence: tuple[int, int] | None = None  # (chunk index, epoch) this log's writes must hold
         self.abandoned = False  # a write never came back: the connection is left alone (see close)
         if self.dialect == "sqlite":
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -180,8 +180,8 @@ class DeliveryLedger:
         self.ensure_schema()
 
     @classmethod
-    def connect(cls, conn_id: str | None = None, **kwargs: Any) -> DeliveryLedger:
-        """Open the ledger on the delivery log connection (see ``ledger_hook``)."""
+    def connect(cls, conn_id: str | None = None, **kwargs: Any) -> DeliveryLog:
+        """Open the delivery log on its connection (see ``ledger_hook``)."""
         return cls(ledger_hook(conn_id), **kwargs)
 
     def close(self) -> None:
@@ -644,6 +644,12 @@ class DeliveryLedger:
         cursor = self._conn.cursor()
         cursor.execute(sql, tuple(values[c] for c in cols))
         self._conn.commit()
+
+
+# Deprecated alias, kept for one release: the class was ``DeliveryLedger`` until the delivery log got one
+# name. Import ``DeliveryLog``. (The module ``line_oa.ledger`` and the connection id ``line_oa_ledger``
+# keep their names: renaming them would break deployments.)
+DeliveryLedger = DeliveryLog
 
 
 def _expect_marked(marked: int, expected: int, what: str) -> None:

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from line_oa.engine import DeliveryEngine, RetryPolicy, deliver_chunk
 from line_oa.hooks import LineOAHook
-from line_oa.ledger import DeliveryLedger
+from line_oa.ledger import DeliveryLog
 from line_oa.ratelimit import channel_share
 from line_oa.vocabulary import Reason
 
@@ -99,7 +99,7 @@ class LineOAPushOperator(BaseOperator):
         }
         retry = campaign.activation.retry
         policy = RetryPolicy(retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds)
-        ledger = DeliveryLedger.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
+        ledger = DeliveryLog.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
         self.log.info(
             "chunk %d: %d recipients, mode %s, rates %.0f push/s %.0f multicast/s via %s",
             chunk["index"], len(recipients), mode, rates["push"], rates["multicast"], settings.conn_id,

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-    from line_oa.ledger import DeliveryLedger
+    from line_oa.ledger import DeliveryLog
 
 LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 FETCH_SIZE = 5000
@@ -215,7 +215,7 @@ def classify(
 def extract_segment(
     *,
     rows: Iterable[tuple[Any, ...]],
-    ledger: DeliveryLedger,
+    ledger: DeliveryLog,
     staging_dir: pathlib.Path | str,
     max_recipients: int | None = None,
     is_test: bool = False,

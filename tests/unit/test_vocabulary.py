@@ -12,9 +12,11 @@ holding a new bare literal in each of those places.
 from __future__ import annotations
 
 import ast
+import io
 import json
 import pathlib
 import re
+import tokenize
 
 import pytest
 
@@ -150,6 +152,50 @@ def test_extraction_writes_each_reason_with_its_status():
     for status, reason in outcomes:
         assert isinstance(reason, Reason), reason
         assert status == reason.status, (status, reason)
+
+
+# -- one name for the delivery log ------------------------------------------------------------------
+LEDGER_IN_PROSE = re.compile(r"(?<![\w/.`])ledger(?![\w/`])", re.IGNORECASE)
+
+
+def prose_calling_the_log_a_ledger(source: str, filename: str = "<snippet>") -> list[str]:
+    """Return comments and strings that call the delivery log "ledger" (not identifiers or paths)."""
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.STRING and re.fullmatch(r"""[a-z]*(["'])ledger\1""", token.string):
+            continue  # a path part, such as include/sql/ledger
+        if token.type in (tokenize.COMMENT, tokenize.STRING):
+            text = re.sub(r"\{[^{}]*\}", "", token.string)  # f-string fields are code
+            for offset, line in enumerate(text.splitlines()):
+                if LEDGER_IN_PROSE.search(line):
+                    found.append(f"{filename}:{token.start[0] + offset}: {line.strip()}")
+    return found
+
+
+def test_the_delivery_log_has_one_name():
+    from line_oa import ledger
+
+    assert ledger.DeliveryLedger is ledger.DeliveryLog, "the deprecated alias still works"
+    found = [
+        problem
+        for path in sorted(PACKAGE.glob("*.py"))
+        for problem in prose_calling_the_log_a_ledger(
+            path.read_text(encoding="utf-8"), str(path.relative_to(REPO))
+        )
+    ]
+    assert not found, 'say "delivery log" (identifiers such as ledger_hook keep their names):\n' + "\n".join(
+        found
+    )
+    assert prose_calling_the_log_a_ledger('"""Open the ledger."""\nx = 1  # the ledger\'s rows\n') == [
+        '<snippet>:1: """Open the ledger."""',
+        "<snippet>:2: # the ledger's rows",
+    ]
+    assert prose_calling_the_log_a_ledger('assert x, "ledger writes only"') == [
+        '<snippet>:1: "ledger writes only"'
+    ]
+    assert (
+        prose_calling_the_log_a_ledger('f"run {ledger.run_id}"; hook = "line_oa_ledger"; d = "ledger"') == []
+    )
 
 
 # -- the source scan ---------------------------------------------------------------------------------
