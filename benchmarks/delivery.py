@@ -24,7 +24,7 @@ MESSAGES = [{"type": "text", "text": "hi"}]
 LEDGER_KINDS = ("sqlite", "postgres", "none")
 
 
-class InMemoryLedger:
+class InMemoryLog:
     """A delivery log that keeps rows in a dict and writes nothing: the "no log" baseline.
 
     It has the members ``deliver_chunk`` and ``DeliveryEngine`` use in push mode (the engine's
@@ -87,8 +87,8 @@ def open_ledger(kind: str, work: pathlib.Path, campaign_id: str):
     """Open a fresh run's delivery log of ``kind`` (``sqlite`` file, ``postgres`` database, or ``none``)."""
     run_id = f"bench-{uuid.uuid4().hex[:12]}"
     if kind == "none":
-        return InMemoryLedger(campaign_id=campaign_id, run_id=run_id)
-    from line_oa.ledger import DeliveryLedger, ledger_hook, sqlite_file_hook
+        return InMemoryLog(campaign_id=campaign_id, run_id=run_id)
+    from line_oa.ledger import DeliveryLog, ledger_hook, sqlite_file_hook
 
     if kind == "sqlite":
         hook = sqlite_file_hook(work / f"delivery_log-{run_id}.db")
@@ -96,7 +96,7 @@ def open_ledger(kind: str, work: pathlib.Path, campaign_id: str):
         hook = ledger_hook(POSTGRES_CONN_ID)
     else:
         raise ValueError(f"unknown delivery log kind {kind!r}; use one of {LEDGER_KINDS}")
-    return DeliveryLedger(hook, campaign_id=campaign_id, run_id=run_id)
+    return DeliveryLog(hook, campaign_id=campaign_id, run_id=run_id)
 
 
 @dataclass

@@ -212,9 +212,9 @@ def _context() -> tuple[dict[str, Any], Any]:
 
 
 def _ledger(campaign_id: str, run_id: str):
-    from line_oa.ledger import DeliveryLedger
+    from line_oa.ledger import DeliveryLog
 
-    return DeliveryLedger.connect(campaign_id=campaign_id, run_id=run_id)
+    return DeliveryLog.connect(campaign_id=campaign_id, run_id=run_id)
 
 
 def _line_hook(conn_id: str):

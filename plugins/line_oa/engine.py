@@ -2,7 +2,7 @@
 
 Exactly once (docs/reliability.md has the whole protocol):
 
-- A sender first *claims* its chunk (``DeliveryLedger.claim_chunk``): every later write checks the claim
+- A sender first *claims* its chunk (``DeliveryLog.claim_chunk``): every later write checks the claim
   in its own transaction, so a stale sender (a zombie task, a retry racing it) can neither mark rows
   nor overwrite them, and what it cannot mark it never sends.
 - Each request's rows are marked ``sending`` under the request's retry key, committed, just before the
@@ -48,12 +48,13 @@ from line_oa.errors import (
 )
 from line_oa.ledger import FAILED, PENDING, RESUMABLE_REASONS, SENDING, SENT, ChunkClaimLost, LedgerRow
 from line_oa.ratelimit import TokenBucket
+from line_oa.vocabulary import Reason
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from line_oa.hooks import AsyncLineClient, LineResponse
-    from line_oa.ledger import DeliveryLedger
+    from line_oa.ledger import DeliveryLog
 
 RETRY_KEY_NAMESPACE = uuid.UUID("7d5e4c1a-2b8f-4e0a-9c3d-6f1b2a7e9d40")
 MULTICAST_MAX_RECIPIENTS = 500
@@ -118,7 +119,7 @@ class ChunkResult:
     requests: int = 0
     retries: int = 0
     duration_seconds: float = 0.0
-    stopped_reason: str | None = None
+    stopped_reason: Reason | None = None
     mode: str = "push"  # how never-sent rows were sent (decided once, from the rows to send)
     resent: int = 0  # rows that may have reached LINE before, sent again under their first key
 
@@ -129,12 +130,12 @@ class ChunkResult:
             "total": self.total,
             "sent": self.sent,
             "already_final": self.already_final,
-            "failed": dict(self.failed),
+            "failed": {str(reason): count for reason, count in self.failed.items()},
             "requests": self.requests,
             "retries": self.retries,
             "duration_seconds": round(self.duration_seconds, 3),
             "recipients_per_second": round(rate, 1),
-            "stopped_reason": self.stopped_reason,
+            "stopped_reason": None if self.stopped_reason is None else str(self.stopped_reason),
             "mode": self.mode,
             "resent": self.resent,
         }
@@ -143,19 +144,23 @@ class ChunkResult:
 class _CampaignStop(Exception):
     """Raised inside a send when the campaign was stopped (quota, auth, or the task being killed)."""
 
+    def __init__(self, reason: Reason):
+        super().__init__(reason)
+        self.reason = reason
 
-def _classify_rejection(err: LineApiError) -> str:
+
+def _classify_rejection(err: LineApiError) -> Reason:
     """Name the reason a 4xx rejected a send to one recipient."""
     message = err.line_message.lower()
     if "'to'" in message or "to[" in message:
-        return "invalid_recipient_id"
+        return Reason.INVALID_RECIPIENT_ID
     if "failed to send messages" in message:
-        return "unknown_recipient"
-    return "rejected_by_line"
+        return Reason.UNKNOWN_RECIPIENT
+    return Reason.REJECTED_BY_LINE
 
 
-class LedgerWriter:
-    """Run ledger writes on one thread, committing a run of queued writes together.
+class LogWriter:
+    """Run delivery-log writes on one thread, committing a run of queued writes together.
 
     A write's future resolves only after the commit that includes it, so "marked ``sending``" is
     durable before the request leaves. Grouping commits keeps the log from pacing the sends.
@@ -171,12 +176,12 @@ class LedgerWriter:
     MAX_NORMAL_IN_GROUP = 4
     _URGENT, _NORMAL, _CLOSE = 0, 1, 2
 
-    def __init__(self, ledger: DeliveryLedger, loop: asyncio.AbstractEventLoop):
+    def __init__(self, ledger: DeliveryLog, loop: asyncio.AbstractEventLoop):
         self.ledger = ledger
         self.loop = loop
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
-        self._thread = threading.Thread(target=self._run, name="line-oa-ledger", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="line-oa-log-writer", daemon=True)
         self._thread.start()
 
     def submit(self, write: Callable[[], Any], future: asyncio.Future, *, urgent: bool = False) -> None:
@@ -378,7 +383,7 @@ class _PushMarks:
 
 
 class DeliveryEngine:
-    """Deliver one chunk of a campaign run through an ``AsyncLineClient`` into a ``DeliveryLedger``.
+    """Deliver one chunk of a campaign run through an ``AsyncLineClient`` into a ``DeliveryLog``.
 
     :param messages: the LINE ``messages`` bundle (wire JSON, UTM tagging applied).
     :param rates: requests per second this sender may use per kind (``{"push": .., "multicast": ..}``,
@@ -393,7 +398,7 @@ class DeliveryEngine:
         self,
         *,
         client_factory: Callable[[], AsyncLineClient],
-        ledger: DeliveryLedger,
+        ledger: DeliveryLog,
         messages: list[dict],
         policy: RetryPolicy,
         rate: float | None = None,
@@ -416,12 +421,12 @@ class DeliveryEngine:
         self.progress_interval = progress_interval
         self.log_timeout = log_timeout if log_timeout is not None else LOG_WRITE_TIMEOUT_SECONDS
         self.on_request = on_request
-        self._stop_reason: str | None = None
+        self._stop_reason: Reason | None = None
         self._pending_writes: list[LedgerRow] = []
         self._last_flush = time.monotonic()
-        # Log writes run on one background thread (marks first, see LedgerWriter), so that the
+        # Log writes run on one background thread (marks first, see LogWriter), so that the
         # database's latency overlaps the requests in flight instead of stalling the event loop.
-        self._writer: LedgerWriter | None = None
+        self._writer: LogWriter | None = None
         self._writes: list[asyncio.Future] = []
         self._unsettled: deque[asyncio.Future] = deque()  # multicast batch outcomes not yet committed
         self._unsettled_push: deque[asyncio.Future] = deque()  # push outcome writes not yet committed
@@ -434,22 +439,22 @@ class DeliveryEngine:
         self._client: AsyncLineClient | None = None
         self._chunk_index = 0
 
-    def request_stop(self, reason: str = "stopped") -> None:
+    def request_stop(self, reason: Reason = Reason.STOPPED) -> None:
         """Stop taking new sends (a flag read between sends); in-flight ones finish and are logged."""
-        self._stop_reason = self._stop_reason or reason
+        self._stop_reason = self._stop_reason or Reason(reason)  # ValueError for a word not in Reason
 
     def kill(self) -> None:
         """Die like a SIGKILLed process: nothing more is written or sent (call on the engine's loop)."""
         self._killed = True
-        self.request_stop("killed")
+        self.request_stop(Reason.KILLED)
         if self._writer is not None:
             self._writer.abandon()
         if self._main is not None:
             self._main.cancel()
 
-    # -- ledger helpers -------------------------------------------------------------------------
+    # -- delivery-log helpers---------------------------------------------------------------------
     def _write(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future:
-        """Queue a ledger write (after earlier writes of its kind); return a future resolved once committed."""
+        """Queue a log write (after earlier writes of its kind); return a future resolved once committed."""
         return self._queue_write(functools.partial(function, *args, **kwargs), urgent=False)
 
     def _mark(self, function: Callable[..., Any], *args: Any) -> asyncio.Future:
@@ -457,7 +462,7 @@ class DeliveryEngine:
         return self._queue_write(functools.partial(function, *args), urgent=True)
 
     def _queue_write(self, write: Callable[[], Any], *, urgent: bool) -> asyncio.Future:
-        assert self._writer is not None, "ledger writes are only queued while delivering"
+        assert self._writer is not None, "log writes are only queued while delivering"
         future = asyncio.get_running_loop().create_future()
         self._writer.submit(write, future, urgent=urgent)
         self._writes.append(future)
@@ -469,7 +474,7 @@ class DeliveryEngine:
             return await asyncio.wait_for(asyncio.shield(future), self.log_timeout)
         except TimeoutError:
             self._stalled = True
-            self.request_stop("log_stalled")
+            self.request_stop(Reason.LOG_STALLED)
             raise LogStalled(
                 f"the delivery log did not commit a write in {self.log_timeout:.0f} s; the chunk stops "
                 "here and clearing the task resumes it"
@@ -510,11 +515,11 @@ class DeliveryEngine:
         self._main = asyncio.current_task()
         self._chunk_index = chunk_index
         with _short_gil_switches:
-            self._writer = LedgerWriter(self.ledger, asyncio.get_running_loop())
+            self._writer = LogWriter(self.ledger, asyncio.get_running_loop())
             reporter = asyncio.create_task(self._report_progress(result, started)) if self.progress else None
             try:
                 for row in plan.outcome_unknown:
-                    self._fail(row, "outcome_unknown", result)
+                    self._fail(row, Reason.OUTCOME_UNKNOWN, result)
                 await self._drain_writes()  # decided outcomes land before anything is marked
                 async with self.client_factory() as client:
                     self._client = client
@@ -592,14 +597,14 @@ class DeliveryEngine:
         try:
             await self._mark_unit(unit)
         except ChunkClaimLost as err:  # another sender holds the chunk: it sends these rows, not us
-            self.request_stop("claim_lost")
+            self.request_stop(Reason.CLAIM_LOST)
             self._errors.append(err)
-            result.failed["claim_lost"] += len(unit.rows)
+            result.failed[Reason.CLAIM_LOST] += len(unit.rows)
             return
         except Exception as err:  # not marked: never sent; its rows stay as the log has them
-            self.request_stop("log_stalled" if isinstance(err, LogStalled) else "log_write_failed")
+            self.request_stop(Reason.LOG_STALLED if isinstance(err, LogStalled) else Reason.LOG_WRITE_FAILED)
             self._errors.append(err)
-            result.failed[self._stop_reason or "log_write_failed"] += len(unit.rows)
+            result.failed[self._stop_reason or Reason.LOG_WRITE_FAILED] += len(unit.rows)
             return
         if unit.resumed:
             result.resent += len(unit.rows)
@@ -628,8 +633,8 @@ class DeliveryEngine:
 
     def _stop_unit(self, unit: Unit, result: ChunkResult) -> None:
         """Record a unit that will not be sent in this attempt (its rows keep their key and history)."""
-        reason = self._stop_reason or "stopped"
-        if self._killed or reason in ("claim_lost", "log_stalled"):
+        reason = self._stop_reason or Reason.STOPPED
+        if self._killed or reason in (Reason.CLAIM_LOST, Reason.LOG_STALLED):
             result.failed[reason] += len(unit.rows)  # nothing may be written: the log keeps its rows
             return
         if unit.kind == "multicast" and unit.resumed:
@@ -745,18 +750,18 @@ class DeliveryEngine:
         row.attempts += counter[0]
         self._succeed(row, response, result)
 
-    def _failure_reason(self, err: Exception, unit: Unit) -> str:
+    def _failure_reason(self, err: Exception, unit: Unit) -> Reason:
         """Name a failed unit's reason; stop the campaign for auth and (real) quota failures."""
         if isinstance(err, _CampaignStop):
-            return str(err)
+            return err.reason
         if isinstance(err, LineAuthError):
-            self.request_stop("auth_failed")
-            return "auth_failed"
+            self.request_stop(Reason.AUTH_FAILED)
+            return Reason.AUTH_FAILED
         if isinstance(err, LineQuotaExceededError):
-            self.request_stop("quota_exceeded")
-            return "quota_exceeded"
+            self.request_stop(Reason.QUOTA_EXCEEDED)
+            return Reason.QUOTA_EXCEEDED
         if isinstance(err, TRANSIENT):
-            return "retries_exhausted"
+            return Reason.RETRIES_EXHAUSTED
         return _classify_rejection(err)  # type: ignore[arg-type]
 
     def _succeed(self, row: LedgerRow, response: LineResponse, result: ChunkResult) -> None:
@@ -769,7 +774,9 @@ class DeliveryEngine:
         result.sent += 1
         self._record(row)
 
-    def _fail(self, row: LedgerRow, reason: str, result: ChunkResult, err: Exception | None = None) -> None:
+    def _fail(
+        self, row: LedgerRow, reason: Reason, result: ChunkResult, err: Exception | None = None
+    ) -> None:
         row.status, row.reason = FAILED, reason
         if isinstance(err, LineApiError):
             row.http_status = err.status
@@ -856,7 +863,7 @@ class DeliveryEngine:
         if bad_index is not None and bad_index < len(unit.rows):
             bad = unit.rows[bad_index]
             bad.dispatched_at = None
-            self._fail(bad, "invalid_recipient_id", result, err)
+            self._fail(bad, Reason.INVALID_RECIPIENT_ID, result, err)
             self.flush()
             rest = unit.rows[:bad_index] + unit.rows[bad_index + 1 :]
             if rest:
@@ -922,12 +929,12 @@ def pending_rows(
     *,
     is_test: bool = False,
 ) -> list[LedgerRow]:
-    """Return the ledger rows that register a chunk's recipients as ``pending`` with their push keys."""
+    """Return the delivery-log rows that register a chunk's recipients as ``pending`` with their push keys."""
     return [
         LedgerRow(
             profile_id=profile_id,
             line_user_id=line_user_id,
-            status="pending",
+            status=PENDING,
             chunk_index=chunk_index,
             retry_key=push_retry_key(campaign_id, run_id, line_user_id),
             is_test=is_test,
@@ -956,7 +963,7 @@ def sender_identity() -> str:
 def deliver_chunk(
     *,
     client_factory: Callable[[], AsyncLineClient],
-    ledger: DeliveryLedger,
+    ledger: DeliveryLog,
     chunk_index: int,
     recipients: list[tuple[str, str]],
     messages: list[dict],
@@ -968,7 +975,7 @@ def deliver_chunk(
     on_engine: Callable[[DeliveryEngine], None] | None = None,
     **engine_options: Any,
 ) -> ChunkResult:
-    """Register a chunk in the ledger, claim it, then send every row of it that is not final.
+    """Register a chunk in the delivery log, claim it, then send every row of it that is not final.
 
     Safe to call again for the same chunk (a retried or resumed task), and even while a stale sender
     still runs on it: claiming fences that sender out; only rows that are not final are sent, rows that

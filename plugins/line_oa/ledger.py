@@ -1,7 +1,7 @@
 """The delivery log: one row per (campaign, run, profile) saying what happened to that profile.
 
 Written through a common.sql hook (SQLite by default, PostgreSQL in production) with batched
-UPSERTs. The ledger is what makes delivery exactly-once: a row is marked ``sending`` with its retry
+UPSERTs. The log is what makes delivery exactly-once: a row is marked ``sending`` with its retry
 key before the request leaves, and only rows that are not final are ever sent again.
 """
 
@@ -18,6 +18,8 @@ import threading
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from line_oa.vocabulary import RESUMABLE_REASONS, Status
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -36,17 +38,10 @@ BATCH_SIZE = 1000
 
 # Must match the WITH clause of include/sql/ledger/postgres.sql.
 PG_FILLFACTOR = "fillfactor=50"
-EXCLUDED, PENDING, SENDING, SENT, FAILED = "excluded", "pending", "sending", "sent", "failed"
-# Failures that a resumed run sends again (with the same retry key): nothing was accepted by LINE.
-RESUMABLE_REASONS = (
-    "quota_exceeded",
-    "auth_failed",
-    "retries_exhausted",
-    "stopped",
-    "log_write_failed",
-    "log_stalled",
-    "claim_lost",
-)
+# The statuses under the names the modules use (line_oa.vocabulary describes them and the reasons).
+EXCLUDED, PENDING, SENDING, SENT, FAILED = (
+    Status.EXCLUDED, Status.PENDING, Status.SENDING, Status.SENT, Status.FAILED
+)  # fmt: skip
 RETRY_KEY_LIFETIME = timedelta(hours=24)
 # A log that does not answer must fail the chunk, never hang it (PostgreSQL; SQLite waits busy_timeout).
 PG_CONNECT_TIMEOUT_SECONDS = int(os.environ.get("LINE_OA_LOG_CONNECT_TIMEOUT", "10"))
@@ -143,7 +138,7 @@ def sqlite_file_hook(path: str | pathlib.Path, *, conn_id: str = DEFAULT_LEDGER_
     return FileSqliteHook(connection=Connection(conn_id=conn_id, conn_type="sqlite", host=str(path)))
 
 
-class DeliveryLedger:
+class DeliveryLog:
     """Read and write one (campaign, run)'s rows of the delivery log.
 
     :param hook: a common.sql hook (``SqliteHook`` or ``PostgresHook``).
@@ -172,7 +167,7 @@ class DeliveryLedger:
             self._conn = hook.get_conn()
         self._lock = threading.RLock()
         self._in_transaction = False
-        self.fence: tuple[int, int] | None = None  # (chunk index, epoch) this ledger's writes must hold
+        self.fence: tuple[int, int] | None = None  # (chunk index, epoch) this log's writes must hold
         self.abandoned = False  # a write never came back: the connection is left alone (see close)
         if self.dialect == "sqlite":
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -185,8 +180,8 @@ class DeliveryLedger:
         self.ensure_schema()
 
     @classmethod
-    def connect(cls, conn_id: str | None = None, **kwargs: Any) -> DeliveryLedger:
-        """Open the ledger on the delivery log connection (see ``ledger_hook``)."""
+    def connect(cls, conn_id: str | None = None, **kwargs: Any) -> DeliveryLog:
+        """Open the delivery log on its connection (see ``ledger_hook``)."""
         return cls(ledger_hook(conn_id), **kwargs)
 
     def close(self) -> None:
@@ -380,7 +375,7 @@ class DeliveryLedger:
             return cursor.rowcount
 
     def _resumable(self) -> str:
-        return f"(status = 'failed' AND reason IN ({', '.join([self._p] * len(RESUMABLE_REASONS))}))"
+        return f"(status = '{FAILED}' AND reason IN ({', '.join([self._p] * len(RESUMABLE_REASONS))}))"
 
     def mark_new_batch(
         self, chunk_index: int, first_user: str, last_user: str, batch_id: str, expected: int
@@ -393,7 +388,7 @@ class DeliveryLedger:
         """
         where = (
             f"line_user_id BETWEEN {self._p} AND {self._p} AND +chunk_index = {self._p} "
-            f"AND (status = 'pending' OR ({self._resumable()} AND dispatched_at IS NULL))"
+            f"AND (status = '{PENDING}' OR ({self._resumable()} AND dispatched_at IS NULL))"
         )
         assignments = {
             "status": SENDING, "reason": None, "batch_id": batch_id, "retry_key": batch_id,
@@ -407,7 +402,7 @@ class DeliveryLedger:
         """Mark a batch that may have reached LINE ``sending`` again, same key and recipients, before resending."""
         where = (
             f"line_user_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} "
-            f"AND (status = 'sending' OR {self._resumable()})"
+            f"AND (status = '{SENDING}' OR {self._resumable()})"
         )
         marked = self._update(
             {"status": SENDING, "reason": None},
@@ -426,7 +421,7 @@ class DeliveryLedger:
         ids = [row.profile_id for row in rows]
         where = (
             f"profile_id IN ({', '.join([self._p] * len(ids))}) "
-            f"AND (status IN ('pending', 'sending') OR {self._resumable()})"
+            f"AND (status IN ('{PENDING}', '{SENDING}') OR {self._resumable()})"
         )
         sql = (
             f"UPDATE {TABLE} SET status = {self._p}, reason = NULL, "
@@ -461,14 +456,16 @@ class DeliveryLedger:
     def _in_batch(self) -> str:
         # A batch is a range of LINE user ids: the recipient index finds its rows, and no batch index
         # has to be maintained on every mark and settle.
-        return f"line_user_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} AND status = 'sending'"
+        return (
+            f"line_user_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} AND status = '{SENDING}'"
+        )
 
     def unsent_count(self) -> int:
         """Return how many of this run's rows still wait to be sent (pending, sending or resumable)."""
         cursor = self._conn.cursor()
         cursor.execute(
             f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
-            f"AND (status IN ('pending', 'sending') OR {self._resumable()})",
+            f"AND (status IN ('{PENDING}', '{SENDING}') OR {self._resumable()})",
             (self.campaign_id, self.run_id, *RESUMABLE_REASONS),
         )
         count = int(cursor.fetchone()[0])
@@ -517,8 +514,8 @@ class DeliveryLedger:
         """Return the chunk's rows that are not final: pending, sending, or failed without acceptance."""
         reasons = ", ".join([self._p] * len(RESUMABLE_REASONS))
         where = (
-            f"chunk_index = {self._p} AND (status IN ('pending', 'sending') "
-            f"OR (status = 'failed' AND reason IN ({reasons})))"
+            f"chunk_index = {self._p} AND (status IN ('{PENDING}', '{SENDING}') "
+            f"OR (status = '{FAILED}' AND reason IN ({reasons})))"
         )
         return list(self._select(where, (chunk_index, *RESUMABLE_REASONS)))
 
@@ -558,7 +555,7 @@ class DeliveryLedger:
         )
         sql = (
             f"SELECT {bucket} AS s, COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
-            f"AND status = 'sent' AND sent_at IS NOT NULL GROUP BY s ORDER BY s"
+            f"AND status = '{SENT}' AND sent_at IS NOT NULL GROUP BY s ORDER BY s"
         )
         cursor = self._conn.cursor()
         cursor.execute(sql, (self.campaign_id, self.run_id))
@@ -612,7 +609,7 @@ class DeliveryLedger:
             f"SELECT run_id FROM {SUMMARY_TABLE} WHERE campaign_id = {p} AND run_id <> {p} "
             "AND state = 'Finished' AND dry_run = 0 AND targeted > 0",
             f"SELECT run_id FROM {TABLE} WHERE campaign_id = {p} AND run_id <> {p} AND is_test = 0 "
-            "AND status IN ('sent', 'sending')",
+            f"AND status IN ('{SENT}', '{SENDING}')",
         )
         for sql in queries:
             cursor.execute(sql + " LIMIT 1", params)
@@ -647,6 +644,12 @@ class DeliveryLedger:
         cursor = self._conn.cursor()
         cursor.execute(sql, tuple(values[c] for c in cols))
         self._conn.commit()
+
+
+# Deprecated alias, kept for one release: the class was ``DeliveryLedger`` until the delivery log got one
+# name. Import ``DeliveryLog``. (The module ``line_oa.ledger`` and the connection id ``line_oa_ledger``
+# keep their names: renaming them would break deployments.)
+DeliveryLedger = DeliveryLog
 
 
 def _expect_marked(marked: int, expected: int, what: str) -> None:

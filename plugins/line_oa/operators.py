@@ -10,8 +10,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from line_oa.engine import DeliveryEngine, RetryPolicy, deliver_chunk
 from line_oa.hooks import LineOAHook
-from line_oa.ledger import DeliveryLedger
+from line_oa.ledger import DeliveryLog
 from line_oa.ratelimit import channel_share
+from line_oa.vocabulary import Reason
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 # Campaign-wide stops: retrying the task cannot help until someone acts (token, quota).
-CAMPAIGN_STOPS = ("auth_failed", "quota_exceeded")
+CAMPAIGN_STOPS = (Reason.AUTH_FAILED, Reason.QUOTA_EXCEEDED)
 
 
 class LineOAPushOperator(BaseOperator):
@@ -98,7 +99,7 @@ class LineOAPushOperator(BaseOperator):
         }
         retry = campaign.activation.retry
         policy = RetryPolicy(retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds)
-        ledger = DeliveryLedger.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
+        ledger = DeliveryLog.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
         self.log.info(
             "chunk %d: %d recipients, mode %s, rates %.0f push/s %.0f multicast/s via %s",
             chunk["index"], len(recipients), mode, rates["push"], rates["multicast"], settings.conn_id,
@@ -140,19 +141,20 @@ class LineOAPushOperator(BaseOperator):
             summary["chunk_index"], summary["sent"], summary["already_final"], summary["failed"] or "none",
             summary["requests"], summary["retries"], summary["duration_seconds"], summary["recipients_per_second"],
         )  # fmt: skip
-        if result.stopped_reason in CAMPAIGN_STOPS:
+        stop = result.stopped_reason
+        if stop in CAMPAIGN_STOPS:
             raise AirflowFailException(
-                f"chunk {summary['chunk_index']}: delivery stopped ({result.stopped_reason}); "
-                "unsent recipients are recorded and will be sent when the run is cleared and resumed"
+                f"chunk {summary['chunk_index']}: delivery stopped ({stop}): {stop.meaning} {stop.what_to_do} "
+                "Unsent recipients are recorded and will be sent when the run is cleared and resumed."
             )
-        if result.stopped_reason:  # on_kill: the task must not end as a success with rows unsent
+        if stop:  # on_kill: the task must not end as a success with rows unsent
             raise RuntimeError(
-                f"chunk {summary['chunk_index']}: delivery stopped ({result.stopped_reason}) with "
-                f"{result.failed.get(result.stopped_reason, 0)} recipients not sent; clearing the task resumes it"
+                f"chunk {summary['chunk_index']}: delivery stopped ({stop}) with "
+                f"{result.failed.get(stop, 0)} recipients not sent: {stop.meaning} {stop.what_to_do}"
             )
-        if result.failed.get("retries_exhausted"):
+        if result.failed.get(Reason.RETRIES_EXHAUSTED):
             raise RuntimeError(
-                f"chunk {summary['chunk_index']}: {result.failed['retries_exhausted']} recipients still failing "
+                f"chunk {summary['chunk_index']}: {result.failed[Reason.RETRIES_EXHAUSTED]} recipients still failing "
                 "after the retry policy; the task's retry will send them again with the same keys"
             )
         return summary
@@ -163,4 +165,4 @@ class LineOAPushOperator(BaseOperator):
     def on_kill(self) -> None:
         """Stop sending: in-flight requests finish, their outcomes and the rest are logged."""
         if self._engine is not None:
-            self._engine.request_stop("stopped")
+            self._engine.request_stop(Reason.STOPPED)

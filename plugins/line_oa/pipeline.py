@@ -16,8 +16,9 @@ from typing import Any
 
 from line_oa.campaign import DEFAULT_SQL_ROOT, Campaign
 from line_oa.errors import LineApiError, LineAuthError, LineOAError
-from line_oa.ledger import PENDING, RESUMABLE_REASONS, SENDING, SENT, DeliveryLedger, data_dir, sql_hook
+from line_oa.ledger import PENDING, RESUMABLE_REASONS, SENDING, SENT, DeliveryLog, data_dir, sql_hook
 from line_oa.segment import LINE_USER_ID, count_sql
+from line_oa.vocabulary import NO_REASON, Status
 
 log = logging.getLogger(__name__)
 DEFAULT_CDP_FILE = "cdp.db"
@@ -182,7 +183,7 @@ def enter_delivery(campaign: Campaign, *, run_id: str, options: TriggerOptions, 
     A one-off campaign (immediate or scheduled) is delivered by one real run: a second one is refused
     while an earlier real run is running, suspended or finished, unless ``redeliver`` is set. The same
     run entering again (cleared and resumed) is not a second delivery. Atomic in the delivery log
-    (see ``DeliveryLedger.enter_delivery``): of two runs launched together, one passes.
+    (see ``DeliveryLog.enter_delivery``): of two runs launched together, one passes.
     """
     ledger = ledger_factory(campaign.id, run_id)
     try:
@@ -204,7 +205,7 @@ REGISTER_BATCH = 5000  # rows registered in the delivery log per transaction by 
 
 
 def chunk_profiles(
-    segment: dict[str, Any], *, campaign: Campaign, ledger: DeliveryLedger
+    segment: dict[str, Any], *, campaign: Campaign, ledger: DeliveryLog
 ) -> list[dict[str, Any]]:
     """Split the staged segment into chunk files and register their recipients as ``pending``.
 
@@ -243,7 +244,7 @@ def chunk_profiles(
     return [{**chunk, "is_test": is_test} for chunk in chunks]
 
 
-def check_one_row_per_profile(ledger: DeliveryLedger, *, profiles: int) -> None:
+def check_one_row_per_profile(ledger: DeliveryLog, *, profiles: int) -> None:
     """Raise ``RowCountMismatch`` unless the run has exactly ``profiles`` rows in the delivery log.
 
     Every row of a run is the row of one extracted profile (for a test send, the test rows of the run):
@@ -266,7 +267,7 @@ def check_one_row_per_profile(ledger: DeliveryLedger, *, profiles: int) -> None:
 
 
 # -- summarize --------------------------------------------------------------------------------
-def summarize_counts(ledger: DeliveryLedger, *, include_tests: bool) -> dict[str, Any]:
+def summarize_counts(ledger: DeliveryLog, *, include_tests: bool) -> dict[str, Any]:
     """Count a run's rows by status and reason (test sends separately)."""
     excluded: dict[str, int] = {}
     failed: dict[str, int] = {}
@@ -281,10 +282,10 @@ def summarize_counts(ledger: DeliveryLedger, *, include_tests: bool) -> dict[str
             sent += count
         elif status in (PENDING, SENDING):
             not_sent += count
-        elif status == "excluded":
-            excluded[reason or "unknown"] = excluded.get(reason or "unknown", 0) + count
+        elif status == Status.EXCLUDED:
+            excluded[reason or NO_REASON] = excluded.get(reason or NO_REASON, 0) + count
         else:
-            failed[reason or "unknown"] = failed.get(reason or "unknown", 0) + count
+            failed[reason or NO_REASON] = failed.get(reason or NO_REASON, 0) + count
     return {
         "targeted": targeted,
         "excluded": excluded,
@@ -326,7 +327,7 @@ def report_dir() -> pathlib.Path:
 def summarize_run(
     campaign: Campaign,
     *,
-    ledger: DeliveryLedger,
+    ledger: DeliveryLog,
     options: TriggerOptions,
     validation: dict[str, Any] | None,
     push_results: list[dict[str, Any]],

@@ -14,58 +14,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from line_oa.vocabulary import Reason
+
 MAX_CHART_POINTS = 300
 
-REASONS: dict[str, tuple[str, str]] = {
-    "missing_recipient_id": (
-        "The profile has no LINE user ID in the CDP.",
-        "Collect LINE user IDs (LINE Login, account linking) or accept the smaller reach.",
-    ),
-    "duplicate_recipient": (
-        "Another profile in the segment has the same LINE user ID; that user got the messages once.",
-        "Nothing to do; merge the duplicate profiles in the CDP if this is unexpected.",
-    ),
-    "invalid_recipient_id": (
-        "The ID is not a LINE user ID (U followed by 32 lower-case hexadecimal digits).",
-        "Fix the ID in the CDP: a LINE display ID or a phone number is not a user ID.",
-    ),
-    "missing_profile_id": (
-        "The CDP row has no profile ID (NULL or blank); it is logged as “(no profile id) #n”.",
-        "Fix the segment query or the CDP so that every row carries its profile ID.",
-    ),
-    "duplicate_profile_id": (
-        "The profile ID appears more than once in the segment; only its first row was handled.",
-        "Fix the segment query (often a one-to-many join) so that it returns each profile once.",
-    ),
-    "invalid_profile_id": (
-        "The profile ID cannot key the delivery log (over 256 characters, or an odd form); logged by hash.",
-        "Read the excerpt in the log's message and fix the profile ID in the CDP.",
-    ),
-    "unknown_recipient": (
-        "LINE does not know this user for the channel (400 Failed to send messages).",
-        "Check that the ID was issued for this channel's provider; remove IDs of deleted accounts.",
-    ),
-    "rejected_by_line": (
-        "LINE refused the request for this recipient with a 4xx error.",
-        "Read LINE's message and details in the delivery log, fix the cause, then re-run.",
-    ),
-    "quota_exceeded": (
-        "The channel reached its monthly message limit (429).",
-        "Raise the LINE plan's limit or wait for next month, then clear the run to resume.",
-    ),
-    "auth_failed": (
-        "The channel access token is missing, wrong or revoked (401/403).",
-        "Fix the token in the LINE connection, then clear the run to resume.",
-    ),
-    "retries_exhausted": (
-        "Transient errors (5xx, timeouts, rate limits) lasted longer than every retry.",
-        "Check LINE's status page, then clear the run: resent requests reuse their retry keys.",
-    ),
-    "outcome_unknown": (
-        "LINE may have accepted the request but never answered, and its retry key expired after 24 h.",
-        "Do not re-send blindly; compare with LINE's delivery statistics for the day.",
-    ),
-}
+NOT_SENT = "not_sent"  # the report's row of recipients still pending or sending (not a reason)
 NOT_SENT_HELP = (
     "The run stopped before these recipients were sent (still pending or sending).",
     "Clear the failed push tasks to resume; recipients already sent are not sent again.",
@@ -251,16 +204,16 @@ def _reasons_table(summary: Mapping[str, Any]) -> str:
     rows += [("failed", reason, count) for reason, count in _reasons(summary.get("failed"))]
     rows.sort(key=lambda row: -row[2])
     if int(summary.get("not_sent") or 0):
-        rows.append(("not sent", "not_sent", int(summary["not_sent"])))
+        rows.append(("not sent", NOT_SENT, int(summary["not_sent"])))
     if not rows:
         return "<p>No recipient failed or was excluded.</p>"
     lines = []
     for outcome, reason, count in rows:
-        meaning, action = NOT_SENT_HELP if reason == "not_sent" else REASONS.get(reason, UNKNOWN_REASON_HELP)
+        meaning, action = NOT_SENT_HELP if reason == NOT_SENT else reason_help(reason)
         share = f"{count / targeted:.1%}" if targeted else "–"
         lines.append(
             f'<tr><td>{_e(outcome)}</td><td><code>{_e(reason)}</code></td><td class="count">{_n(count)}</td>'
-            f'<td class="count">{_e(share)}</td><td>{_e(meaning)}</td><td>{_e(action)}</td></tr>'
+            f'<td class="count">{_e(share)}</td><td>{_code(meaning)}</td><td>{_code(action)}</td></tr>'
         )
     head = (
         "<tr><th>outcome</th><th>reason</th><th>recipients</th><th>of targeted</th>"
@@ -333,6 +286,23 @@ def _link(url: str) -> str:
     if re.match(r"https?://", url, flags=re.IGNORECASE):
         return f'<a href="{_e(url)}" rel="noopener noreferrer">{_e(url)}</a>'
     return f"<code>{_e(url)}</code>"
+
+
+def reason_help(reason: str) -> tuple[str, str]:
+    """Return what a reason means and what to do about it (``line_oa.vocabulary.Reason``)."""
+    try:
+        known = Reason(reason)
+    except ValueError:
+        return UNKNOWN_REASON_HELP
+    return known.meaning, known.what_to_do
+
+
+def _code(text: str) -> str:
+    """Escape ``text`` and show its `backticked` names as code."""
+    parts = text.split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: show the text as it is
+        return _e(text)
+    return "".join(f"<code>{_e(part)}</code>" if index % 2 else _e(part) for index, part in enumerate(parts))
 
 
 def _reasons(counts: object) -> list[tuple[str, int]]:

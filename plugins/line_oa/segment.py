@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from line_oa.errors import LineOAError
 from line_oa.ledger import EXCLUDED, FAILED, LedgerRow
+from line_oa.vocabulary import Reason
 
 if TYPE_CHECKING:
     import pathlib
@@ -34,20 +35,20 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-    from line_oa.ledger import DeliveryLedger
+    from line_oa.ledger import DeliveryLog
 
 LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 FETCH_SIZE = 5000
 SCHEMA = pa.schema([("profile_id", pa.string()), ("line_user_id", pa.string())])
 
-# Reasons of the delivery log written by extraction (explained in report.REASONS and docs/operations.md).
-MISSING_RECIPIENT_ID = "missing_recipient_id"
-INVALID_RECIPIENT_ID = "invalid_recipient_id"
-DUPLICATE_RECIPIENT = "duplicate_recipient"
-OVER_MAX_RECIPIENTS = "over_max_recipients"
-MISSING_PROFILE_ID = "missing_profile_id"
-DUPLICATE_PROFILE_ID = "duplicate_profile_id"
-INVALID_PROFILE_ID = "invalid_profile_id"
+# The reasons extraction writes (members of line_oa.vocabulary.Reason, which explains them).
+MISSING_RECIPIENT_ID = Reason.MISSING_RECIPIENT_ID
+INVALID_RECIPIENT_ID = Reason.INVALID_RECIPIENT_ID
+DUPLICATE_RECIPIENT = Reason.DUPLICATE_RECIPIENT
+OVER_MAX_RECIPIENTS = Reason.OVER_MAX_RECIPIENTS
+MISSING_PROFILE_ID = Reason.MISSING_PROFILE_ID
+DUPLICATE_PROFILE_ID = Reason.DUPLICATE_PROFILE_ID
+INVALID_PROFILE_ID = Reason.INVALID_PROFILE_ID
 
 MAX_PROFILE_ID_LENGTH = 256
 MAX_LOGGED_RECIPIENT_ID = 100  # an invalid LINE user id is logged cut to this many characters
@@ -93,8 +94,8 @@ class SegmentExtract:
             "segment_uri": self.segment_uri,
             "profiles": self.profiles,
             "eligible": self.eligible,
-            "excluded": dict(self.excluded),
-            "failed": dict(self.failed),
+            "excluded": {str(reason): count for reason, count in self.excluded.items()},
+            "failed": {str(reason): count for reason, count in self.failed.items()},
             "is_test": self.is_test,
         }
 
@@ -214,7 +215,7 @@ def classify(
 def extract_segment(
     *,
     rows: Iterable[tuple[Any, ...]],
-    ledger: DeliveryLedger,
+    ledger: DeliveryLog,
     staging_dir: pathlib.Path | str,
     max_recipients: int | None = None,
     is_test: bool = False,

@@ -57,10 +57,10 @@ def state_of(campaign: Campaign, runs: list[RunFacts], *, paused: bool = False, 
 
 def latest_counts(campaign: Campaign, run_id: str) -> dict[str, Any]:
     """Return a run's counts from the delivery log."""
-    from line_oa.ledger import DeliveryLedger
+    from line_oa.ledger import DeliveryLog
     from line_oa.pipeline import summarize_counts
 
-    ledger = DeliveryLedger.connect(campaign_id=campaign.id, run_id=run_id)
+    ledger = DeliveryLog.connect(campaign_id=campaign.id, run_id=run_id)
     try:
         return summarize_counts(ledger, include_tests=False)
     finally:

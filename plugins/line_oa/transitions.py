@@ -7,50 +7,54 @@ trigger on the table) and fails on any transition outside this table.
 
 from __future__ import annotations
 
-# Reasons whose row a resumed run sends again (nothing of it was accepted, or it may have been and
-# keeps its key): the classes below group reasons by what may follow them.
-RESUMABLE = frozenset(
-    {"quota_exceeded", "auth_failed", "retries_exhausted", "stopped", "log_write_failed", "log_stalled",
-     "claim_lost", "killed"}
-)  # fmt: skip
-REFUSED = frozenset({"invalid_recipient_id", "unknown_recipient", "rejected_by_line"})
-UNKNOWN = "outcome_unknown"
+from line_oa.vocabulary import RESUMABLE_REASONS, Reason, Status
+
+# Reasons group by what may follow them: resumable ones are sent again by a resumed run; refused
+# ones are final (LINE refused the request, or the profile could not be sent).
+RESUMABLE = frozenset(RESUMABLE_REASONS)
+UNKNOWN = Reason.OUTCOME_UNKNOWN
 
 #: (status, reason class) before -> the states that may follow, and why.
 TRANSITIONS: dict[tuple[str, str], dict[tuple[str, str], str]] = {
-    ("pending", "none"): {
-        ("sending", "none"): "its request is about to leave: marked under its key, dispatched_at set",
-        ("failed", "resumable"): "the chunk stopped before its request left (dispatched_at stays empty)",
+    (Status.PENDING, "none"): {
+        (Status.SENDING, "none"): "its request is about to leave: marked under its key, dispatched_at set",
+        (Status.FAILED, "resumable"): "the chunk stopped before its request left (dispatched_at stays empty)",
     },
-    ("sending", "none"): {
-        ("sending", "none"): "resent after a crash under the same key (marked again, dispatched_at kept)",
-        ("sent", "none"): "LINE answered 2xx, or 409: it had accepted the key",
-        ("failed", "refused"): "LINE refused the request (400): not delivered",
+    (Status.SENDING, "none"): {
+        (
+            Status.SENDING,
+            "none",
+        ): "resent after a crash under the same key (marked again, dispatched_at kept)",
+        (Status.SENT, "none"): "LINE answered 2xx, or 409: it had accepted the key",
+        (Status.FAILED, "refused"): "LINE refused the request (400): not delivered",
         (
             "failed",
             "resumable",
         ): "the run stopped, or retries ran out; dispatched_at kept if LINE may hold it",
-        ("failed", "unknown"): "LINE's 24 h memory of its key has passed: it cannot be resent safely",
-        ("pending", "none"): "a multicast refused without a culprit: each row is pushed under its own key",
+        (Status.FAILED, "unknown"): "LINE's 24 h memory of its key has passed: it cannot be resent safely",
+        (
+            Status.PENDING,
+            "none",
+        ): "a multicast refused without a culprit: each row is pushed under its own key",
     },
-    ("failed", "resumable"): {
-        ("sending", "none"): "resumed: sent again (a new request, or the same key if LINE may hold it)",
-        ("failed", "resumable"): "the resumed run stopped again before its request left",
-        ("failed", "unknown"): "it may have been accepted and LINE's 24 h key memory has passed",
+    (Status.FAILED, "resumable"): {
+        (Status.SENDING, "none"): "resumed: sent again (a new request, or the same key if LINE may hold it)",
+        (Status.FAILED, "resumable"): "the resumed run stopped again before its request left",
+        (Status.FAILED, "unknown"): "it may have been accepted and LINE's 24 h key memory has passed",
     },
     # final states: nothing may follow
-    ("sent", "none"): {},
-    ("excluded", "excluded"): {},
-    ("failed", "refused"): {},
-    ("failed", "unknown"): {},
+    (Status.SENT, "none"): {},
+    (Status.EXCLUDED, "excluded"): {},
+    (Status.FAILED, "refused"): {},
+    (Status.FAILED, "unknown"): {},
 }
 
 
 def state_of(status: str, reason: str | None) -> tuple[str, str]:
     """Return the (status, reason class) of a row."""
-    if status == "excluded":
+    if status == Status.EXCLUDED:
         return status, "excluded"
-    if status != "failed":
+    if status != Status.FAILED:
         return status, "none"
     if reason == UNKNOWN:
         return status, "unknown"

@@ -131,9 +131,9 @@ def task_states(dag_run) -> dict[str, str]:
 
 
 def ledger_of(campaign_id: str, run_id: str):
-    from line_oa.ledger import DeliveryLedger
+    from line_oa.ledger import DeliveryLog
 
-    return DeliveryLedger.connect(campaign_id=campaign_id, run_id=run_id)
+    return DeliveryLog.connect(campaign_id=campaign_id, run_id=run_id)
 
 
 def assert_log_matches_record(ledger, sim, *, is_test: bool = False) -> int:

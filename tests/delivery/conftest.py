@@ -1,4 +1,4 @@
-"""Fixtures for delivery tests: a LINE connection at the simulator and a ledger on SQLite or PostgreSQL."""
+"""Fixtures for delivery tests: a LINE connection at the simulator and a delivery log on SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def line_conn(sim, monkeypatch):
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def ledger_factory(request, tmp_path, monkeypatch):
-    """Return ``make(campaign_id=..., run_id=..., clock=...)`` opening a ledger on SQLite or PostgreSQL."""
-    from line_oa.ledger import DeliveryLedger, ledger_hook, sqlite_file_hook
+    """Return ``make(campaign_id=..., run_id=..., clock=...)`` opening a delivery log on SQLite or PostgreSQL."""
+    from line_oa.ledger import DeliveryLog, ledger_hook, sqlite_file_hook
 
     if request.param == "postgres":
         monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_LEDGER_PG", json.dumps(POSTGRES_CONN))
@@ -55,7 +55,7 @@ def ledger_factory(request, tmp_path, monkeypatch):
     run_id = f"test-{uuid.uuid4().hex[:12]}"
 
     def make(campaign_id: str = "engine_test", run_id: str = run_id, **kwargs):
-        ledger = DeliveryLedger(hook_factory(), campaign_id=campaign_id, run_id=run_id, **kwargs)
+        ledger = DeliveryLog(hook_factory(), campaign_id=campaign_id, run_id=run_id, **kwargs)
         opened.append(ledger)
         return ledger
 

@@ -1,4 +1,4 @@
-"""The delivery engine against the LINE simulator over real HTTP, with the ledger on SQLite and PostgreSQL."""
+"""The delivery engine against the LINE simulator over real HTTP, with the delivery log on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -231,10 +231,10 @@ CHILD = """
 import json, sys
 from line_oa.engine import RetryPolicy, deliver_chunk
 from line_oa.hooks import LineOAHook
-from line_oa.ledger import DeliveryLedger, sqlite_file_hook
+from line_oa.ledger import DeliveryLog, sqlite_file_hook
 args = json.loads(open(sys.argv[1]).read())
 hook = LineOAHook(line_oa_conn_id=args["conn"])
-ledger = DeliveryLedger(sqlite_file_hook(args["db"]), campaign_id="kill_test", run_id="run-1")
+ledger = DeliveryLog(sqlite_file_hook(args["db"]), campaign_id="kill_test", run_id="run-1")
 people = [tuple(p) for p in args["people"]]
 print("started", flush=True)
 deliver_chunk(client_factory=lambda: hook.async_client(max_in_flight=64), ledger=ledger, chunk_index=0,
@@ -247,7 +247,7 @@ print("finished", flush=True)
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["push", "multicast"], ids=["push chunk", "multicast chunk"])
 def test_sigkill_mid_chunk_then_rerun_delivers_everyone_exactly_once(line_conn, sim, tmp_path, mode):
-    from line_oa.ledger import DeliveryLedger, sqlite_file_hook
+    from line_oa.ledger import DeliveryLog, sqlite_file_hook
 
     latency, rate = (30, None) if mode == "push" else (200, 4)  # multicast: 8 batches paced over 2 s
     sim.admin.configure(faults={"seed": 11, "latency_ms": latency, "accepted_then_lost_rate": 0.05})
@@ -278,7 +278,7 @@ def test_sigkill_mid_chunk_then_rerun_delivers_everyone_exactly_once(line_conn, 
     child.wait()
     before_kill = sim.admin.stats()["deliveries"]
     assert 0 < before_kill < len(people), "the kill did not land mid-chunk"
-    ledger = DeliveryLedger(sqlite_file_hook(db), campaign_id="kill_test", run_id="run-1")
+    ledger = DeliveryLog(sqlite_file_hook(db), campaign_id="kill_test", run_id="run-1")
     states = Counter(row.status for row in ledger.rows())
     assert states["sending"] > 0, f"nothing was in flight when killed: {states}"
 

@@ -208,12 +208,12 @@ def test_a_monthly_limit_that_the_quota_cannot_cover_still_stops(line_conn, ledg
 
 @pytest.fixture
 def sqlite_ledgers(tmp_path):
-    from line_oa.ledger import DeliveryLedger, sqlite_file_hook
+    from line_oa.ledger import DeliveryLog, sqlite_file_hook
 
     opened = []
 
     def make():
-        ledger = DeliveryLedger(sqlite_file_hook(tmp_path / "log.db"), campaign_id="stall", run_id="run-1")
+        ledger = DeliveryLog(sqlite_file_hook(tmp_path / "log.db"), campaign_id="stall", run_id="run-1")
         opened.append(ledger)
         return ledger
 
@@ -228,13 +228,13 @@ def postgres_ledgers(monkeypatch):
     import json
     import uuid
 
-    from line_oa.ledger import DeliveryLedger, ledger_hook
+    from line_oa.ledger import DeliveryLog, ledger_hook
 
     from .conftest import POSTGRES_CONN
 
     monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_STALL_PG", json.dumps(POSTGRES_CONN))
     run_id = f"stall-{uuid.uuid4().hex[:8]}"
-    return lambda: DeliveryLedger(ledger_hook("line_oa_stall_pg"), campaign_id="stall", run_id=run_id)
+    return lambda: DeliveryLog(ledger_hook("line_oa_stall_pg"), campaign_id="stall", run_id=run_id)
 
 
 @pytest.mark.timeout(60)

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from line_oa.ledger import REPO_ROOT, DeliveryLedger, LedgerRow, ledger_hook
+from line_oa.ledger import REPO_ROOT, DeliveryLog, LedgerRow, ledger_hook
 
 
 def admin_in(database: str):
@@ -37,7 +37,7 @@ def test_tasks_starting_together_on_an_empty_postgresql_database_all_get_the_tab
 
     def open_ledger() -> None:
         try:
-            DeliveryLedger(ledger_hook("ledger_race"), campaign_id="race", run_id="r").close()
+            DeliveryLog(ledger_hook("ledger_race"), campaign_id="race", run_id="r").close()
         except Exception as err:  # the assertion below reports it
             errors.append(repr(err))
 
@@ -48,14 +48,14 @@ def test_tasks_starting_together_on_an_empty_postgresql_database_all_get_the_tab
         for thread in threads:
             thread.join()
         assert errors == []
-        ledger = DeliveryLedger(ledger_hook("ledger_race"), campaign_id="race", run_id="r")
+        ledger = DeliveryLog(ledger_hook("ledger_race"), campaign_id="race", run_id="r")
         assert ledger.counts() == {}
         ledger.close()
 
         # A log created by an earlier release, without room in its pages for in-page updates, gets it.
         cursor = admin_in(database)
         cursor.execute("ALTER TABLE line_delivery_log RESET (fillfactor)")
-        DeliveryLedger(ledger_hook("ledger_race"), campaign_id="race", run_id="r").close()
+        DeliveryLog(ledger_hook("ledger_race"), campaign_id="race", run_id="r").close()
         cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'line_delivery_log'")
         assert cursor.fetchone()[0] == ["fillfactor=50"]
         cursor.connection.close()
@@ -81,7 +81,7 @@ def test_a_task_role_without_ddl_rights_opens_an_older_log_and_is_told_how_to_tu
         monkeypatch.setenv("AIRFLOW_CONN_LEDGER_ROLE", json.dumps(conn))
 
         with caplog.at_level(logging.WARNING, logger="line_oa.ledger"):
-            ledger = DeliveryLedger(ledger_hook("ledger_role"), campaign_id="c", run_id="r")
+            ledger = DeliveryLog(ledger_hook("ledger_role"), campaign_id="c", run_id="r")
         ledger.add([LedgerRow(profile_id="p1", line_user_id="U" + "0" * 32, status="pending")])
         assert ledger.counts() == {("pending", None, False): 1}
         ledger.close()

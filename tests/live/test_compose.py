@@ -123,7 +123,7 @@ def test_airflow_init_migrates_and_creates_the_channel_pool_and_the_delivery_log
     script = "\n".join(init["command"]) if isinstance(init["command"], list) else init["command"]
     assert "airflow db migrate" in script
     assert "pools set line_oa__line_oa_default" in script
-    assert "DeliveryLedger.connect" in script
+    assert "DeliveryLog.connect" in script
     ledger = json.loads(environment_of(init)["AIRFLOW_CONN_LINE_OA_LEDGER"])
     assert (ledger["conn_type"], ledger["host"]) == ("postgres", "postgres")
 

@@ -129,7 +129,7 @@ def create_ledger_schema(database: str) -> None:
     """Create the delivery log's tables, as a deployment does once before its first campaign.
 
     Left to the tasks, several validate tasks starting at once on an empty database race in
-    ``DeliveryLedger.ensure_schema()``: PostgreSQL's ``CREATE TABLE IF NOT EXISTS`` is not safe
+    ``DeliveryLog.ensure_schema()``: PostgreSQL's ``CREATE TABLE IF NOT EXISTS`` is not safe
     against a concurrent twin and one of them fails with ``UniqueViolation ... pg_type_typname_nsp_index``.
     """
     ddl = (REPO_ROOT / "include" / "sql" / "ledger" / "postgres.sql").read_text()

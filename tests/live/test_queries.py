@@ -1,7 +1,7 @@
 """The ready-made delivery-log queries in include/sql/queries/ answer right on SQLite and PostgreSQL.
 
 Each query is bound the way docs/operations.md shows from Python (SQLAlchemy ``text()`` with the
-named placeholders) against a delivery log written by ``DeliveryLedger``. Fast: not a live test
+named placeholders) against a delivery log written by ``DeliveryLog``. Fast: not a live test
 (it sits beside the live run, which runs the same queries on the log a real run wrote).
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import secrets
 from datetime import UTC, datetime
 
@@ -20,7 +21,6 @@ from tests.live.airflow_stack import drop_database, postgres_available, recreate
 QUERIES = pathlib.Path(__file__).resolve().parents[2] / "include" / "sql" / "queries"
 CAMPAIGN, OTHER_CAMPAIGN = "spring_sale", "welcome_back"
 RUN, OTHER_RUN = "manual__2026-03-01T09:00:00+00:00", "scheduled__2026-03-02T09:00:00+00:00"
-RESUMABLE = ("quota_exceeded", "auth_failed", "retries_exhausted", "stopped")
 
 
 def user(n: int) -> str:
@@ -33,8 +33,8 @@ def query(name: str) -> sqlalchemy.TextClause:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def delivery_log(request, tmp_path, monkeypatch):
-    """Write two runs' rows and summaries with ``DeliveryLedger``; return a SQLAlchemy engine on them."""
-    from line_oa.ledger import DeliveryLedger, LedgerRow, ledger_hook, sqlite_file_hook
+    """Write two runs' rows and summaries with ``DeliveryLog``; return a SQLAlchemy engine on them."""
+    from line_oa.ledger import DeliveryLog, LedgerRow, ledger_hook, sqlite_file_hook
 
     if request.param == "postgres":
         if not postgres_available():
@@ -65,7 +65,7 @@ def delivery_log(request, tmp_path, monkeypatch):
             accepted_request_id=f"req-{n}", attempts=1, sent_at="2026-03-01T09:00:05+00:00", **kwargs,
         )  # fmt: skip
 
-    first = DeliveryLedger(
+    first = DeliveryLog(
         make_hook(), campaign_id=CAMPAIGN, run_id=RUN, clock=lambda: datetime(2026, 3, 1, 9, tzinfo=UTC)
     )
     first.upsert(
@@ -95,7 +95,7 @@ def delivery_log(request, tmp_path, monkeypatch):
     }  # fmt: skip
     first.write_summary(summary)
     first.close()
-    second = DeliveryLedger(
+    second = DeliveryLog(
         make_hook(),
         campaign_id=OTHER_CAMPAIGN,
         run_id=OTHER_RUN,
@@ -181,7 +181,12 @@ def test_unfinished_recipients_are_what_a_resumed_run_sends_again(delivery_log):
         ("pending", "", "p08"),
         ("sending", "", "p09"),
     ]
-    assert "'" + "', '".join(RESUMABLE) + "'" in (QUERIES / "unfinished_recipients.sql").read_text()
+    from line_oa.vocabulary import RESUMABLE_REASONS
+
+    sql = (QUERIES / "unfinished_recipients.sql").read_text()
+    listed = re.search(r"status = 'failed' AND reason IN \(([^)]*)\)", sql)
+    assert listed, "the query names the resumable reasons"
+    assert re.findall(r"'(\w+)'", listed.group(1)) == list(RESUMABLE_REASONS)
 
 
 def test_the_audit_trail_of_a_profile_spans_campaigns_with_the_accepting_request(delivery_log):

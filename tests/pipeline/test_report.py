@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from line_oa.report import MAX_CHART_POINTS, REASONS, downsample, render_report_html
+from line_oa.report import MAX_CHART_POINTS, downsample, render_report_html
+from line_oa.vocabulary import Reason
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -219,7 +220,8 @@ def test_failures_and_exclusions_are_listed_by_reason_with_what_to_do():
         "missing_recipient_id",
         "2,949",
         "5.9%",
-        *REASONS["missing_recipient_id"],
+        Reason.MISSING_RECIPIENT_ID.meaning,
+        Reason.MISSING_RECIPIENT_ID.what_to_do,
     ]
     assert [(row[0], row[1]) for row in rows] == [
         ("excluded", "missing_recipient_id"),
@@ -239,19 +241,22 @@ def test_a_reason_the_report_does_not_know_is_still_listed():
 
 
 def test_every_reason_of_the_delivery_log_is_explained():
-    ledger_reasons = {
-        "missing_recipient_id",
-        "duplicate_recipient",
-        "invalid_recipient_id",
-        "unknown_recipient",
-        "rejected_by_line",
-        "quota_exceeded",
-        "auth_failed",
-        "retries_exhausted",
-        "outcome_unknown",
-    }
-    assert ledger_reasons <= set(REASONS)
-    assert all(meaning and action for meaning, action in REASONS.values())
+    """Each reason's row shows its meaning and what to do, `quoted` names as code (texts: vocabulary)."""
+    summary = make_summary(excluded={}, failed={reason.value: 1 for reason in Reason}, not_sent=0)
+    table = parse(render(summary)).find(".//table")
+    shown = {}
+    for row in table.iter("tr"):
+        cells = list(row.iter("td"))
+        if cells:
+            shown[text_of(cells[1])] = (text_of(cells[4], ""), text_of(cells[5], ""))
+
+    def plain(text):
+        return " ".join(text.replace("`", "").split())
+
+    assert shown == {reason.value: (plain(reason.meaning), plain(reason.what_to_do)) for reason in Reason}
+    code = [text_of(element) for element in table.iter("code")]
+    assert "max_recipients" in code
+    assert "activation.retry" in code
 
 
 def test_a_run_with_nothing_at_all_still_renders():

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from line_oa.ledger import DeliveryLedger, sqlite_file_hook
+from line_oa.ledger import DeliveryLog, sqlite_file_hook
 from line_oa.segment import classify, extract_segment, read_segment, wrap_segment_sql
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def test_the_segment_sql_is_wrapped_not_edited_and_must_be_one_statement():
 
 
 def _ledger(tmp_path, run_id="run-1"):
-    return DeliveryLedger(sqlite_file_hook(tmp_path / "log.db"), campaign_id="seg", run_id=run_id)
+    return DeliveryLog(sqlite_file_hook(tmp_path / "log.db"), campaign_id="seg", run_id=run_id)
 
 
 def test_extract_stages_eligible_recipients_and_logs_every_other_profile(tmp_path):

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from line_oa.engine import FLUSH_EVERY_ROWS, RetryPolicy, deliver_chunk, pending_rows
 from line_oa.hooks import AsyncLineClient, ChannelSettings
-from line_oa.ledger import RESUMABLE_REASONS, DeliveryLedger
+from line_oa.ledger import RESUMABLE_REASONS, DeliveryLog
 from line_oa.transitions import allowed
 from line_simulator import DEFAULT_TOKEN
 
@@ -158,13 +158,13 @@ class World:
         self.campaign_id = f"model_{uuid.uuid4().hex[:10]}"
         self.run_id = "run-1"
         self.offset = timedelta(0)
-        self.opened: list[DeliveryLedger] = []
+        self.opened: list[DeliveryLog] = []
 
     def clock(self) -> datetime:
         return datetime.now(UTC) + self.offset
 
-    def ledger(self, run_id: str | None = None) -> DeliveryLedger:
-        ledger = DeliveryLedger(
+    def ledger(self, run_id: str | None = None) -> DeliveryLog:
+        ledger = DeliveryLog(
             self.hook_factory(), campaign_id=self.campaign_id, run_id=run_id or self.run_id, clock=self.clock
         )
         self.opened.append(ledger)
@@ -201,7 +201,7 @@ def _join_writer_threads(timeout: float = 10.0) -> None:
     """Wait for log writer threads a killed or stalled sender left behind (a zombie finishing)."""
     deadline = time.monotonic() + timeout
     for thread in threading.enumerate():
-        if thread.name == "line-oa-ledger":
+        if thread.name == "line-oa-log-writer":
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
@@ -227,7 +227,7 @@ POSTGRES_TRANSITIONS = (
 )
 
 
-def record_transitions(ledger: DeliveryLedger) -> None:
+def record_transitions(ledger: DeliveryLog) -> None:
     """Make the real log record every status change of the checker's rows (a trigger on the table)."""
     if ledger.dialect == "sqlite":
         ledger._conn.executescript(SQLITE_TRANSITIONS)
@@ -306,7 +306,7 @@ def run_step(world: World, step: Step, people: list[tuple[str, str]], mode: str)
 
 
 def _send(
-    world: World, ledger: DeliveryLedger, step: Step, people, mode: str, on_request=None, clean: bool = False
+    world: World, ledger: DeliveryLog, step: Step, people, mode: str, on_request=None, clean: bool = False
 ) -> str:
     engines: list = []
     fault = _LogFault(world, ledger, step.log_fault) if step.log_fault else None
@@ -379,7 +379,7 @@ def _race(world: World, step: Step, people, mode: str) -> str:
 class _LogFault:
     """Stall or kill the delivery log under a running sender (a real lock or a real backend kill)."""
 
-    def __init__(self, world: World, ledger: DeliveryLedger, kind: str):
+    def __init__(self, world: World, ledger: DeliveryLog, kind: str):
         self.world, self.ledger, self.kind = world, ledger, kind
         self._started = False
         self._thread: threading.Thread | None = None

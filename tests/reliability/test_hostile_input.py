@@ -240,11 +240,11 @@ def test_links_carrying_credentials_are_refused(where):
 
 # -- hostile values in the delivery log and the staging area ------------------------------------------
 def test_hostile_campaign_and_run_ids_are_bound_as_values_never_spliced_into_sql(tmp_path):
-    from line_oa.ledger import DeliveryLedger, LedgerRow, sqlite_file_hook
+    from line_oa.ledger import DeliveryLog, LedgerRow, sqlite_file_hook
     from line_oa.pipeline import run_staging_uri
 
     run_id = "manual__x'); DROP TABLE line_delivery_log; --"
-    ledger = DeliveryLedger(
+    ledger = DeliveryLog(
         sqlite_file_hook(tmp_path / "log.db"), campaign_id="c'; DELETE FROM x; --", run_id=run_id
     )
     profile = "P'); DROP TABLE line_campaign_summary; --"
@@ -253,7 +253,7 @@ def test_hostile_campaign_and_run_ids_are_bound_as_values_never_spliced_into_sql
     ledger.write_summary({"state": "Finished", "targeted": 1, "sent": 1, "not_sent": 0, "test_sends": 0,
                           "messages_billed": 1, "requests": 1, "retries": 0})  # fmt: skip
     assert ledger.enter_delivery(one_off=True, redeliver=False) is None
-    other = DeliveryLedger(sqlite_file_hook(tmp_path / "log.db"), campaign_id=ledger.campaign_id, run_id="r2")
+    other = DeliveryLog(sqlite_file_hook(tmp_path / "log.db"), campaign_id=ledger.campaign_id, run_id="r2")
     assert other.enter_delivery(one_off=True, redeliver=False) == run_id, "the hostile run id was not kept"
     other.close()
     assert [(row.profile_id, row.status) for row in ledger.rows()] == [(profile, "sent")]

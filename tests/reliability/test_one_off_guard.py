@@ -15,7 +15,7 @@ import uuid
 import pytest
 import yaml
 
-from line_oa.ledger import DELIVERY_TABLE, SUMMARY_TABLE, TABLE, DeliveryLedger, ledger_hook, sqlite_file_hook
+from line_oa.ledger import DELIVERY_TABLE, SUMMARY_TABLE, TABLE, DeliveryLog, ledger_hook, sqlite_file_hook
 from line_oa.pipeline import LaunchRefused, TriggerOptions, validate_for_launch
 from line_simulator import DEFAULT_TOKEN
 from tests.dags.conftest import _campaign, ledger_of, resume_run, run_dag, task_states
@@ -90,7 +90,7 @@ def test_a_suspended_one_off_run_refuses_a_new_trigger_and_resuming_it_delivers_
 # -- (b), (c) the guard at launch, on SQLite and PostgreSQL ------------------------------------------
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def log(request, tmp_path, monkeypatch):
-    """Return ``make(campaign_id, run_id, cls=DeliveryLedger)`` opening the delivery log; ``.entered(id)``."""
+    """Return ``make(campaign_id, run_id, cls=DeliveryLog)`` opening the delivery log; ``.entered(id)``."""
     if request.param == "postgres":
         monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_LEDGER_PG", json.dumps(POSTGRES_CONN))
         hook = lambda: ledger_hook("line_oa_ledger_pg")  # noqa: E731
@@ -98,7 +98,7 @@ def log(request, tmp_path, monkeypatch):
         hook = lambda: sqlite_file_hook(tmp_path / "delivery_log.db")  # noqa: E731
     campaigns: set[str] = set()
 
-    def make(campaign_id: str, run_id: str, cls: type[DeliveryLedger] = DeliveryLedger) -> DeliveryLedger:
+    def make(campaign_id: str, run_id: str, cls: type[DeliveryLog] = DeliveryLog) -> DeliveryLog:
         campaigns.add(campaign_id)
         return cls(hook(), campaign_id=campaign_id, run_id=run_id)
 
@@ -120,7 +120,7 @@ def log(request, tmp_path, monkeypatch):
     make.dialect = request.param
     yield make
     if request.param == "postgres":  # a shared database: leave nothing of these campaigns behind
-        ledger = DeliveryLedger(hook(), campaign_id="-", run_id="-")
+        ledger = DeliveryLog(hook(), campaign_id="-", run_id="-")
         cursor = ledger._conn.cursor()
         for table in (TABLE, SUMMARY_TABLE, DELIVERY_TABLE):
             cursor.execute(f"DELETE FROM {table} WHERE campaign_id = ANY(%s)", (sorted(campaigns),))
@@ -139,7 +139,7 @@ def one_off_file(directory, *, recurring: bool = False) -> tuple[str, str]:
     return str(path), campaign_id
 
 
-def launch(campaign_file: str, run_id: str, log, *, ledger_class=DeliveryLedger, **params) -> dict:
+def launch(campaign_file: str, run_id: str, log, *, ledger_class=DeliveryLog, **params) -> dict:
     """Run the validate task's body for ``run_id`` against the simulator, the small CDP and ``log``."""
     from line_oa.dag_factory import _line_hook
 
@@ -152,13 +152,13 @@ def launch(campaign_file: str, run_id: str, log, *, ledger_class=DeliveryLedger,
     )
 
 
-def racing_ledger(barrier: threading.Barrier) -> type[DeliveryLedger]:
+def racing_ledger(barrier: threading.Barrier) -> type[DeliveryLog]:
     """Return a log whose runs meet at the guard and hold it a while after looking for other runs.
 
     Without a lock around check-and-record, both runs would find nobody and both enter.
     """
 
-    class RacingLedger(DeliveryLedger):
+    class RacingLedger(DeliveryLog):
         def enter_delivery(self, **kwargs):
             barrier.wait()
             return super().enter_delivery(**kwargs)

@@ -19,7 +19,7 @@ import pytest
 
 from line_oa.engine import RetryPolicy, deliver_chunk
 from line_oa.hooks import LineOAHook
-from line_oa.ledger import DeliveryLedger, sqlite_file_hook
+from line_oa.ledger import DeliveryLog, sqlite_file_hook
 from line_simulator import DEFAULT_TOKEN
 from tests.dags.conftest import ledger_of, resume_run, run_dag, task_states
 from tests.delivery.conftest import line_conn, user_id  # noqa: F401  (fixture reused)
@@ -115,7 +115,7 @@ def test_a_delivery_stopped_mid_chunk_by_the_user_resumes_without_duplicates(lin
     sim.admin.configure(faults={"latency_ms": 20})
 
     def open_ledger():
-        return DeliveryLedger(sqlite_file_hook(tmp_path / "log.db"), campaign_id="stop_test", run_id="run-1")
+        return DeliveryLog(sqlite_file_hook(tmp_path / "log.db"), campaign_id="stop_test", run_id="run-1")
 
     chunk = people(2000)
     engines = []
@@ -188,10 +188,10 @@ CHILD = """
 import json, sys
 from line_oa.engine import RetryPolicy, deliver_chunk
 from line_oa.hooks import LineOAHook
-from line_oa.ledger import DeliveryLedger, sqlite_file_hook
+from line_oa.ledger import DeliveryLog, sqlite_file_hook
 args = json.loads(open(sys.argv[1]).read())
 hook = LineOAHook(line_oa_conn_id=args["conn"])
-ledger = DeliveryLedger(sqlite_file_hook(args["db"]), campaign_id="gap_test", run_id="run-1")
+ledger = DeliveryLog(sqlite_file_hook(args["db"]), campaign_id="gap_test", run_id="run-1")
 print("started", flush=True)
 deliver_chunk(client_factory=lambda: hook.async_client(max_in_flight=64), ledger=ledger, chunk_index=0,
               recipients=[tuple(p) for p in args["people"]], messages=args["messages"], mode="push",
@@ -226,7 +226,7 @@ def test_after_a_24_hour_gap_rows_left_sending_become_outcome_unknown_not_resent
     kill_mid_chunk(line_conn, sim, tmp_path, chunk, after=600)
     accepted_before = {d["to"] for d in sim.admin.deliveries()}
     now = [datetime.now(UTC)]
-    ledger = DeliveryLedger(
+    ledger = DeliveryLog(
         sqlite_file_hook(tmp_path / "log.db"), campaign_id="gap_test", run_id="run-1", clock=lambda: now[0]
     )
     left_sending = {row.line_user_id for row in ledger.rows("sending")}
@@ -248,7 +248,7 @@ def test_after_a_24_hour_gap_rows_left_sending_become_outcome_unknown_not_resent
 def test_after_a_24_hour_gap_rows_whose_retries_ran_out_become_outcome_unknown(line_conn, sim, tmp_path):  # noqa: F811
     """LINE accepted, the answer was lost, every retry failed: a day later nobody knows; nobody resends."""
     now = [datetime.now(UTC)]
-    ledger = DeliveryLedger(
+    ledger = DeliveryLog(
         sqlite_file_hook(tmp_path / "log.db"), campaign_id="gap_test", run_id="run-2", clock=lambda: now[0]
     )
     chunk = people(200)

@@ -9,8 +9,9 @@
 -- pending: never sent. sending: a request may have left; LINE answers 409 to a resend with the same key
 -- if it had accepted it, so the resend cannot deliver twice. LINE forgets keys after 24 hours: a row
 -- still `sending` after that is reported as failed / outcome_unknown instead of being sent blindly
--- (compare updated_at with now). failed with quota_exceeded, auth_failed, retries_exhausted or
--- stopped: nothing was accepted by LINE; sent again on resume.
+-- (compare updated_at with now). failed with a resumable reason (quota_exceeded, auth_failed,
+-- retries_exhausted, stopped, killed, log_write_failed, log_stalled, claim_lost: the list is
+-- line_oa.vocabulary.RESUMABLE_REASONS): sent again on resume, with the same retry key.
 SELECT
     chunk_index,
     status,
@@ -25,6 +26,9 @@ WHERE campaign_id = :campaign_id
   AND run_id = :run_id
   AND (
       status IN ('pending', 'sending')
-      OR (status = 'failed' AND reason IN ('quota_exceeded', 'auth_failed', 'retries_exhausted', 'stopped'))
+      OR (status = 'failed' AND reason IN (
+          'quota_exceeded', 'auth_failed', 'retries_exhausted', 'stopped',
+          'killed', 'log_write_failed', 'log_stalled', 'claim_lost'
+      ))
   )
 ORDER BY chunk_index, profile_id
