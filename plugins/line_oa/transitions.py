@@ -28,7 +28,7 @@ TRANSITIONS: dict[tuple[str, str], dict[tuple[str, str], str]] = {
         (Status.SENT, "none"): "LINE answered 2xx, or 409: it had accepted the key",
         (Status.FAILED, "refused"): "LINE refused the request (400): not delivered",
         (
-            "failed",
+            Status.FAILED,
             "resumable",
         ): "the run stopped, or retries ran out; dispatched_at kept if LINE may hold it",
         (Status.FAILED, "unknown"): "LINE's 24 h memory of its key has passed: it cannot be resent safely",
