@@ -15,4 +15,4 @@ COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 include/ /opt/airflow/include/
 RUN pip install --no-cache-dir --no-deps -e /opt/airflow \
-    && python -c "import line_oa.hooks, line_simulator"
+    && python -c "import line_oa.integration.hooks, line_simulator"

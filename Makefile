@@ -41,7 +41,7 @@ chaos-model: install ## Exactly-once model checker: 10,000 random fault sequence
 	LINE_OA_MODEL_EXAMPLES=$${LINE_OA_MODEL_EXAMPLES:-5000} $(BIN)/python -m pytest tests/reliability/test_exactly_once_model.py -p no:cacheprovider
 
 demo: install ## Deliver the demo campaign end to end (SQLite CDP, LINE simulator, real DAG run)
-	$(BIN)/python -m line_oa.demo
+	$(BIN)/python -m line_oa.cli.demo
 
 bench: install ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks.run

@@ -99,8 +99,8 @@ def _per_task(instances: list[dict], sampler: TreeMemorySampler) -> list[dict]:
 
 
 def run_scenario(work: pathlib.Path, name: str, profiles: int, mode: str) -> dict[str, Any]:
-    from line_oa.demo import demo_environment
-    from line_oa.sample_cdp import generate_sample_cdp
+    from line_oa.cli.demo import demo_environment
+    from line_oa.cli.sample_cdp import generate_sample_cdp
     from line_simulator import DEFAULT_TOKEN
     from line_simulator.testing import SimulatorProcess
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import pathlib
     from collections.abc import Iterable, Iterator
 
-    from line_oa.ledger import LedgerRow
+    from line_oa.delivery_log.store import LedgerRow
 
 LINE_CONN_ID = "bench_line"
 POSTGRES_CONN_ID = "bench_pg"
@@ -88,7 +88,7 @@ def open_ledger(kind: str, work: pathlib.Path, campaign_id: str):
     run_id = f"bench-{uuid.uuid4().hex[:12]}"
     if kind == "none":
         return InMemoryLog(campaign_id=campaign_id, run_id=run_id)
-    from line_oa.ledger import DeliveryLog, ledger_hook, sqlite_file_hook
+    from line_oa.delivery_log.store import DeliveryLog, ledger_hook, sqlite_file_hook
 
     if kind == "sqlite":
         hook = sqlite_file_hook(work / f"delivery_log-{run_id}.db")
@@ -136,8 +136,8 @@ def run_engine(
         DAG run (``registration_seconds`` says how long that took); otherwise ``deliver_chunk``
         registers it while it sends, as for a chunk the log has never seen.
     """
-    from line_oa.engine import RetryPolicy, deliver_chunk, pending_rows
-    from line_oa.hooks import LineOAHook
+    from line_oa.delivery.engine import RetryPolicy, deliver_chunk, pending_rows
+    from line_oa.integration.hooks import LineOAHook
 
     hook = LineOAHook(line_oa_conn_id=LINE_CONN_ID)
     people = [(f"p{n:08d}", user_id) for n, user_id in enumerate(recipients)]

@@ -49,7 +49,7 @@ def line_side_rate(sim) -> tuple[float | None, int]:
 
 
 def run(work, reps: int = 3) -> dict[str, Any]:
-    from line_oa.ratelimit import channel_share
+    from line_oa.delivery.ratelimit import channel_share
     from line_simulator.testing import SimulatorProcess
 
     def client_rate(share) -> float:

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     work = prepare_airflow_home()
     from benchmarks import delivery, senders
     from benchmarks.push import simulator_config
-    from line_oa.ratelimit import channel_share
+    from line_oa.delivery.ratelimit import channel_share
     from line_simulator.testing import SimulatorProcess
 
     unlimited = "unlimited" in argv[2:]

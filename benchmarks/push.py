@@ -146,7 +146,7 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
 
 
 def run(work, reps: int = 3) -> dict[str, Any]:
-    from line_oa.ratelimit import channel_share
+    from line_oa.delivery.ratelimit import channel_share
     from line_simulator.testing import SimulatorProcess
 
     rates = {"limited": channel_share(LINE_PUSH_LIMIT), "unlimited": None}

@@ -143,7 +143,7 @@ def _parse(case: dict) -> list[str]:
 
 def _dag_scale(case: dict) -> list[str]:
     lines = [
-        "`python -m airflow dags test line_campaign__<id>` with the environment of `line_oa.demo` "
+        "`python -m airflow dags test line_campaign__<id>` with the environment of `line_oa.cli.demo` "
         "(SQLite metadata DB, SQLite CDP without gaps, SQLite delivery log, simulator at 30 ms with LINE's limits) "
         "and chunks of 50,000. Task times from Airflow's `task_instance` rows (mapped push: sum over the "
         "instances). Memory: `airflow dags test` runs every task inside its one process, one after another, so per-task "

@@ -3,7 +3,7 @@
 (Airflow's DAG discovery looks for the words "airflow" and "dag" in a file: this docstring has both.)
 """
 
-from line_oa.dag_factory import build_campaign_dags
+from line_oa.integration.dag_factory import build_campaign_dags
 
 campaign_dags, campaign_errors = build_campaign_dags()
 globals().update(campaign_dags)

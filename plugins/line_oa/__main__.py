@@ -2,7 +2,7 @@
 
 import sys
 
-from line_oa.cli import main
+from line_oa.cli.commands import main
 
 if __name__ == "__main__":
     sys.exit(main())

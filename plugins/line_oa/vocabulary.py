@@ -9,7 +9,7 @@ Both enums are ``StrEnum``: a member *is* its text (``Reason.STOPPED == "stopped
 ``line_delivery_log``, the summaries and the XCom values are the same text as before.
 
 ``Status`` is a delivery-log row's status; it is not a campaign file's ``status: draft | launched``
-nor a campaign's state (Draft, Planned, Active, Finished, Suspended: ``line_oa.states``).
+nor a campaign's state (Draft, Planned, Active, Finished, Suspended: ``line_oa.campaign.states``).
 
 Pure: no Airflow import.
 """

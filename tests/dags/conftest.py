@@ -61,7 +61,7 @@ def e2e_campaigns() -> dict[str, dict]:
 @pytest.fixture(scope="session")
 def airflow_env(tmp_path_factory, line_simulator):
     """Set up Airflow (SQLite metadata), campaign files, the CDP and connections once per session."""
-    from line_oa.sample_cdp import generate_sample_cdp
+    from line_oa.cli.sample_cdp import generate_sample_cdp
 
     base = tmp_path_factory.mktemp("e2e")
     campaigns = base / "campaigns"
@@ -131,7 +131,7 @@ def task_states(dag_run) -> dict[str, str]:
 
 
 def ledger_of(campaign_id: str, run_id: str):
-    from line_oa.ledger import DeliveryLog
+    from line_oa.delivery_log.store import DeliveryLog
 
     return DeliveryLog.connect(campaign_id=campaign_id, run_id=run_id)
 

@@ -56,7 +56,7 @@ def test_a_finished_one_off_campaign_refuses_a_second_delivery_unless_asked(airf
 
 def test_scheduled_campaign_runs_at_its_send_time(airflow_env, line):
     dag = airflow_env["bag"].dags["line_campaign__e2e_scheduled"]
-    from line_oa.campaign import load_campaign
+    from line_oa.campaign.loading import load_campaign
 
     campaign = load_campaign(airflow_env["campaigns"] / "e2e_scheduled.yaml")
     assert [d.timestamp() for d in dag.timetable.event_dates] == [
@@ -101,8 +101,8 @@ def test_test_send_goes_only_to_the_listed_recipients_and_stays_out_of_the_count
     ledger = ledger_of("e2e_test_send", dag_run.run_id)
     assert assert_log_matches_record(ledger, line, is_test=True) == 2
     assert all(row.is_test for row in ledger.rows())
-    from line_oa.campaign import load_campaign
-    from line_oa.status import state_of
+    from line_oa.campaign.loading import load_campaign
+    from line_oa.integration.status import state_of
 
     campaign = load_campaign(airflow_env["campaigns"] / "e2e_test_send.yaml")
     assert state_of(campaign, []).value == "Planned", "a test send does not launch the campaign"
@@ -139,9 +139,9 @@ def test_auth_failure_suspends_before_anything_is_sent(airflow_env, line, monkey
 
 
 def test_quota_stop_suspends_and_the_resumed_run_finishes_next_month_without_duplicates(airflow_env, line):
-    from line_oa.campaign import load_campaign
-    from line_oa.states import RunFacts
-    from line_oa.status import state_of
+    from line_oa.campaign.loading import load_campaign
+    from line_oa.campaign.states import RunFacts
+    from line_oa.integration.status import state_of
 
     eligible = eligible_profiles(airflow_env)
     quota = eligible // 2

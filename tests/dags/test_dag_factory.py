@@ -8,8 +8,8 @@ import shutil
 import pytest
 import yaml
 
-from line_oa.dag_factory import build_campaign_dags, describe, schedule_args
 from line_oa.errors import LineOAError
+from line_oa.integration.dag_factory import build_campaign_dags, describe, schedule_args
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "include" / "campaigns"
@@ -49,7 +49,7 @@ def test_every_generated_dag_has_the_pipeline_shape_and_the_house_policies():
 
 
 def test_doc_md_tells_the_audience_schedule_and_tagged_links():
-    from line_oa.campaign import load_campaign
+    from line_oa.campaign.loading import load_campaign
 
     doc = describe(load_campaign(SHIPPED / "spring_sale.yaml"))
     assert "customers/" in doc
@@ -68,7 +68,7 @@ def test_doc_md_tells_the_audience_schedule_and_tagged_links():
     ids=["an immediate campaign runs only when triggered", "a scheduled campaign runs once at send_at"],
 )
 def test_schedules_map_to_timetables(campaign, timetable):
-    from line_oa.campaign import load_campaign
+    from line_oa.campaign.loading import load_campaign
 
     dags, _ = build_campaign_dags(SHIPPED)
     assert type(dags[f"line_campaign__{campaign}"].timetable).__name__ == timetable

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from line_oa.campaign import load_campaign
-from line_oa.dag_factory import (
+from line_oa.campaign.loading import load_campaign
+from line_oa.integration.dag_factory import (
     PUSH_TIMEOUT_MARGIN,
     PUSH_TIMEOUT_SAFETY,
     build_campaign_dag,

@@ -44,7 +44,7 @@ def line_conn(sim, monkeypatch):
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def ledger_factory(request, tmp_path, monkeypatch):
     """Return ``make(campaign_id=..., run_id=..., clock=...)`` opening a delivery log on SQLite or PostgreSQL."""
-    from line_oa.ledger import DeliveryLog, ledger_hook, sqlite_file_hook
+    from line_oa.delivery_log.store import DeliveryLog, ledger_hook, sqlite_file_hook
 
     if request.param == "postgres":
         monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_LEDGER_PG", json.dumps(POSTGRES_CONN))

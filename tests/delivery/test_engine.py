@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from line_oa.engine import RetryPolicy, deliver_chunk, push_retry_key
-from line_oa.hooks import LineOAHook
+from line_oa.delivery.engine import RetryPolicy, deliver_chunk, push_retry_key
+from line_oa.integration.hooks import LineOAHook
 from line_simulator import DEFAULT_TOKEN
 
 from .conftest import user_id
@@ -186,7 +186,7 @@ def test_multicast_retries_a_lost_batch_under_its_persisted_key(line_conn, ledge
 
 
 def test_rows_sending_for_over_24_hours_become_outcome_unknown_not_resent(line_conn, ledger_factory, sim):
-    from line_oa.engine import pending_rows
+    from line_oa.delivery.engine import pending_rows
 
     now = [datetime.now(UTC)]
     ledger = ledger_factory(clock=lambda: now[0])
@@ -229,9 +229,9 @@ def test_the_channel_token_never_reaches_the_logs(line_conn, ledger_factory, sim
 
 CHILD = """
 import json, sys
-from line_oa.engine import RetryPolicy, deliver_chunk
-from line_oa.hooks import LineOAHook
-from line_oa.ledger import DeliveryLog, sqlite_file_hook
+from line_oa.delivery.engine import RetryPolicy, deliver_chunk
+from line_oa.integration.hooks import LineOAHook
+from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
 args = json.loads(open(sys.argv[1]).read())
 hook = LineOAHook(line_oa_conn_id=args["conn"])
 ledger = DeliveryLog(sqlite_file_hook(args["db"]), campaign_id="kill_test", run_id="run-1")
@@ -247,7 +247,7 @@ print("finished", flush=True)
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["push", "multicast"], ids=["push chunk", "multicast chunk"])
 def test_sigkill_mid_chunk_then_rerun_delivers_everyone_exactly_once(line_conn, sim, tmp_path, mode):
-    from line_oa.ledger import DeliveryLog, sqlite_file_hook
+    from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
 
     latency, rate = (30, None) if mode == "push" else (200, 4)  # multicast: 8 batches paced over 2 s
     sim.admin.configure(faults={"seed": 11, "latency_ms": latency, "accepted_then_lost_rate": 0.05})
@@ -354,7 +354,7 @@ def test_multicast_outcomes_never_lag_far_behind_the_sends_on_a_slow_log(
     line_conn, ledger_factory, sim, monkeypatch
 ):
     """Marks go before outcomes, but no more than MULTICAST_MAX_UNSETTLED batches wait to be settled."""
-    from line_oa import engine
+    from line_oa.delivery import engine
 
     monkeypatch.setattr(engine, "MULTICAST_MAX_UNSETTLED", 2)
     ledger = ledger_factory()

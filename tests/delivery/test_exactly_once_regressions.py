@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from line_oa.engine import RetryPolicy, deliver_chunk
-from line_oa.hooks import LineOAHook
+from line_oa.delivery.engine import RetryPolicy, deliver_chunk
+from line_oa.integration.hooks import LineOAHook
 from line_simulator import DEFAULT_TOKEN
 
 from .conftest import user_id
@@ -208,7 +208,7 @@ def test_a_monthly_limit_that_the_quota_cannot_cover_still_stops(line_conn, ledg
 
 @pytest.fixture
 def sqlite_ledgers(tmp_path):
-    from line_oa.ledger import DeliveryLog, sqlite_file_hook
+    from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
 
     opened = []
 
@@ -228,7 +228,7 @@ def postgres_ledgers(monkeypatch):
     import json
     import uuid
 
-    from line_oa.ledger import DeliveryLog, ledger_hook
+    from line_oa.delivery_log.store import DeliveryLog, ledger_hook
 
     from .conftest import POSTGRES_CONN
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from line_oa.errors import LineApiError, LineAuthError
-from line_oa.hooks import LineOAHook
+from line_oa.integration.hooks import LineOAHook
 from line_simulator import DEFAULT_TOKEN
 
 TEXT = [{"type": "text", "text": "hello"}]
@@ -21,7 +21,7 @@ def test_the_package_registers_the_line_oa_connection_type_with_its_form_fields(
     assert "line-oa-campaigns" in manager.providers
     info = manager.providers["line-oa-campaigns"].data["connection-types"][0]
     assert info["connection-type"] == "line_oa"
-    assert info["hook-class-name"] == "line_oa.hooks.LineOAHook"
+    assert info["hook-class-name"] == "line_oa.integration.hooks.LineOAHook"
     assert info["ui-field-behaviour"]["relabeling"]["password"] == "Channel access token"
     assert info["ui-field-behaviour"]["placeholders"]["host"] == "https://api.line.me"
     assert {"push_rate_limit", "multicast_rate_limit", "workspaces"} <= set(info["conn-fields"])
@@ -102,7 +102,7 @@ def test_a_wrong_token_is_an_auth_error_and_a_failed_connection_test(line_conn, 
     ],
 )
 def test_quota_preflight(line_conn, sim, quota, reachable, fits, remaining):
-    from line_oa.pipeline import preflight
+    from line_oa.integration.pipeline import preflight
 
     sim.admin.configure(channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": quota}])
     facts = preflight(LineOAHook(line_oa_conn_id=line_conn), TEXT, reachable=reachable, mode="push")
@@ -110,7 +110,7 @@ def test_quota_preflight(line_conn, sim, quota, reachable, fits, remaining):
 
 
 def test_preflight_refuses_a_bundle_line_rejects(line_conn, sim):
-    from line_oa.pipeline import LaunchRefused, preflight
+    from line_oa.integration.pipeline import LaunchRefused, preflight
 
     with pytest.raises(LaunchRefused, match=r"messages\[0\]\.text"):
         preflight(

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from line_oa.ledger import REPO_ROOT, DeliveryLog, LedgerRow, ledger_hook
+from line_oa.delivery_log.store import DeliveryLog, LedgerRow, ledger_hook, schema_sql
 
 
 def admin_in(database: str):
@@ -72,7 +72,7 @@ def test_a_task_role_without_ddl_rights_opens_an_older_log_and_is_told_how_to_tu
     admin.execute(f"CREATE DATABASE {database}")
     try:
         owner = admin_in(database)
-        ddl = (REPO_ROOT / "include" / "sql" / "ledger" / "postgres.sql").read_text()
+        ddl = schema_sql("postgres")
         owner.execute(ddl.replace("WITH (fillfactor = 50)", ""))  # a log from before the fill factor
         owner.execute(f"CREATE ROLE {role} LOGIN")
         owner.execute(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}")
@@ -80,7 +80,7 @@ def test_a_task_role_without_ddl_rights_opens_an_older_log_and_is_told_how_to_tu
         conn = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": role, "schema": database}
         monkeypatch.setenv("AIRFLOW_CONN_LEDGER_ROLE", json.dumps(conn))
 
-        with caplog.at_level(logging.WARNING, logger="line_oa.ledger"):
+        with caplog.at_level(logging.WARNING, logger="line_oa.delivery_log.store"):
             ledger = DeliveryLog(ledger_hook("ledger_role"), campaign_id="c", run_id="r")
         ledger.add([LedgerRow(profile_id="p1", line_user_id="U" + "0" * 32, status="pending")])
         assert ledger.counts() == {("pending", None, False): 1}

@@ -28,6 +28,7 @@ import pytest
 import sqlalchemy
 import yaml
 
+from line_oa.delivery_log.store import schema_sql
 from tests.live.airflow_stack import (
     POSTGRES,
     REPO_ROOT,
@@ -132,7 +133,7 @@ def create_ledger_schema(database: str) -> None:
     ``DeliveryLog.ensure_schema()``: PostgreSQL's ``CREATE TABLE IF NOT EXISTS`` is not safe
     against a concurrent twin and one of them fails with ``UniqueViolation ... pg_type_typname_nsp_index``.
     """
-    ddl = (REPO_ROOT / "include" / "sql" / "ledger" / "postgres.sql").read_text()
+    ddl = schema_sql("postgres")
     conn = psycopg2.connect(dbname=database, **POSTGRES)
     try:
         with conn, conn.cursor() as cursor:
@@ -189,7 +190,7 @@ def live(tmp_path_factory) -> Iterator[LiveRuns]:
     """Start the stack and the simulator, run the four campaigns; stop every process afterwards."""
     if not postgres_available():
         pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
-    from line_oa.sample_cdp import generate_sample_cdp
+    from line_oa.cli.sample_cdp import generate_sample_cdp
     from line_simulator.testing import SimulatorProcess
 
     root = tmp_path_factory.mktemp("live")

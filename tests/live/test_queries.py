@@ -34,7 +34,7 @@ def query(name: str) -> sqlalchemy.TextClause:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def delivery_log(request, tmp_path, monkeypatch):
     """Write two runs' rows and summaries with ``DeliveryLog``; return a SQLAlchemy engine on them."""
-    from line_oa.ledger import DeliveryLog, LedgerRow, ledger_hook, sqlite_file_hook
+    from line_oa.delivery_log.store import DeliveryLog, LedgerRow, ledger_hook, sqlite_file_hook
 
     if request.param == "postgres":
         if not postgres_available():

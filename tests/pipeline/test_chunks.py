@@ -13,7 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.io import attach
 
-from line_oa.chunks import ChunkDescriptor, plan_chunk_size, read_chunk, remove_chunks, write_chunks
+from line_oa.integration.chunks import (
+    ChunkDescriptor,
+    plan_chunk_size,
+    read_chunk,
+    remove_chunks,
+    write_chunks,
+)
 
 
 def recipients(count: int, start: int = 0):

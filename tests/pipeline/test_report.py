@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from line_oa.report import MAX_CHART_POINTS, downsample, render_report_html
+from line_oa.integration.report import MAX_CHART_POINTS, downsample, render_report_html
 from line_oa.vocabulary import Reason
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -306,6 +306,6 @@ def test_downsample_keeps_the_total_and_the_first_label(length, limit, expected_
 
 
 def test_the_report_module_imports_no_airflow():
-    code = "import sys, line_oa.report; print(any(m.split('.')[0] == 'airflow' for m in sys.modules))"
+    code = "import sys, line_oa.integration.report; print(any(m.split('.')[0] == 'airflow' for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from line_oa.sample_cdp import PROFILES_DDL, generate_sample_cdp, profile_rows
+from line_oa.cli.sample_cdp import PROFILES_DDL, generate_sample_cdp, profile_rows
 
 VALID_LINE_USER_ID = re.compile(r"U[0-9a-f]{32}")
 
@@ -204,6 +204,6 @@ def test_a_million_profiles_are_written_well_under_30_seconds(tmp_path):
 
 
 def test_the_sample_cdp_module_imports_no_airflow():
-    code = "import sys, line_oa.sample_cdp; print(any(m.split('.')[0] == 'airflow' for m in sys.modules))"
+    code = "import sys, line_oa.cli.sample_cdp; print(any(m.split('.')[0] == 'airflow' for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from line_oa.ledger import DeliveryLog, sqlite_file_hook
-from line_oa.segment import classify, extract_segment, read_segment, wrap_segment_sql
+from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
+from line_oa.integration.segment import classify, extract_segment, read_segment, wrap_segment_sql
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 GOOD = ["U" + f"{n:032x}" for n in range(10)]
@@ -87,7 +87,7 @@ def test_extract_stages_eligible_recipients_and_logs_every_other_profile(tmp_pat
 
 
 def _load_profiles(execute, placeholder: str):
-    from line_oa.sample_cdp import PROFILES_DDL, profile_rows
+    from line_oa.cli.sample_cdp import PROFILES_DDL, profile_rows
 
     rows = list(profile_rows(profiles=2000, seed=3))
     execute(PROFILES_DDL, None)
@@ -97,13 +97,13 @@ def _load_profiles(execute, placeholder: str):
 
 
 def _expected_eligible(rows) -> int:
-    from line_oa.segment import LINE_USER_ID
+    from line_oa.integration.segment import LINE_USER_ID
 
     return len({r[1] for r in rows if r[1] and LINE_USER_ID.match(r[1]) and r[5] == 1})
 
 
 def test_extract_streams_from_a_sqlite_cdp(tmp_path):
-    from line_oa.segment import stream_rows
+    from line_oa.integration.segment import stream_rows
 
     db = tmp_path / "cdp.db"
     with sqlite3.connect(db) as conn:
@@ -125,8 +125,8 @@ def test_extract_streams_from_a_sqlite_cdp(tmp_path):
 def test_extract_streams_from_a_postgresql_cdp(tmp_path, monkeypatch):
     import pathlib
 
-    from line_oa.ledger import sql_hook
-    from line_oa.segment import stream_rows
+    from line_oa.delivery_log.store import sql_hook
+    from line_oa.integration.segment import stream_rows
 
     schema = f"cdp_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv(
@@ -177,7 +177,7 @@ def _sqlite_cdp(path, rows):
 
 def _extract_from(hook, ledger, staging_dir):
     """Extract ``SEGMENT_SQL`` from ``hook``; return the result, the log {profile: row} and the staged rows."""
-    from line_oa.segment import stream_rows
+    from line_oa.integration.segment import stream_rows
 
     result = extract_segment(
         rows=stream_rows(hook, wrap_segment_sql(SEGMENT_SQL)), ledger=ledger, staging_dir=staging_dir
@@ -323,7 +323,7 @@ def test_a_retried_extraction_writes_the_same_rows(tmp_path):
 
 
 def test_count_sql_counts_distinct_trimmed_line_user_ids(tmp_path):
-    from line_oa.segment import count_sql
+    from line_oa.integration.segment import count_sql
 
     rows = [("a", f" {GOOD[0]}"), ("b", GOOD[0]), ("c", "  "), ("d", None), ("e", GOOD[1]), ("f", "bad")]
     hook = _sqlite_cdp(tmp_path / "cdp.db", rows)
@@ -388,7 +388,7 @@ TRICKY_ROWS = [
 
 @pytest.mark.postgres
 def test_postgresql_normalizes_and_numbers_repeats_as_sqlite_does(tmp_path, monkeypatch):
-    from line_oa.ledger import sql_hook
+    from line_oa.delivery_log.store import sql_hook
 
     schema = f"cdp_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv(

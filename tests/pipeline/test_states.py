@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from line_oa.states import CampaignState, RunFacts, campaign_state, describe_state, latest_run
+from line_oa.campaign.states import CampaignState, RunFacts, campaign_state, describe_state, latest_run
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 FUTURE = NOW + timedelta(days=2)
@@ -204,7 +204,8 @@ def test_describe_state_without_counts_says_what_the_state_means(state):
 
 def test_the_state_module_imports_no_airflow():
     assert not any(
-        name == "airflow" or name.startswith("airflow.") for name in _modules_loaded_by("line_oa.states")
+        name == "airflow" or name.startswith("airflow.")
+        for name in _modules_loaded_by("line_oa.campaign.states")
     )
 
 

@@ -163,7 +163,7 @@ def rel_env(airflow_env, line_simulator, tmp_path_factory):  # noqa: F811
         "AIRFLOW_CONN_LINE_OA_HOSTILE_CDP": sqlite_conn("hostile_cdp.db"),
         "AIRFLOW_CONN_LINE_OA_SMALL_CDP": sqlite_conn("small_cdp.db"),
     }
-    from line_oa.sample_cdp import generate_sample_cdp
+    from line_oa.cli.sample_cdp import generate_sample_cdp
 
     small_cdp = generate_sample_cdp(
         base / "small_cdp.db", profiles=400, seed=5, blocked_fraction=0, unknown_fraction=0
@@ -205,7 +205,7 @@ def rel_line(line):  # noqa: F811
 # -- the delivery log and the simulator's record -----------------------------------------------
 def eligible_ids(cdp_path: pathlib.Path) -> set[str]:
     """Return the LINE user ids a campaign on ``all_line_friends`` must reach (valid, opted in)."""
-    from line_oa.segment import LINE_USER_ID
+    from line_oa.integration.segment import LINE_USER_ID
 
     with contextlib.closing(sqlite3.connect(cdp_path)) as conn:
         rows = conn.execute("SELECT line_user_id FROM profiles WHERE opted_in = 1").fetchall()
@@ -453,7 +453,7 @@ def chaos_run(executor_env, line_simulator) -> ChaosRun:
     Under LocalExecutor, with the push task SIGKILLed twice mid-chunk (in the 2nd and 4th chunks) and
     retried by Airflow. The simulator keeps the record that the tests compare with the delivery log.
     """
-    from line_oa.sample_cdp import generate_sample_cdp
+    from line_oa.cli.sample_cdp import generate_sample_cdp
 
     base = executor_env["base"]
     cdp = generate_sample_cdp(

@@ -21,7 +21,7 @@ EXAMPLES = int(os.environ.get("LINE_OA_MODEL_EXAMPLES") or 40)
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def log_hooks(request, tmp_path, monkeypatch):
-    from line_oa.ledger import ledger_hook, sqlite_file_hook
+    from line_oa.delivery_log.store import ledger_hook, sqlite_file_hook
 
     if request.param == "postgres":
         monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_MODEL_PG", json.dumps(POSTGRES_CONN))

@@ -19,9 +19,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from line_oa.campaign import load_campaign
+from line_oa.campaign.loading import load_campaign
+from line_oa.campaign.validation import MAX_FILE_BYTES, campaign_from_text, validate_campaign_file
 from line_oa.errors import CampaignFileError
-from line_oa.validation import MAX_FILE_BYTES, campaign_from_text, validate_campaign_file
 from tests.dags.conftest import ledger_of, run_dag, task_states
 from tests.unit.campaign_docs import SQL_ROOT, problems_of, valid_document
 
@@ -117,7 +117,7 @@ def test_identifiers_are_validated_before_they_reach_a_path_or_a_query(location,
 )
 @given(st.binary(max_size=300))
 def test_one_hostile_file_never_hides_the_other_campaigns_from_the_dag_folder(tmp_path_factory, data):
-    from line_oa.dag_factory import build_campaign_dags
+    from line_oa.integration.dag_factory import build_campaign_dags
 
     folder = tmp_path_factory.mktemp("campaigns")
     document = valid_document()
@@ -240,8 +240,8 @@ def test_links_carrying_credentials_are_refused(where):
 
 # -- hostile values in the delivery log and the staging area ------------------------------------------
 def test_hostile_campaign_and_run_ids_are_bound_as_values_never_spliced_into_sql(tmp_path):
-    from line_oa.ledger import DeliveryLog, LedgerRow, sqlite_file_hook
-    from line_oa.pipeline import run_staging_uri
+    from line_oa.delivery_log.store import DeliveryLog, LedgerRow, sqlite_file_hook
+    from line_oa.integration.pipeline import run_staging_uri
 
     run_id = "manual__x'); DROP TABLE line_delivery_log; --"
     ledger = DeliveryLog(
@@ -306,7 +306,7 @@ class TracingHook:
 
 def hostile_cdp(path: pathlib.Path) -> dict[str, str]:
     """Write a small CDP with hostile rows; return the hostile profile ids by kind."""
-    from line_oa.sample_cdp import generate_sample_cdp
+    from line_oa.cli.sample_cdp import generate_sample_cdp
 
     generate_sample_cdp(path, profiles=300, seed=31, blocked_fraction=0, unknown_fraction=0)
     ten_mb = 10 * 1024 * 1024
@@ -330,8 +330,8 @@ def hostile_cdp(path: pathlib.Path) -> dict[str, str]:
 def test_hostile_cdp_rows_and_campaign_text_end_in_recorded_outcomes_and_only_file_sql_runs(
     rel_env, rel_line, monkeypatch
 ):
-    from line_oa import pipeline
-    from line_oa.segment import count_sql, wrap_segment_sql
+    from line_oa.integration import pipeline
+    from line_oa.integration.segment import count_sql, wrap_segment_sql
 
     hostile = hostile_cdp(rel_env["base"] / "hostile_cdp.db")
     statements: list[str] = []

@@ -32,8 +32,8 @@ def test_a_sender_account_not_assigned_to_the_workspace_never_sends_whatever_the
     assert task_states(dag_run)["validate"] == "failed"
     assert not SEND_ENDPOINTS & set(rel_line.admin.stats()["requests"]), "something was sent"
     assert rel_line.admin.deliveries() == []
-    from line_oa.dag_factory import _ledger, _line_hook
-    from line_oa.pipeline import LaunchRefused, TriggerOptions, validate_for_launch
+    from line_oa.integration.dag_factory import _ledger, _line_hook
+    from line_oa.integration.pipeline import LaunchRefused, TriggerOptions, validate_for_launch
 
     with pytest.raises(LaunchRefused, match="'line_oa_other' is not assigned to workspace 'retail_jp'"):
         validate_for_launch(
@@ -56,7 +56,7 @@ def test_conf_cannot_move_a_campaign_onto_another_workspaces_sender(rel_env, rel
 
 
 def test_a_test_send_on_a_big_segment_goes_only_to_the_listed_recipients(rel_env, rel_line):
-    from line_oa.sample_cdp import generate_sample_cdp
+    from line_oa.cli.sample_cdp import generate_sample_cdp
 
     from .conftest import eligible_ids
 

@@ -15,8 +15,15 @@ import uuid
 import pytest
 import yaml
 
-from line_oa.ledger import DELIVERY_TABLE, SUMMARY_TABLE, TABLE, DeliveryLog, ledger_hook, sqlite_file_hook
-from line_oa.pipeline import LaunchRefused, TriggerOptions, validate_for_launch
+from line_oa.delivery_log.store import (
+    DELIVERY_TABLE,
+    SUMMARY_TABLE,
+    TABLE,
+    DeliveryLog,
+    ledger_hook,
+    sqlite_file_hook,
+)
+from line_oa.integration.pipeline import LaunchRefused, TriggerOptions, validate_for_launch
 from line_simulator import DEFAULT_TOKEN
 from tests.dags.conftest import _campaign, ledger_of, resume_run, run_dag, task_states
 from tests.delivery.conftest import POSTGRES_CONN
@@ -61,7 +68,7 @@ def test_a_suspended_one_off_run_refuses_a_new_trigger_and_resuming_it_delivers_
     refused = ledger_of("rel_one_off", again.run_id)
     assert refused.row_count() == 0, "a refused trigger must record nothing"
     refused.close()
-    from line_oa.dag_factory import _ledger, _line_hook
+    from line_oa.integration.dag_factory import _ledger, _line_hook
 
     with pytest.raises(LaunchRefused) as refusal:
         validate_for_launch(
@@ -141,7 +148,7 @@ def one_off_file(directory, *, recurring: bool = False) -> tuple[str, str]:
 
 def launch(campaign_file: str, run_id: str, log, *, ledger_class=DeliveryLog, **params) -> dict:
     """Run the validate task's body for ``run_id`` against the simulator, the small CDP and ``log``."""
-    from line_oa.dag_factory import _line_hook
+    from line_oa.integration.dag_factory import _line_hook
 
     return validate_for_launch(
         campaign_file,
@@ -241,7 +248,7 @@ def test_redeliver_passes_and_a_recurring_campaign_s_runs_are_never_blocked(rel_
 
 def test_a_log_written_before_the_guard_still_blocks_on_what_it_shows(rel_env, rel_line, log, tmp_path):
     """Runs of an earlier release left no entry: their finished summary or their sent rows still count."""
-    from line_oa.ledger import LedgerRow
+    from line_oa.delivery_log.store import LedgerRow
 
     campaign_file, campaign_id = one_off_file(tmp_path)
     old = log(campaign_id, "manual__old-release")

@@ -6,12 +6,12 @@ from unittest import mock
 
 import pytest
 
-from line_oa.campaign import load_campaign
-from line_oa.engine import push_retry_key
+from line_oa.campaign.loading import load_campaign
+from line_oa.delivery.engine import push_retry_key
+from line_oa.delivery_log.store import LedgerRow
 from line_oa.errors import LineOAError
-from line_oa.ledger import LedgerRow
-from line_oa.pipeline import RowCountMismatch, chunk_profiles
-from line_oa.segment import extract_segment, rows_for_test_send
+from line_oa.integration.pipeline import RowCountMismatch, chunk_profiles
+from line_oa.integration.segment import extract_segment, rows_for_test_send
 from tests.dags.conftest import SHIPPED, ledger_of, run_dag, task_states
 from tests.delivery.conftest import ledger_factory, user_id  # noqa: F401  (fixture reused)
 

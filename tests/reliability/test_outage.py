@@ -61,7 +61,7 @@ class OutageDriver(threading.Thread):
 def test_a_two_minute_outage_is_ridden_out_by_backing_off_without_exhausting_retries(
     rel_env, rel_line, capsys
 ):
-    from line_oa.campaign import load_campaign
+    from line_oa.campaign.loading import load_campaign
 
     policy = load_campaign(rel_env["campaigns"] / "rel_brief_outage.yaml").activation.retry
     driver = OutageDriver(rel_line, start_after=300, refusals=256)  # every sender refused about twice
@@ -110,7 +110,7 @@ def minimum_retry_span(policy, *, task_tries: int, retry_delay: timedelta) -> fl
 
 
 def test_the_default_retry_budget_outlasts_a_two_minute_outage(rel_env):
-    from line_oa.campaign import load_campaign
+    from line_oa.campaign.loading import load_campaign
 
     campaign = load_campaign(rel_env["campaigns"] / "rel_right_sender.yaml")  # default activation section
     push = rel_env["bag"].dags["line_campaign__rel_right_sender"].get_task("push")
@@ -124,9 +124,9 @@ def test_the_default_retry_budget_outlasts_a_two_minute_outage(rel_env):
 def test_a_permanent_outage_suspends_the_run_with_every_unsent_recipient_recorded_then_resumes(
     rel_env, rel_line
 ):
-    from line_oa.campaign import load_campaign
-    from line_oa.states import RunFacts
-    from line_oa.status import state_of
+    from line_oa.campaign.loading import load_campaign
+    from line_oa.campaign.states import RunFacts
+    from line_oa.integration.status import state_of
 
     rel_line.admin.configure(
         faults={"outage": {"status": 503, "until_simulated_time": "2099-01-01T00:00:00Z"}}

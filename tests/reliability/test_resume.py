@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from line_oa.engine import RetryPolicy, deliver_chunk
-from line_oa.hooks import LineOAHook
-from line_oa.ledger import DeliveryLog, sqlite_file_hook
+from line_oa.delivery.engine import RetryPolicy, deliver_chunk
+from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
+from line_oa.integration.hooks import LineOAHook
 from line_simulator import DEFAULT_TOKEN
 from tests.dags.conftest import ledger_of, resume_run, run_dag, task_states
 from tests.delivery.conftest import line_conn, user_id  # noqa: F401  (fixture reused)
@@ -153,8 +153,8 @@ def test_a_delivery_stopped_mid_chunk_by_the_user_resumes_without_duplicates(lin
 def test_a_push_task_stopped_by_on_kill_fails_so_that_clearing_failed_tasks_resumes_it(
     rel_env, rel_line, tmp_path
 ):
-    from line_oa.chunks import write_chunks
-    from line_oa.operators import LineOAPushOperator
+    from line_oa.integration.chunks import write_chunks
+    from line_oa.integration.operators import LineOAPushOperator
 
     rel_line.admin.configure(faults={"latency_ms": 20})
     chunk = write_chunks(people(1500), staging_uri=tmp_path / "chunks", chunk_size=1500)[0]
@@ -186,9 +186,9 @@ def test_a_push_task_stopped_by_on_kill_fails_so_that_clearing_failed_tasks_resu
 # -- (c) resumed more than 24 hours after a worker died ----------------------------------------------
 CHILD = """
 import json, sys
-from line_oa.engine import RetryPolicy, deliver_chunk
-from line_oa.hooks import LineOAHook
-from line_oa.ledger import DeliveryLog, sqlite_file_hook
+from line_oa.delivery.engine import RetryPolicy, deliver_chunk
+from line_oa.integration.hooks import LineOAHook
+from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
 args = json.loads(open(sys.argv[1]).read())
 hook = LineOAHook(line_oa_conn_id=args["conn"])
 ledger = DeliveryLog(sqlite_file_hook(args["db"]), campaign_id="gap_test", run_id="run-1")

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from line_oa.campaign import load_campaign
-from line_oa.dag_factory import build_campaign_dag, schedule_args
-from line_oa.validation import validate_campaign_file
+from line_oa.campaign.loading import load_campaign
+from line_oa.campaign.validation import validate_campaign_file
+from line_oa.integration.dag_factory import build_campaign_dag, schedule_args
 from tests.unit.campaign_docs import SQL_ROOT, valid_document
 
 
@@ -119,7 +119,7 @@ def test_the_launch_check_does_not_refuse_a_scheduled_run_that_starts_a_little_a
     path = campaign_file(tmp_path, {"type": "scheduled", "send_at": "2027-03-20T10:00:00+09:00"})
     import inspect
 
-    from line_oa import pipeline
+    from line_oa.integration import pipeline
 
     source = inspect.getsource(pipeline.validate_for_launch)
     assert "validate_campaign_file(" in source

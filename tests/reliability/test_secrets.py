@@ -93,7 +93,7 @@ def test_exception_messages_of_the_hook_never_carry_the_token(rel_env, rel_line,
     import os
 
     from line_oa.errors import LineOAError
-    from line_oa.hooks import LineOAHook
+    from line_oa.integration.hooks import LineOAHook
 
     messages = []
     rel_line.admin.configure(channels=[{"name": "chaos", "token": "rotated-token"}])

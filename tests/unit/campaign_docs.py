@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from line_oa.validation import Problem, campaign_from_text
+from line_oa.campaign.validation import Problem, campaign_from_text
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "campaigns"

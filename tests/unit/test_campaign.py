@@ -11,13 +11,8 @@ import sys
 import pytest
 from yaml import safe_dump
 
-from line_oa.campaign import (
-    DEFAULT_CAMPAIGNS_DIR,
-    DEFAULT_SQL_ROOT,
-    Campaign,
-    load_campaign,
-    parse_campaign,
-)
+from line_oa.campaign.loading import load_campaign, parse_campaign
+from line_oa.campaign.model import DEFAULT_CAMPAIGNS_DIR, DEFAULT_SQL_ROOT, Campaign
 from line_oa.errors import CampaignFileError, LineOAError
 
 from .campaign_docs import EXAMPLES, FIXTURES, SQL_ROOT, valid_document
@@ -118,7 +113,7 @@ def test_default_folders_are_the_projects_include_folders():
 
 
 def test_default_folders_follow_the_environment(tmp_path):
-    code = "from line_oa import campaign; print(campaign.DEFAULT_CAMPAIGNS_DIR); print(campaign.DEFAULT_SQL_ROOT)"
+    code = "from line_oa.campaign import model as campaign; print(campaign.DEFAULT_CAMPAIGNS_DIR); print(campaign.DEFAULT_SQL_ROOT)"
     environment = {
         **os.environ,
         "LINE_OA_CAMPAIGNS_DIR": str(tmp_path / "c"),
@@ -132,7 +127,8 @@ def test_default_folders_follow_the_environment(tmp_path):
 
 def test_campaign_modules_do_not_import_airflow():
     code = (
-        "import sys, line_oa.campaign, line_oa.validation, line_oa.cli, line_oa.utm, line_oa.messages; "
+        "import sys, line_oa.campaign.model, line_oa.campaign.loading, line_oa.campaign.validation, "
+        "line_oa.cli.commands, line_oa.campaign.utm, line_oa.campaign.messages; "
         "print(any(name == 'airflow' or name.startswith('airflow.') for name in sys.modules))"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from line_oa import cli
+from line_oa.cli import commands as cli
 
 from .campaign_docs import EXAMPLES, FIXTURES, ROOT
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from line_oa.messages import utf16_len
+from line_oa.campaign.messages import utf16_len
 
 from .campaign_docs import problems_of, valid_document
 

@@ -10,9 +10,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from line_oa.campaign import Campaign, parse_campaign
+from line_oa.campaign.loading import parse_campaign
+from line_oa.campaign.model import Campaign
+from line_oa.campaign.validation import ValidationReport, validate_campaign_file
 from line_oa.errors import CampaignFileError
-from line_oa.validation import ValidationReport, validate_campaign_file
 
 from .campaign_docs import SQL_ROOT, valid_document
 

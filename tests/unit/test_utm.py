@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from line_oa.utm import find_urls, tag_text, tag_url, utm_parameters
+from line_oa.campaign.utm import find_urls, tag_text, tag_url, utm_parameters
 
 LINE_SOCIAL = {"utm_source": "line", "utm_medium": "social"}
 WITH_CAMPAIGN = {"utm_source": "line", "utm_medium": "social", "utm_campaign": "spring_sale"}

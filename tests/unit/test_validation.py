@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from line_oa.validation import MAX_FILE_BYTES, Problem, ValidationReport, validate_campaign_file
+from line_oa.campaign.validation import MAX_FILE_BYTES, Problem, ValidationReport, validate_campaign_file
 
 from .campaign_docs import EXAMPLES, FIXTURES, SQL_ROOT, problems_of, valid_document
 
@@ -301,7 +301,7 @@ def test_yaml_mistakes_are_one_clear_problem(text, words, line):
 
 
 def problems_of_text(text: str) -> list[Problem]:
-    from line_oa.validation import campaign_from_text
+    from line_oa.campaign.validation import campaign_from_text
 
     return campaign_from_text(text, "a.yaml")[1]
 

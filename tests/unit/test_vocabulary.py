@@ -1,7 +1,7 @@
 """One vocabulary: every status and reason the code writes is a member of ``line_oa.vocabulary``, and
 every member carries the text the report and docs/operations.md show.
 
-The source scan reads ``plugins/line_oa/*.py`` (the LINE simulator, LINE's side, has its own words)
+The source scan reads ``plugins/line_oa/**/*.py`` (the LINE simulator, LINE's side, has its own words)
 and fails on a status or reason written as a bare string: in a place that takes a reason or a
 status (``reason=``, ``_fail(row, …)``, ``request_stop(…)``, ``result.failed[…]``, ``row.status = …``,
 ``{"reason": …}``, comparisons with a ``…reason`` name, a ``*_REASONS`` tuple…), or anywhere as the
@@ -20,12 +20,13 @@ import tokenize
 
 import pytest
 
-from line_oa.report import NOT_SENT_HELP, UNKNOWN_REASON_HELP, reason_help, render_report_html
+from line_oa.delivery_log.store import schema_sql
+from line_oa.integration.report import NOT_SENT_HELP, UNKNOWN_REASON_HELP, reason_help, render_report_html
 from line_oa.vocabulary import NO_REASON, RESUMABLE_REASONS, Reason, Status, reasons_markdown
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "plugins" / "line_oa"
-SOURCES = sorted(path for path in PACKAGE.glob("*.py") if path.name != "vocabulary.py")
+SOURCES = sorted(path for path in PACKAGE.rglob("*.py") if path.name != "vocabulary.py")
 REASON_TEXTS = {reason.value for reason in Reason}
 
 # Calls whose arguments are reasons: name -> positions (None: every argument).
@@ -116,7 +117,7 @@ def test_the_docs_reason_table_lists_exactly_the_reasons():
 # -- the SQL -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
 def test_the_log_table_accepts_exactly_the_statuses(dialect):
-    ddl = (REPO / "include" / "sql" / "ledger" / f"{dialect}.sql").read_text()
+    ddl = schema_sql(dialect)
     check = re.search(r"CHECK \(status IN \(([^)]*)\)\)", ddl)
     assert check
     assert re.findall(r"'(\w+)'", check.group(1)) == [status.value for status in Status]
@@ -131,7 +132,7 @@ def test_the_unfinished_recipients_query_names_the_resumable_reasons():
 
 # -- what extraction writes ------------------------------------------------------------------------
 def test_extraction_writes_each_reason_with_its_status():
-    from line_oa.segment import classify
+    from line_oa.integration.segment import classify
 
     user = "U" + "a" * 32
     rows = [
@@ -173,12 +174,12 @@ def prose_calling_the_log_a_ledger(source: str, filename: str = "<snippet>") -> 
 
 
 def test_the_delivery_log_has_one_name():
-    from line_oa import ledger
+    from line_oa.delivery_log import store as ledger
 
     assert ledger.DeliveryLedger is ledger.DeliveryLog, "the deprecated alias still works"
     found = [
         problem
-        for path in sorted(PACKAGE.glob("*.py"))
+        for path in sorted(PACKAGE.rglob("*.py"))
         for problem in prose_calling_the_log_a_ledger(
             path.read_text(encoding="utf-8"), str(path.relative_to(REPO))
         )
@@ -322,7 +323,7 @@ def test_no_module_writes_a_status_or_reason_as_a_bare_string():
 
 def test_the_scan_reads_every_module_that_writes_the_log():
     names = {path.name for path in SOURCES}
-    assert {"engine.py", "ledger.py", "segment.py", "pipeline.py", "operators.py", "report.py"} <= names
+    assert {"engine.py", "store.py", "segment.py", "pipeline.py", "operators.py", "report.py"} <= names
 
 
 NEW_BARE_WORDS = {

@@ -25,14 +25,13 @@ from pydantic import (
     model_validator,
 )
 
-from line_oa import utm
-from line_oa.errors import CampaignFileError
-from line_oa.messages import Loc, Message, rule_error, rule_errors
+from line_oa.campaign import utm
+from line_oa.campaign.messages import Loc, Message, rule_error, rule_errors
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 DEFAULT_CAMPAIGNS_DIR = pathlib.Path(
     os.environ.get("LINE_OA_CAMPAIGNS_DIR") or REPO_ROOT / "include" / "campaigns"
 )
@@ -258,37 +257,6 @@ def tagging_problems(content: Content, params: dict[str, str]) -> list[tuple[Loc
         for number, item in enumerate(content.messages)
         for loc, message in item.tagging_problems(params)
     ]
-
-
-def parse_campaign(text: str, path: str) -> Campaign:
-    """Parse campaign YAML ``text`` read from ``path``; raise ``CampaignFileError`` with every problem."""
-    from line_oa.validation import campaign_from_text  # validation imports this module
-
-    return _raise_or_return(path, *campaign_from_text(text, str(path)))
-
-
-def load_campaign(path: str | os.PathLike[str]) -> Campaign:
-    """Read and parse the campaign file at ``path``; raise ``CampaignFileError`` with every problem.
-
-    Checks YAML syntax, the schema and LINE's message rules. Checks that depend on the clock or on
-    other files (``send_at`` in the past, the segment SQL file) belong to
-    :func:`line_oa.validation.validate_campaign_file`.
-    """
-    from line_oa.validation import campaign_from_text, read_campaign_text
-
-    text, problems = read_campaign_text(path)
-    if text is None:
-        return _raise_or_return(str(path), None, problems)
-    campaign, problems = campaign_from_text(text, str(path))
-    if campaign is not None:
-        campaign._source_path = pathlib.Path(path)
-    return _raise_or_return(str(path), campaign, problems)
-
-
-def _raise_or_return(path: str, campaign: Campaign | None, problems: list[Any]) -> Campaign:
-    if problems or campaign is None:
-        raise CampaignFileError(path, problems)
-    return campaign
 
 
 def send_time(campaign: Campaign) -> datetime | None:

@@ -15,7 +15,7 @@ def get_provider_info() -> dict:
         "connection-types": [
             {
                 "connection-type": "line_oa",
-                "hook-class-name": "line_oa.hooks.LineOAHook",
+                "hook-class-name": "line_oa.integration.hooks.LineOAHook",
                 "hook-name": "LINE Official Account",
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "login", "port", "extra"],

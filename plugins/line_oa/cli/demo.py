@@ -1,4 +1,4 @@
-"""Deliver the demo campaign end to end: ``make demo`` / ``python -m line_oa.demo``.
+"""Deliver the demo campaign end to end: ``make demo`` / ``python -m line_oa.cli.demo``.
 
 Sets up everything under ``data/demo`` (Airflow home on SQLite, a 50,000-profile sample CDP, the
 delivery log), starts the LINE simulator with some recipients blocked or unknown, runs the
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 DEMO_CAMPAIGN = "welcome_back"
 
 
@@ -52,7 +52,7 @@ def demo_environment(home: pathlib.Path, simulator_url: str, token: str) -> dict
 
 
 def run_demo(profiles: int, home: pathlib.Path) -> int:
-    from line_oa.sample_cdp import generate_sample_cdp
+    from line_oa.cli.sample_cdp import generate_sample_cdp
     from line_simulator import DEFAULT_TOKEN
     from line_simulator.testing import SimulatorProcess
 
@@ -97,7 +97,7 @@ def _print_summary(env: dict[str, str], log_path: pathlib.Path) -> dict | None:
     """Print the run's summary block from the stored summary row; return the summary."""
     import sqlite3
 
-    from line_oa.pipeline import summary_block
+    from line_oa.integration.pipeline import summary_block
 
     db = pathlib.Path(env["LINE_OA_DATA_DIR"]) / "delivery_log.db"
     row = None
@@ -117,7 +117,7 @@ def _print_summary(env: dict[str, str], log_path: pathlib.Path) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m line_oa.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m line_oa.cli.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=50_000, help="profiles in the sample CDP")
     parser.add_argument(
         "--home", type=pathlib.Path, default=REPO_ROOT / "data" / "demo", help="working folder"

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from line_oa.delivery_log.store import EXCLUDED, FAILED, LedgerRow
 from line_oa.errors import LineOAError
-from line_oa.ledger import EXCLUDED, FAILED, LedgerRow
 from line_oa.vocabulary import Reason
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-    from line_oa.ledger import DeliveryLog
+    from line_oa.delivery_log.store import DeliveryLog
 
 LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 FETCH_SIZE = 5000
@@ -225,7 +225,7 @@ def extract_segment(
     Every row gives one outcome: ``profiles`` is the number of rows read. Re-running it for the same
     run rewrites the staged file and leaves existing log rows alone.
     """
-    from line_oa.chunks import staging_path
+    from line_oa.integration.chunks import staging_path
 
     base = staging_path(staging_dir)
     base.mkdir(parents=True, exist_ok=True)
@@ -263,7 +263,7 @@ def _write_batch(writer: pq.ParquetWriter, rows: list[tuple[str, str]]) -> None:
 
 def read_segment(segment_uri: str) -> Iterator[tuple[str, str]]:
     """Yield the staged eligible recipients in batches (never the whole file in memory)."""
-    from line_oa.chunks import staging_path
+    from line_oa.integration.chunks import staging_path
 
     with staging_path(segment_uri).open("rb") as handle:
         parquet = pq.ParquetFile(handle)

@@ -7,9 +7,10 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from line_oa.campaign import DEFAULT_CAMPAIGNS_DIR, Campaign, load_campaign, send_time
+from line_oa.campaign.loading import load_campaign
+from line_oa.campaign.model import DEFAULT_CAMPAIGNS_DIR, Campaign, send_time
+from line_oa.campaign.states import CampaignState, RunFacts, campaign_state, describe_state, latest_run
 from line_oa.errors import LineOAError
-from line_oa.states import CampaignState, RunFacts, campaign_state, describe_state, latest_run
 
 if TYPE_CHECKING:
     import argparse
@@ -57,8 +58,8 @@ def state_of(campaign: Campaign, runs: list[RunFacts], *, paused: bool = False, 
 
 def latest_counts(campaign: Campaign, run_id: str) -> dict[str, Any]:
     """Return a run's counts from the delivery log."""
-    from line_oa.ledger import DeliveryLog
-    from line_oa.pipeline import summarize_counts
+    from line_oa.delivery_log.store import DeliveryLog
+    from line_oa.integration.pipeline import summarize_counts
 
     ledger = DeliveryLog.connect(campaign_id=campaign.id, run_id=run_id)
     try:

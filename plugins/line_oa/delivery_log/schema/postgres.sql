@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS line_delivery_log (
 ) WITH (fillfactor = 50);
 -- Half-empty pages: a row's status changes (pending, sending, sent) are then written in its own page
 -- (HOT updates) instead of adding entries to all three indexes each time. A multicast of 500
--- recipients updates 500 rows twice. Keep in sync with PG_FILLFACTOR in line_oa/ledger.py.
+-- recipients updates 500 rows twice. Keep in sync with PG_FILLFACTOR in line_oa/delivery_log/store.py.
 -- Chunks are looked up by index only: status and batch changes then touch no secondary index
 -- (a multicast batch is a range of LINE user ids, found through the recipient index).
 CREATE INDEX IF NOT EXISTS line_delivery_log_chunk_rows ON line_delivery_log (campaign_id, run_id, chunk_index);

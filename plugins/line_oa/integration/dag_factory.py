@@ -1,6 +1,6 @@
 """Render campaign files into Airflow DAGs: validate → extract_segment → chunk_profiles → push → summarize.
 
-This is the one module of the library that knows about DAGs; the tasks only call ``line_oa.pipeline``
+This is the one module of the library that knows about DAGs; the tasks only call ``line_oa.integration.pipeline``
 and ``LineOAPushOperator``. Parsing touches neither the network nor a database: it reads YAML files.
 """
 
@@ -17,11 +17,12 @@ from typing import Any
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from line_oa.campaign import DEFAULT_CAMPAIGNS_DIR, Campaign, load_campaign
-from line_oa.engine import MULTICAST_MAX_RECIPIENTS
+from line_oa.campaign.loading import load_campaign
+from line_oa.campaign.model import DEFAULT_CAMPAIGNS_DIR, Campaign
+from line_oa.delivery.client import DEFAULT_MULTICAST_RATE_LIMIT, DEFAULT_PUSH_RATE_LIMIT
+from line_oa.delivery.engine import MULTICAST_MAX_RECIPIENTS
 from line_oa.errors import CampaignFileError, LineOAError
-from line_oa.hooks import DEFAULT_MULTICAST_RATE_LIMIT, DEFAULT_PUSH_RATE_LIMIT
-from line_oa.operators import LineOAPushOperator
+from line_oa.integration.operators import LineOAPushOperator
 
 log = logging.getLogger(__name__)
 DAG_PREFIX = "line_campaign__"
@@ -205,20 +206,20 @@ def build_campaign_dag(campaign: Campaign) -> DAG:
 
 
 def _context() -> tuple[dict[str, Any], Any]:
-    from line_oa.pipeline import TriggerOptions
+    from line_oa.integration.pipeline import TriggerOptions
 
     context = get_current_context()
     return context, TriggerOptions.from_params(dict(context["params"]))
 
 
 def _ledger(campaign_id: str, run_id: str):
-    from line_oa.ledger import DeliveryLog
+    from line_oa.delivery_log.store import DeliveryLog
 
     return DeliveryLog.connect(campaign_id=campaign_id, run_id=run_id)
 
 
 def _line_hook(conn_id: str):
-    from line_oa.hooks import LineOAHook
+    from line_oa.integration.hooks import LineOAHook
 
     return LineOAHook(line_oa_conn_id=conn_id)
 
@@ -226,7 +227,7 @@ def _line_hook(conn_id: str):
 @task
 def validate(campaign_file: str) -> dict[str, Any]:
     """Check the campaign is ready to launch: schema, LINE rules, sender account, segment, quota."""
-    from line_oa.pipeline import LaunchRefused, validate_for_launch
+    from line_oa.integration.pipeline import LaunchRefused, validate_for_launch
 
     context, options = _context()
     try:
@@ -250,7 +251,7 @@ def validate(campaign_file: str) -> dict[str, Any]:
 @task
 def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str, Any]:
     """Stream the segment from the CDP; log exclusions; stage the eligible recipients."""
-    from line_oa import pipeline, segment
+    from line_oa.integration import pipeline, segment
 
     context, options = _context()
     campaign = load_campaign(campaign_file)
@@ -280,8 +281,8 @@ def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str,
 @task
 def chunk_profiles(campaign_file: str, segment: dict[str, Any]) -> list[dict[str, Any]]:
     """Write chunk files of eligible recipients and register them as pending in the delivery log."""
-    from line_oa.pipeline import RowCountMismatch
-    from line_oa.pipeline import chunk_profiles as make_chunks
+    from line_oa.integration.pipeline import RowCountMismatch
+    from line_oa.integration.pipeline import chunk_profiles as make_chunks
 
     context, _ = _context()
     campaign = load_campaign(campaign_file)
@@ -299,7 +300,7 @@ def chunk_profiles(campaign_file: str, segment: dict[str, Any]) -> list[dict[str
 @task
 def summarize(campaign_file: str) -> dict[str, Any]:
     """Count the run from the delivery log, log the summary block, write the summary row and report."""
-    from line_oa.pipeline import summarize_run, summary_block
+    from line_oa.integration.pipeline import summarize_run, summary_block
 
     context, options = _context()
     campaign = load_campaign(campaign_file)

@@ -14,10 +14,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from line_oa.campaign import DEFAULT_SQL_ROOT, Campaign
+from line_oa.campaign.model import DEFAULT_SQL_ROOT, Campaign
+from line_oa.delivery_log.store import (
+    PENDING,
+    RESUMABLE_REASONS,
+    SENDING,
+    SENT,
+    DeliveryLog,
+    data_dir,
+    sql_hook,
+)
 from line_oa.errors import LineApiError, LineAuthError, LineOAError
-from line_oa.ledger import PENDING, RESUMABLE_REASONS, SENDING, SENT, DeliveryLog, data_dir, sql_hook
-from line_oa.segment import LINE_USER_ID, count_sql
+from line_oa.integration.segment import LINE_USER_ID, count_sql
 from line_oa.vocabulary import NO_REASON, Status
 
 log = logging.getLogger(__name__)
@@ -123,7 +131,7 @@ def validate_for_launch(
     The one-off guard (``enter_delivery``) comes last, for real deliveries only (not dry runs, not test
     sends), so a launch refused for any other reason records nothing.
     """
-    from line_oa.validation import validate_campaign_file
+    from line_oa.campaign.validation import validate_campaign_file
 
     report = validate_campaign_file(
         campaign_file, now=datetime(1970, 1, 1, tzinfo=UTC)
@@ -213,9 +221,9 @@ def chunk_profiles(
     in the log must number the profiles extracted (``segment["profiles"]``); otherwise raise
     ``RowCountMismatch`` (a ``LineOAError``) before any chunk is sent.
     """
-    from line_oa.chunks import plan_chunk_size, write_chunks
-    from line_oa.engine import pending_rows
-    from line_oa.segment import read_segment
+    from line_oa.delivery.engine import pending_rows
+    from line_oa.integration.chunks import plan_chunk_size, write_chunks
+    from line_oa.integration.segment import read_segment
 
     size = plan_chunk_size(segment["eligible"], requested=campaign.activation.chunk_size)
     is_test = bool(segment.get("is_test"))
@@ -340,7 +348,7 @@ def summarize_run(
     :param consumption_now: LINE's quota consumption now; billed = now - at validation (approximate:
         LINE's figure includes any other sends of the channel in between).
     """
-    from line_oa.report import render_report_html
+    from line_oa.integration.report import render_report_html
 
     counts = summarize_counts(ledger, include_tests=options.is_test)
     resumable = sum(n for reason, n in counts["failed"].items() if reason in RESUMABLE_REASONS)

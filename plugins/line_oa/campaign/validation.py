@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from line_oa.campaign import (
+from line_oa.campaign.model import (
     DEFAULT_SQL_ROOT,
     SECTIONS,
     SLUG_PATTERN,
@@ -37,7 +37,7 @@ from line_oa.campaign import (
 if TYPE_CHECKING:
     import os
 
-    from line_oa.messages import Loc
+    from line_oa.campaign.messages import Loc
 
 MAX_FILE_BYTES = 1024 * 1024
 TABS = ("campaign", *SECTIONS)

@@ -8,6 +8,7 @@ key before the request leaves, and only rows that are not final are ever sent ag
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import logging
 import operator
 import os
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 DEFAULT_LEDGER_CONN_ID = "line_oa_ledger"
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ CLAIM_TABLE = "line_delivery_claim"
 DELIVERY_TABLE = "line_campaign_delivery"
 BATCH_SIZE = 1000
 
-# Must match the WITH clause of include/sql/ledger/postgres.sql.
+# Must match the WITH clause of schema/postgres.sql (package data beside this module).
 PG_FILLFACTOR = "fillfactor=50"
 # The statuses under the names the modules use (line_oa.vocabulary describes them and the reasons).
 EXCLUDED, PENDING, SENDING, SENT, FAILED = (
@@ -47,6 +48,13 @@ RETRY_KEY_LIFETIME = timedelta(hours=24)
 PG_CONNECT_TIMEOUT_SECONDS = int(os.environ.get("LINE_OA_LOG_CONNECT_TIMEOUT", "10"))
 STATEMENT_TIMEOUT_MS = int(os.environ.get("LINE_OA_LOG_STATEMENT_TIMEOUT_MS", "60000"))
 SQLITE_BUSY_TIMEOUT_MS = int(os.environ.get("LINE_OA_LOG_BUSY_TIMEOUT_MS", "30000"))
+
+
+def schema_sql(dialect: str) -> str:
+    """Return the delivery log's DDL for ``sqlite`` or ``postgres`` (package data: works from a wheel)."""
+    return (importlib.resources.files("line_oa.delivery_log") / "schema" / f"{dialect}.sql").read_text(
+        "utf-8"
+    )
 
 
 class ChunkClaimLost(Exception):
@@ -257,8 +265,8 @@ class DeliveryLog:
         return epoch
 
     def ensure_schema(self) -> None:
-        """Create the tables from ``include/sql/ledger/<dialect>.sql`` when missing."""
-        ddl = (REPO_ROOT / "include" / "sql" / "ledger" / f"{self.dialect}.sql").read_text()
+        """Create the tables from the package's ``schema/<dialect>.sql`` when missing."""
+        ddl = schema_sql(self.dialect)
         cursor = self._conn.cursor()
         if self.dialect == "postgres":
             # A role without CREATE rights on the schema may not even run CREATE ... IF NOT EXISTS:
@@ -647,7 +655,7 @@ class DeliveryLog:
 
 
 # Deprecated alias, kept for one release: the class was ``DeliveryLedger`` until the delivery log got one
-# name. Import ``DeliveryLog``. (The module ``line_oa.ledger`` and the connection id ``line_oa_ledger``
+# name. Import ``DeliveryLog``. (The module ``line_oa.delivery_log.store`` and the connection id ``line_oa_ledger``
 # keep their names: renaming them would break deployments.)
 DeliveryLedger = DeliveryLog
 

@@ -16,7 +16,7 @@ from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from line_oa import utm
+from line_oa.campaign import utm
 
 TEXT_MAX = 5000
 EMOJIS_MAX = 20

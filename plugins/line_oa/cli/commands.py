@@ -13,9 +13,10 @@ import pathlib
 import sys
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
-from line_oa import campaign as campaign_module
+from line_oa.campaign import loading as loading_module
+from line_oa.campaign import model as campaign_module
+from line_oa.campaign.validation import ValidationReport, validate_campaign_file
 from line_oa.errors import LineOAError
-from line_oa.validation import ValidationReport, validate_campaign_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -111,7 +112,7 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
 def run_render(args: argparse.Namespace) -> int:
     """Print the exact LINE ``messages`` JSON of a campaign, after UTM tagging."""
     try:
-        campaign = campaign_module.load_campaign(args.file)
+        campaign = loading_module.load_campaign(args.file)
     except LineOAError as error:
         print_report(ValidationReport(str(args.file), None, list(getattr(error, "problems", []))), sys.stderr)
         return EXIT_PROBLEMS
@@ -139,7 +140,7 @@ COMMANDS: dict[str, Command] = {
 
 def _status():
     """Import the status command lazily: it needs Airflow's metadata DB, validate and render do not."""
-    from line_oa import status
+    from line_oa.integration import status
 
     return status
 

@@ -37,6 +37,16 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from line_oa.delivery.ratelimit import TokenBucket
+from line_oa.delivery_log.store import (
+    FAILED,
+    PENDING,
+    RESUMABLE_REASONS,
+    SENDING,
+    SENT,
+    ChunkClaimLost,
+    LedgerRow,
+)
 from line_oa.errors import (
     LineApiError,
     LineAuthError,
@@ -46,15 +56,13 @@ from line_oa.errors import (
     LineServerError,
     LineTransportError,
 )
-from line_oa.ledger import FAILED, PENDING, RESUMABLE_REASONS, SENDING, SENT, ChunkClaimLost, LedgerRow
-from line_oa.ratelimit import TokenBucket
 from line_oa.vocabulary import Reason
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from line_oa.hooks import AsyncLineClient, LineResponse
-    from line_oa.ledger import DeliveryLog
+    from line_oa.delivery.client import AsyncLineClient, LineResponse
+    from line_oa.delivery_log.store import DeliveryLog
 
 RETRY_KEY_NAMESPACE = uuid.UUID("7d5e4c1a-2b8f-4e0a-9c3d-6f1b2a7e9d40")
 MULTICAST_MAX_RECIPIENTS = 500

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from line_oa.engine import DeliveryEngine, RetryPolicy, deliver_chunk
-from line_oa.hooks import LineOAHook
-from line_oa.ledger import DeliveryLog
-from line_oa.ratelimit import channel_share
+from line_oa.delivery.engine import DeliveryEngine, RetryPolicy, deliver_chunk
+from line_oa.delivery.ratelimit import channel_share
+from line_oa.delivery_log.store import DeliveryLog
+from line_oa.integration.hooks import LineOAHook
 from line_oa.vocabulary import Reason
 
 if TYPE_CHECKING:
@@ -74,8 +74,8 @@ class LineOAPushOperator(BaseOperator):
         self._engine: DeliveryEngine | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from line_oa.campaign import load_campaign
-        from line_oa.chunks import read_chunk
+        from line_oa.campaign.loading import load_campaign
+        from line_oa.integration.chunks import read_chunk
 
         campaign = load_campaign(self.campaign_file)
         chunk = self.chunk if isinstance(self.chunk, dict) else json.loads(self.chunk)

@@ -1,0 +1,1 @@
+"""The command line (`python -m line_oa`) and the demo."""
