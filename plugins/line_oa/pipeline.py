@@ -8,16 +8,19 @@ logic is tested directly.
 from __future__ import annotations
 
 import logging
-import os
-import pathlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from line_oa.campaign import DEFAULT_SQL_ROOT, Campaign
+from line_oa import settings
 from line_oa.errors import LineApiError, LineAuthError, LineOAError
 from line_oa.ledger import PENDING, RESUMABLE_REASONS, SENDING, SENT, DeliveryLedger, data_dir, sql_hook
 from line_oa.segment import LINE_USER_ID, count_sql
+
+if TYPE_CHECKING:
+    import pathlib
+
+    from line_oa.campaign import Campaign
 
 log = logging.getLogger(__name__)
 DEFAULT_CDP_FILE = "cdp.db"
@@ -62,8 +65,8 @@ class TriggerOptions:
 
 
 def staging_root() -> str:
-    """Return where chunk files go: ``LINE_OA_STAGING_URI`` (any ObjectStoragePath URI) or data/staging."""
-    return os.environ.get("LINE_OA_STAGING_URI") or str(data_dir() / "staging")
+    """Return where chunk files go: ``[line_oa] staging_uri`` (any ObjectStoragePath URI) or data/staging."""
+    return settings.staging_uri() or str(data_dir() / "staging")
 
 
 def run_staging_uri(campaign_id: str, run_id: str) -> str:
@@ -77,7 +80,7 @@ def cdp_hook(campaign: Campaign):
 
 
 def segment_sql(campaign: Campaign, sql_root: pathlib.Path | None = None) -> str:
-    path = campaign.segment_sql_path(sql_root or DEFAULT_SQL_ROOT)
+    path = campaign.segment_sql_path(sql_root or settings.sql_root())
     if not path.is_file():
         raise LaunchRefused(f"target_audience: segment SQL {path} does not exist")
     return path.read_text(encoding="utf-8")
@@ -317,8 +320,8 @@ def summary_block(summary: dict[str, Any]) -> str:
 
 
 def report_dir() -> pathlib.Path:
-    """Return where HTML delivery reports go (``LINE_OA_REPORT_DIR``, default data/reports)."""
-    path = pathlib.Path(os.environ.get("LINE_OA_REPORT_DIR") or data_dir() / "reports")
+    """Return where HTML delivery reports go (``[line_oa] report_dir``, default data/reports)."""
+    path = settings.report_dir() or data_dir() / "reports"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

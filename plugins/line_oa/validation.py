@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from line_oa import settings
 from line_oa.campaign import (
-    DEFAULT_SQL_ROOT,
     SECTIONS,
     SLUG_PATTERN,
     Campaign,
@@ -353,7 +353,7 @@ def validate_campaign_file(
     if campaign is None:
         return ValidationReport(file, None, collector.sorted())
     campaign._source_path = pathlib.Path(path)
-    _check_segment_sql(campaign, pathlib.Path(sql_root or DEFAULT_SQL_ROOT), collector)
+    _check_segment_sql(campaign, pathlib.Path(sql_root or settings.sql_root()), collector)
     _check_schedule_in_future(campaign, now or datetime.now(UTC), collector)
     return ValidationReport(file, campaign, collector.sorted())
 

@@ -123,6 +123,17 @@ def test_a_boolean_that_is_neither_true_nor_false_is_an_error(monkeypatch):
         settings.strict_dags()
 
 
+def test_the_delivery_log_reads_its_timeouts_when_opened(tmp_path, monkeypatch):
+    from line_oa.ledger import DeliveryLedger, sqlite_file_hook
+
+    monkeypatch.setenv("AIRFLOW__LINE_OA__LOG_BUSY_TIMEOUT_MS", "1234")
+    ledger = DeliveryLedger(sqlite_file_hook(tmp_path / "log.db"), campaign_id="c", run_id="r")
+    try:
+        assert ledger._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
+    finally:
+        ledger.close()
+
+
 def airflow_environment(home: pathlib.Path) -> dict[str, str]:
     """Return an environment for an Airflow command on this tree, without the test settings."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "LINE_OA_"))}
@@ -163,3 +174,27 @@ def test_airflow_cfg_wins_over_the_deprecated_variable(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == ["/from/cfg", 7, 99]
+
+
+@pytest.mark.slow
+def test_validate_keeps_its_json_on_stdout_when_a_deprecated_name_is_used(tmp_path):
+    env = airflow_environment(tmp_path)
+    env["LINE_OA_SQL_ROOT"] = str(ROOT / "include" / "sql")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "line_oa",
+            "validate",
+            "--format",
+            "json",
+            "include/campaigns/welcome_back.yaml",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert json.loads(result.stdout)["ok"] is True, result.stderr
+    assert "LINE_OA_SQL_ROOT is deprecated: set AIRFLOW__LINE_OA__SQL_ROOT" in result.stderr
