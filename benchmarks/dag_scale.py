@@ -119,7 +119,7 @@ def run_scenario(work: pathlib.Path, name: str, profiles: int, mode: str) -> dic
     dag_id = f"line_campaign__{campaign_id}"
     with SimulatorProcess(simulator_config(2000, 200)) as sim:
         env = demo_environment(home, sim.base_url, DEFAULT_TOKEN)
-        env["LINE_OA_CAMPAIGNS_DIR"] = str(campaigns)
+        env["AIRFLOW__LINE_OA__CAMPAIGNS_DIR"] = str(campaigns)
         airflow = [sys.executable, "-m", "airflow"]
         started = time.perf_counter()
         subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True)

@@ -39,7 +39,7 @@ def prepare_airflow_home() -> pathlib.Path:
     os.environ["AIRFLOW_HOME"] = str(work / "airflow")
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
-    os.environ["LINE_OA_DATA_DIR"] = str(work / "data")
+    os.environ["AIRFLOW__LINE_OA__DATA_DIR"] = str(work / "data")
     plugins = str(REPO_ROOT / "plugins")
     if plugins not in sys.path:
         sys.path.insert(0, plugins)

@@ -52,7 +52,7 @@ def child_environment(work: pathlib.Path, campaigns: pathlib.Path) -> dict[str, 
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "LINE_OA_CAMPAIGNS_DIR": str(campaigns),
+            "AIRFLOW__LINE_OA__CAMPAIGNS_DIR": str(campaigns),
         }
     )
     return env

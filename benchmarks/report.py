@@ -127,7 +127,7 @@ def _log_cost(case: dict) -> list[str]:
 
 def _parse(case: dict) -> list[str]:
     lines = [
-        "Copies of `include/campaigns/welcome_back.yaml` (id = file stem) in a temporary `LINE_OA_CAMPAIGNS_DIR`; "
+        "Copies of `include/campaigns/welcome_back.yaml` (id = file stem) in a temporary `AIRFLOW__LINE_OA__CAMPAIGNS_DIR`; "
         "`DagBag(dag_folder=<repo>/dags)` in a fresh interpreter each time. total = the child process's wall "
         "time; import = `from airflow.dag_processing.dagbag import DagBag` (Airflow's import and configuration); "
         f"fill = `DagBag(...)` itself. Median of {case['settings']['repetitions']}.",

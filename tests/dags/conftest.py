@@ -70,8 +70,8 @@ def airflow_env(tmp_path_factory, line_simulator):
         (campaigns / f"{campaign_id}.yaml").write_text(yaml.safe_dump(document, allow_unicode=True))
     cdp = generate_sample_cdp(base / "cdp.db", profiles=PROFILES, seed=11)
     env = {
-        "LINE_OA_CAMPAIGNS_DIR": str(campaigns),
-        "LINE_OA_DATA_DIR": str(base / "data"),
+        "AIRFLOW__LINE_OA__CAMPAIGNS_DIR": str(campaigns),
+        "AIRFLOW__LINE_OA__DATA_DIR": str(base / "data"),
         "AIRFLOW_CONN_LINE_OA_DEFAULT": json.dumps(
             {
                 "conn_type": "line_oa",

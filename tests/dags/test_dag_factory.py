@@ -18,7 +18,8 @@ SHIPPED = ROOT / "include" / "campaigns"
 def test_the_dag_folder_imports_without_errors_and_has_one_dag_per_shipped_campaign(monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
-    monkeypatch.delenv("LINE_OA_CAMPAIGNS_DIR", raising=False)
+    for name in ("AIRFLOW__LINE_OA__CAMPAIGNS_DIR", "LINE_OA_CAMPAIGNS_DIR"):
+        monkeypatch.delenv(name, raising=False)
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
     assert sorted(bag.dag_ids) == sorted(f"line_campaign__{p.stem}" for p in SHIPPED.glob("*.yaml"))
@@ -113,7 +114,7 @@ def test_a_broken_file_never_hides_the_others(tmp_path, caplog):
 
 def test_strict_mode_turns_a_broken_file_into_an_import_error(tmp_path, monkeypatch):
     (tmp_path / "broken.yaml").write_text("id: broken\n")
-    monkeypatch.setenv("LINE_OA_STRICT_DAGS", "1")
+    monkeypatch.setenv("AIRFLOW__LINE_OA__STRICT_DAGS", "1")
     with pytest.raises(LineOAError, match=r"broken\.yaml"):
         build_campaign_dags(tmp_path)
 
@@ -127,7 +128,7 @@ def test_two_files_with_the_same_campaign_id_are_reported(tmp_path):
 
 
 def test_channel_pools_put_every_push_task_of_a_sender_account_in_one_pool(monkeypatch):
-    monkeypatch.setenv("LINE_OA_CHANNEL_POOLS", "1")
+    monkeypatch.setenv("AIRFLOW__LINE_OA__CHANNEL_POOLS", "1")
     dags, _ = build_campaign_dags(SHIPPED)
     pools = {dag.get_task("push").pool for dag in dags.values()}
     assert pools == {"line_oa__line_oa_default"}

@@ -72,8 +72,8 @@ def test_airflow_services_share_the_celery_settings_the_mounts_and_the_staging_v
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0"
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
-    assert env["LINE_OA_CHANNEL_POOLS"] == "1"
-    assert env["LINE_OA_STAGING_URI"] == STAGING
+    assert env["AIRFLOW__LINE_OA__CHANNEL_POOLS"] == "true"
+    assert env["AIRFLOW__LINE_OA__STAGING_URI"] == STAGING
     targets = {volume.split(":")[1] for volume in service["volumes"]}
     assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include", STAGING} <= targets
     staging = next(volume for volume in service["volumes"] if volume.split(":")[1] == STAGING)

@@ -145,11 +145,11 @@ def create_ledger_schema(database: str) -> None:
 def live_environment(root: pathlib.Path, simulator_url: str, cdp_path: pathlib.Path, ledger_db: str) -> dict:
     """Return the campaign settings and connections of every Airflow component."""
     return {
-        "LINE_OA_DATA_DIR": str(root / "data"),
-        "LINE_OA_CAMPAIGNS_DIR": str(root / "campaigns"),
-        "LINE_OA_STAGING_URI": str(root / "staging"),
-        "LINE_OA_CHANNEL_POOLS": "1",
-        "LINE_OA_STRICT_DAGS": "1",
+        "AIRFLOW__LINE_OA__DATA_DIR": str(root / "data"),
+        "AIRFLOW__LINE_OA__CAMPAIGNS_DIR": str(root / "campaigns"),
+        "AIRFLOW__LINE_OA__STAGING_URI": str(root / "staging"),
+        "AIRFLOW__LINE_OA__CHANNEL_POOLS": "1",
+        "AIRFLOW__LINE_OA__STRICT_DAGS": "1",
         "AIRFLOW_CONN_LINE_OA_DEFAULT": connection(
             simulator_url, LIVE_TOKEN, workspaces="retail_jp", push_rate_limit=2000
         ),

@@ -154,8 +154,8 @@ def rel_env(airflow_env, line_simulator, tmp_path_factory):  # noqa: F811
         return json.dumps({"conn_type": "sqlite", "host": str(base / name)})
 
     env = {
-        "LINE_OA_CAMPAIGNS_DIR": str(campaigns),
-        "LINE_OA_DATA_DIR": str(base / "data"),
+        "AIRFLOW__LINE_OA__CAMPAIGNS_DIR": str(campaigns),
+        "AIRFLOW__LINE_OA__DATA_DIR": str(base / "data"),
         "AIRFLOW_CONN_LINE_OA_CHAOS": line_conn(CHAOS_TOKEN, "retail_jp"),
         "AIRFLOW_CONN_LINE_OA_OTHER": line_conn(OTHER_TOKEN, "retail_kr"),
         "AIRFLOW_CONN_LINE_OA_CHAOS_CDP": sqlite_conn("chaos_cdp.db"),

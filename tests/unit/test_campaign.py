@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import pathlib
 import subprocess
 import sys
 
@@ -12,7 +10,7 @@ import pytest
 from yaml import safe_dump
 
 from line_oa.campaign.loading import load_campaign, parse_campaign
-from line_oa.campaign.model import DEFAULT_CAMPAIGNS_DIR, DEFAULT_SQL_ROOT, Campaign
+from line_oa.campaign.model import Campaign
 from line_oa.errors import CampaignFileError, LineOAError
 
 from .campaign_docs import EXAMPLES, FIXTURES, SQL_ROOT, valid_document
@@ -102,27 +100,6 @@ def test_wire_messages_serialise_to_json_without_loss():
     campaign = load_campaign(EXAMPLES / "welcome_back.yaml")
     messages = json.loads(json.dumps(campaign.wire_messages(), ensure_ascii=False))
     assert messages[0] == {"type": "text", "text": "お帰りなさい! We missed you."}
-
-
-def test_default_folders_are_the_projects_include_folders():
-    root = pathlib.Path(__file__).resolve().parents[2]
-    if "LINE_OA_CAMPAIGNS_DIR" not in os.environ:
-        assert root / "include" / "campaigns" == DEFAULT_CAMPAIGNS_DIR
-    if "LINE_OA_SQL_ROOT" not in os.environ:
-        assert root / "include" / "sql" == DEFAULT_SQL_ROOT
-
-
-def test_default_folders_follow_the_environment(tmp_path):
-    code = "from line_oa.campaign import model as campaign; print(campaign.DEFAULT_CAMPAIGNS_DIR); print(campaign.DEFAULT_SQL_ROOT)"
-    environment = {
-        **os.environ,
-        "LINE_OA_CAMPAIGNS_DIR": str(tmp_path / "c"),
-        "LINE_OA_SQL_ROOT": str(tmp_path / "s"),
-    }
-    output = subprocess.run(
-        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert output == [str(tmp_path / "c"), str(tmp_path / "s")]
 
 
 def test_campaign_modules_do_not_import_airflow():

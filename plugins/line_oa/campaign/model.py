@@ -8,7 +8,6 @@ the retry policy and the UTM parameters of one campaign. This module holds the s
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
 import zoneinfo
@@ -30,12 +29,6 @@ from line_oa.campaign.messages import Loc, Message, rule_error, rule_errors
 
 if TYPE_CHECKING:
     from datetime import datetime
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
-DEFAULT_CAMPAIGNS_DIR = pathlib.Path(
-    os.environ.get("LINE_OA_CAMPAIGNS_DIR") or REPO_ROOT / "include" / "campaigns"
-)
-DEFAULT_SQL_ROOT = pathlib.Path(os.environ.get("LINE_OA_SQL_ROOT") or REPO_ROOT / "include" / "sql")
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 CONN_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,250}$"

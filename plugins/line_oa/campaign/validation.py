@@ -22,7 +22,6 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from line_oa.campaign.model import (
-    DEFAULT_SQL_ROOT,
     SECTIONS,
     SLUG_PATTERN,
     Campaign,
@@ -40,6 +39,8 @@ if TYPE_CHECKING:
     from line_oa.campaign.messages import Loc
 
 MAX_FILE_BYTES = 1024 * 1024
+# The source checkout's segment SQL, for callers that pass no folder (tests, a checkout).
+SOURCE_SQL_ROOT = pathlib.Path(__file__).resolve().parents[3] / "include" / "sql"
 TABS = ("campaign", *SECTIONS)
 
 
@@ -343,7 +344,9 @@ def validate_campaign_file(
     """Run every pre-launch check on the campaign file at ``path`` and report all problems.
 
     :param now: the time "in the past" is measured against (default: the current time, UTC).
-    :param sql_root: the folder holding ``segments/`` (default: ``include/sql`` of the project).
+    :param sql_root: the folder holding ``segments/``; the Airflow integration and the CLI pass the
+        ``[line_oa] sql_root`` setting (this layer reads no settings); default: the source checkout's
+        ``include/sql``.
     """
     file = str(path)
     text, problems = read_campaign_text(path)
@@ -353,7 +356,7 @@ def validate_campaign_file(
     if campaign is None:
         return ValidationReport(file, None, collector.sorted())
     campaign._source_path = pathlib.Path(path)
-    _check_segment_sql(campaign, pathlib.Path(sql_root or DEFAULT_SQL_ROOT), collector)
+    _check_segment_sql(campaign, pathlib.Path(sql_root or SOURCE_SQL_ROOT), collector)
     _check_schedule_in_future(campaign, now or datetime.now(UTC), collector)
     return ValidationReport(file, campaign, collector.sorted())
 

@@ -8,13 +8,14 @@ YAML, a campaign over LINE's limits) ends with a message and exit code 1, never 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import pathlib
 import sys
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
+from line_oa import settings
 from line_oa.campaign import loading as loading_module
-from line_oa.campaign import model as campaign_module
 from line_oa.campaign.validation import ValidationReport, validate_campaign_file
 from line_oa.errors import LineOAError
 
@@ -43,27 +44,27 @@ def _add_validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--campaigns-dir",
         type=pathlib.Path,
-        default=campaign_module.DEFAULT_CAMPAIGNS_DIR,
-        help="folder searched when no file is given (default: %(default)s, env LINE_OA_CAMPAIGNS_DIR)",
+        help="folder searched when no file is given (default: [line_oa] campaigns_dir)",
     )
     parser.add_argument(
         "--sql-root",
         type=pathlib.Path,
-        default=campaign_module.DEFAULT_SQL_ROOT,
-        help="folder holding segments/<parent>/<segment>.sql (default: %(default)s, env LINE_OA_SQL_ROOT)",
+        help="folder holding segments/<parent>/<segment>.sql (default: [line_oa] sql_root)",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
 
 
 def run_validate(args: argparse.Namespace) -> int:
     """Check campaign files before launch; exit 1 when any file has a problem."""
-    files = list(args.files) or [
-        _relative(path) for path in sorted(pathlib.Path(args.campaigns_dir).glob("*.yaml"))
-    ]
+    files = list(args.files)
     if not files:
-        print(f"no campaign files (*.yaml) in {args.campaigns_dir}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    reports = [validate_campaign_file(path, sql_root=args.sql_root) for path in files]
+        campaigns_dir = _setting(args.campaigns_dir, settings.campaigns_dir)
+        files = [_relative(path) for path in sorted(pathlib.Path(campaigns_dir).glob("*.yaml"))]
+        if not files:
+            print(f"no campaign files (*.yaml) in {campaigns_dir}", file=sys.stderr)
+            return EXIT_PROBLEMS
+    sql_root = _setting(args.sql_root, settings.sql_root)
+    reports = [validate_campaign_file(path, sql_root=sql_root) for path in files]
     all_ok = all(report.ok for report in reports)
     if args.format == "json":
         document = {"ok": all_ok, "files": [report.to_dict() for report in reports]}
@@ -78,6 +79,18 @@ def run_validate(args: argparse.Namespace) -> int:
             + (f" ({problems} problems)" if problems else "")
         )
     return EXIT_OK if all_ok else EXIT_PROBLEMS
+
+
+def _setting(value: pathlib.Path | None, accessor: Callable[[], pathlib.Path]) -> pathlib.Path:
+    """Return ``value``, else the ``[line_oa]`` setting.
+
+    Reading a setting imports Airflow's config; what Airflow logs then (such as the warning about a
+    deprecated ``LINE_OA_*`` name) goes to stderr, as stdout is for the report.
+    """
+    if value is not None:
+        return value
+    with contextlib.redirect_stdout(sys.stderr):
+        return accessor()
 
 
 def _relative(path: pathlib.Path) -> pathlib.Path:

@@ -32,7 +32,7 @@ def demo_environment(home: pathlib.Path, simulator_url: str, token: str) -> dict
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
-            "LINE_OA_DATA_DIR": str(home),
+            "AIRFLOW__LINE_OA__DATA_DIR": str(home),
             "AIRFLOW_CONN_LINE_OA_DEFAULT": json.dumps(
                 {
                     "conn_type": "line_oa",
@@ -99,7 +99,7 @@ def _print_summary(env: dict[str, str], log_path: pathlib.Path) -> dict | None:
 
     from line_oa.integration.pipeline import summary_block
 
-    db = pathlib.Path(env["LINE_OA_DATA_DIR"]) / "delivery_log.db"
+    db = pathlib.Path(env["AIRFLOW__LINE_OA__DATA_DIR"]) / "delivery_log.db"
     row = None
     if db.exists():
         with sqlite3.connect(db) as conn:

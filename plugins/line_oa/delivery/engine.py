@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from line_oa import settings
 from line_oa.delivery.ratelimit import TokenBucket
 from line_oa.delivery_log.store import (
     FAILED,
@@ -80,8 +81,6 @@ MARK_GROUP_ROWS = 1000
 MULTICAST_MAX_UNSETTLED = 32
 # Push outcome writes (each up to FLUSH_EVERY_ROWS rows) that may wait; beyond them no new row is marked.
 PUSH_MAX_UNSETTLED_WRITES = 4
-# A log write that has not committed after this long fails the chunk (resumable) instead of hanging it.
-LOG_WRITE_TIMEOUT_SECONDS = float(os.environ.get("LINE_OA_LOG_WRITE_TIMEOUT", "60"))
 # While a chunk is delivered the event loop keeps the GIL busy; the log writer thread, back from each
 # SQLite call (which runs without the GIL), would wait up to Python's default 5 ms switch interval to
 # continue, and the log, not LINE, would pace the sends (measured: 187 vs 199 multicasts/s at 200/s).
@@ -427,7 +426,8 @@ class DeliveryEngine:
         self.max_in_flight = max_in_flight
         self.progress = progress
         self.progress_interval = progress_interval
-        self.log_timeout = log_timeout if log_timeout is not None else LOG_WRITE_TIMEOUT_SECONDS
+        # A log write that has not committed after this long fails the chunk (resumable), never hangs it.
+        self.log_timeout = log_timeout if log_timeout is not None else settings.log_write_timeout()
         self.on_request = on_request
         self._stop_reason: Reason | None = None
         self._pending_writes: list[LedgerRow] = []

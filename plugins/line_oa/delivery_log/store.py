@@ -12,7 +12,6 @@ import importlib.resources
 import logging
 import operator
 import os
-import pathlib
 import re
 import sqlite3
 import threading
@@ -20,15 +19,16 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from line_oa import settings
 from line_oa.vocabulary import RESUMABLE_REASONS, Status
 
 if TYPE_CHECKING:
+    import pathlib
     from collections.abc import Callable, Iterable, Iterator
 
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
-DEFAULT_LEDGER_CONN_ID = "line_oa_ledger"
+DEFAULT_LEDGER_CONN_ID = str(settings.OPTIONS["ledger_conn_id"].default)
 log = logging.getLogger(__name__)
 
 TABLE = "line_delivery_log"
@@ -44,10 +44,6 @@ EXCLUDED, PENDING, SENDING, SENT, FAILED = (
     Status.EXCLUDED, Status.PENDING, Status.SENDING, Status.SENT, Status.FAILED
 )  # fmt: skip
 RETRY_KEY_LIFETIME = timedelta(hours=24)
-# A log that does not answer must fail the chunk, never hang it (PostgreSQL; SQLite waits busy_timeout).
-PG_CONNECT_TIMEOUT_SECONDS = int(os.environ.get("LINE_OA_LOG_CONNECT_TIMEOUT", "10"))
-STATEMENT_TIMEOUT_MS = int(os.environ.get("LINE_OA_LOG_STATEMENT_TIMEOUT_MS", "60000"))
-SQLITE_BUSY_TIMEOUT_MS = int(os.environ.get("LINE_OA_LOG_BUSY_TIMEOUT_MS", "30000"))
 
 
 def schema_sql(dialect: str) -> str:
@@ -62,8 +58,8 @@ class ChunkClaimLost(Exception):
 
 
 def data_dir() -> pathlib.Path:
-    """Return the project's data directory (``LINE_OA_DATA_DIR``, default ``<repo>/data``)."""
-    path = pathlib.Path(os.environ.get("LINE_OA_DATA_DIR", REPO_ROOT / "data"))
+    """Return the project's data directory (``[line_oa] data_dir``), created if missing."""
+    path = settings.data_dir()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -125,7 +121,7 @@ def ledger_hook(conn_id: str | None = None) -> DbApiHook:
     When the connection (default ``line_oa_ledger``) is not defined, the log is a SQLite file
     ``delivery_log.db`` under the project's data directory.
     """
-    conn_id = conn_id or os.environ.get("LINE_OA_LEDGER_CONN_ID", DEFAULT_LEDGER_CONN_ID)
+    conn_id = conn_id or settings.ledger_conn_id()
     hook = sql_hook(conn_id, data_dir() / "delivery_log.db")
     if not any(name in type(hook).__name__.lower() for name in ("sqlite", "postgres")):
         from line_oa.errors import LineOAError
@@ -171,7 +167,8 @@ class DeliveryLog:
             uri = hook.get_uri().replace("sqlite:///", "file:")
             self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         else:
-            os.environ.setdefault("PGCONNECT_TIMEOUT", str(PG_CONNECT_TIMEOUT_SECONDS))
+            # A log that does not answer must fail the chunk, never hang it (see [line_oa] log_*).
+            os.environ.setdefault("PGCONNECT_TIMEOUT", str(settings.log_connect_timeout()))
             self._conn = hook.get_conn()
         self._lock = threading.RLock()
         self._in_transaction = False
@@ -179,11 +176,11 @@ class DeliveryLog:
         self.abandoned = False  # a write never came back: the connection is left alone (see close)
         if self.dialect == "sqlite":
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            self._conn.execute(f"PRAGMA busy_timeout={settings.log_busy_timeout_ms()}")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         else:
             cursor = self._conn.cursor()
-            cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            cursor.execute(f"SET statement_timeout = {settings.log_statement_timeout_ms()}")
             self._conn.commit()
         self.ensure_schema()
 

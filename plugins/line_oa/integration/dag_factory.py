@@ -8,27 +8,27 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import pathlib
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from line_oa import settings
 from line_oa.campaign.loading import load_campaign
-from line_oa.campaign.model import DEFAULT_CAMPAIGNS_DIR, Campaign
 from line_oa.delivery.client import DEFAULT_MULTICAST_RATE_LIMIT, DEFAULT_PUSH_RATE_LIMIT
 from line_oa.delivery.engine import MULTICAST_MAX_RECIPIENTS
 from line_oa.errors import CampaignFileError, LineOAError
 from line_oa.integration.operators import LineOAPushOperator
 
+if TYPE_CHECKING:
+    from line_oa.campaign.model import Campaign
+
 log = logging.getLogger(__name__)
 DAG_PREFIX = "line_campaign__"
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
-STRICT_ENV = "LINE_OA_STRICT_DAGS"
-CHANNEL_POOLS_ENV = "LINE_OA_CHANNEL_POOLS"
 PUSH_TIMEOUT_SAFETY = 3  # the time to send a chunk at full rate, times this
 PUSH_TIMEOUT_MARGIN = timedelta(minutes=10)  # start-up, log writes, a claim, LINE's latency
 
@@ -70,11 +70,11 @@ def push_task_timeout(campaign: Campaign) -> timedelta:
 def channel_pool(line_config: str) -> str | None:
     """Return the pool shared by every campaign's push tasks on one sender account, when enabled.
 
-    With ``LINE_OA_CHANNEL_POOLS=1`` push tasks run in pool ``line_oa__<connection id>`` (create it
+    With ``[line_oa] channel_pools`` on, push tasks run in pool ``line_oa__<connection id>`` (create it
     with as many slots as the connection's ``concurrent_senders``), so campaigns on one LINE channel
     share its rate limit; otherwise they use Airflow's default pool.
     """
-    if os.environ.get(CHANNEL_POOLS_ENV, "") not in ("1", "true", "True"):
+    if not settings.channel_pools():
         return None
     return f"line_oa__{line_config}"
 
@@ -381,15 +381,13 @@ def build_campaign_dags(
     """Render every ``*.yaml`` in ``campaigns_dir`` (sorted) into a DAG.
 
     A broken file never hides the others: it becomes a placeholder DAG showing its error, and the
-    error is logged with the file name. Under ``strict`` (or ``LINE_OA_STRICT_DAGS=1``, as in CI) any
+    error is logged with the file name. Under ``strict`` (or ``[line_oa] strict_dags``, as in CI) any
     broken file raises instead, so the loader shows an import error.
 
     :return: (DAGs by id, error text by file name).
     """
-    directory = pathlib.Path(
-        campaigns_dir or os.environ.get("LINE_OA_CAMPAIGNS_DIR") or DEFAULT_CAMPAIGNS_DIR
-    )
-    strict = os.environ.get(STRICT_ENV, "") in ("1", "true", "True") if strict is None else strict
+    directory = pathlib.Path(campaigns_dir or settings.campaigns_dir())
+    strict = settings.strict_dags() if strict is None else strict
     dags: dict[str, DAG] = {}
     errors: dict[str, str] = {}
     for path in sorted(directory.glob("*.yaml")):

@@ -89,20 +89,20 @@ class LineOAPushOperator(BaseOperator):
             )
             return {"chunk_index": chunk["index"], "total": len(recipients), "sent": 0, "dry_run": True}
         hook = LineOAHook(line_oa_conn_id=self.line_oa_conn_id or campaign.content.line_config)
-        settings = hook.settings
+        channel = hook.settings
         mode = campaign.content.delivery_mode
-        senders = self.concurrent_senders or settings.concurrent_senders
+        senders = self.concurrent_senders or channel.concurrent_senders
         cap = campaign.activation.rate_limit_per_second
         rates = {
-            "push": channel_share(settings.push_rate_limit, concurrent_senders=senders, cap=cap),
-            "multicast": channel_share(settings.multicast_rate_limit, concurrent_senders=senders, cap=cap),
+            "push": channel_share(channel.push_rate_limit, concurrent_senders=senders, cap=cap),
+            "multicast": channel_share(channel.multicast_rate_limit, concurrent_senders=senders, cap=cap),
         }
         retry = campaign.activation.retry
         policy = RetryPolicy(retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds)
         ledger = DeliveryLog.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
         self.log.info(
             "chunk %d: %d recipients, mode %s, rates %.0f push/s %.0f multicast/s via %s",
-            chunk["index"], len(recipients), mode, rates["push"], rates["multicast"], settings.conn_id,
+            chunk["index"], len(recipients), mode, rates["push"], rates["multicast"], channel.conn_id,
         )  # fmt: skip
         total = len(recipients)
 

@@ -8,13 +8,12 @@ logic is tested directly.
 from __future__ import annotations
 
 import logging
-import os
-import pathlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from line_oa.campaign.model import DEFAULT_SQL_ROOT, Campaign
+from line_oa import settings
+from line_oa.campaign.model import Campaign
 from line_oa.delivery_log.store import (
     PENDING,
     RESUMABLE_REASONS,
@@ -27,6 +26,11 @@ from line_oa.delivery_log.store import (
 from line_oa.errors import LineApiError, LineAuthError, LineOAError
 from line_oa.integration.segment import LINE_USER_ID, count_sql
 from line_oa.vocabulary import NO_REASON, Status
+
+if TYPE_CHECKING:
+    import pathlib
+
+    from line_oa.campaign import Campaign
 
 log = logging.getLogger(__name__)
 DEFAULT_CDP_FILE = "cdp.db"
@@ -71,8 +75,8 @@ class TriggerOptions:
 
 
 def staging_root() -> str:
-    """Return where chunk files go: ``LINE_OA_STAGING_URI`` (any ObjectStoragePath URI) or data/staging."""
-    return os.environ.get("LINE_OA_STAGING_URI") or str(data_dir() / "staging")
+    """Return where chunk files go: ``[line_oa] staging_uri`` (any ObjectStoragePath URI) or data/staging."""
+    return settings.staging_uri() or str(data_dir() / "staging")
 
 
 def run_staging_uri(campaign_id: str, run_id: str) -> str:
@@ -86,7 +90,7 @@ def cdp_hook(campaign: Campaign):
 
 
 def segment_sql(campaign: Campaign, sql_root: pathlib.Path | None = None) -> str:
-    path = campaign.segment_sql_path(sql_root or DEFAULT_SQL_ROOT)
+    path = campaign.segment_sql_path(sql_root or settings.sql_root())
     if not path.is_file():
         raise LaunchRefused(f"target_audience: segment SQL {path} does not exist")
     return path.read_text(encoding="utf-8")
@@ -134,7 +138,7 @@ def validate_for_launch(
     from line_oa.campaign.validation import validate_campaign_file
 
     report = validate_campaign_file(
-        campaign_file, now=datetime(1970, 1, 1, tzinfo=UTC)
+        campaign_file, now=datetime(1970, 1, 1, tzinfo=UTC), sql_root=settings.sql_root()
     )  # time checked by schedule
     if not report.ok:
         raise LaunchRefused("campaign file is not launchable:\n" + "\n".join(str(p) for p in report.problems))
@@ -148,15 +152,15 @@ def validate_for_launch(
         raise LaunchRefused(f"test_recipients: not LINE user ids (U + 32 hex): {', '.join(bad_test_ids[:5])}")
     hook = hook_factory(campaign.content.line_config)
     try:
-        settings = hook.settings
+        channel = hook.settings
     except Exception as err:
         raise LaunchRefused(
             f"content.line_config: sender account {campaign.content.line_config!r}: {err}"
         ) from None
-    if not settings.allows_workspace(campaign.workspace):
+    if not channel.allows_workspace(campaign.workspace):
         raise LaunchRefused(
-            f"content.line_config: sender account {settings.conn_id!r} is not assigned to workspace "
-            f"{campaign.workspace!r} (assigned: {', '.join(settings.workspaces) or 'none'})"
+            f"content.line_config: sender account {channel.conn_id!r} is not assigned to workspace "
+            f"{campaign.workspace!r} (assigned: {', '.join(channel.workspaces) or 'none'})"
         )
     if options.is_test:
         reachable = len(set(options.test_recipients))
@@ -326,8 +330,8 @@ def summary_block(summary: dict[str, Any]) -> str:
 
 
 def report_dir() -> pathlib.Path:
-    """Return where HTML delivery reports go (``LINE_OA_REPORT_DIR``, default data/reports)."""
-    path = pathlib.Path(os.environ.get("LINE_OA_REPORT_DIR") or data_dir() / "reports")
+    """Return where HTML delivery reports go (``[line_oa] report_dir``, default data/reports)."""
+    path = settings.report_dir() or data_dir() / "reports"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

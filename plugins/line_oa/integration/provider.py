@@ -1,8 +1,8 @@
-"""Provider metadata: registers the ``line_oa`` connection type with Airflow's UI form."""
+"""Provider metadata: the ``line_oa`` connection type (with its UI form) and config section ``[line_oa]``."""
 
 from __future__ import annotations
 
-from line_oa import __version__
+from line_oa import __version__, settings
 
 
 def get_provider_info() -> dict:
@@ -53,4 +53,5 @@ def get_provider_info() -> dict:
                 },
             }
         ],
+        "config": settings.provider_config(),
     }

@@ -7,8 +7,9 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from line_oa import settings
 from line_oa.campaign.loading import load_campaign
-from line_oa.campaign.model import DEFAULT_CAMPAIGNS_DIR, Campaign, send_time
+from line_oa.campaign.model import Campaign, send_time
 from line_oa.campaign.states import CampaignState, RunFacts, campaign_state, describe_state, latest_run
 from line_oa.errors import LineOAError
 
@@ -92,7 +93,7 @@ def status_lines(campaigns_dir: pathlib.Path, campaign_id: str | None = None) ->
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("campaign_id", nargs="?", help="one campaign id (default: every campaign)")
-    parser.add_argument("--campaigns-dir", type=pathlib.Path, default=DEFAULT_CAMPAIGNS_DIR)
+    parser.add_argument("--campaigns-dir", type=pathlib.Path, help="default: [line_oa] campaigns_dir")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     try:
-        lines = status_lines(args.campaigns_dir, args.campaign_id)
+        lines = status_lines(args.campaigns_dir or settings.campaigns_dir(), args.campaign_id)
     except (OperationalError, ProgrammingError) as err:
         import os
 
