@@ -12,7 +12,7 @@ class LineOAError(Exception):
 class CampaignFileError(LineOAError):
     """A campaign file cannot be read or does not satisfy the campaign schema.
 
-    ``problems`` holds every problem found (``line_oa.campaign.validation.Problem``), not only the first.
+    ``problems`` holds every problem found (``line_oa.campaign.problems.Problem``), not only the first.
     """
 
     def __init__(self, path: str, problems: list[Any]):

@@ -10,31 +10,43 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import logging
-import operator
 import os
 import re
 import sqlite3
 import threading
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from line_oa import settings
+from line_oa.delivery_log.connections import (  # noqa: F401  (the log's connections, re-exported)
+    DEFAULT_LEDGER_CONN_ID,
+    data_dir,
+    ledger_hook,
+    sql_hook,
+    sqlite_file_hook,
+)
+from line_oa.delivery_log.queries import LogQueries
+from line_oa.delivery_log.records import RunRecords
+from line_oa.delivery_log.rows import (  # noqa: F401  (LedgerRow and the table names, re-exported)
+    CLAIM_TABLE,
+    COLUMNS,
+    DELIVERY_TABLE,
+    IS_TEST,
+    SUMMARY_TABLE,
+    TABLE,
+    UPDATED_ON_CONFLICT,
+    LedgerRow,
+    row_values,
+)
 from line_oa.vocabulary import RESUMABLE_REASONS, Status
 
 if TYPE_CHECKING:
-    import pathlib
     from collections.abc import Callable, Iterable, Iterator
 
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-DEFAULT_LEDGER_CONN_ID = str(settings.OPTIONS["ledger_conn_id"].default)
 log = logging.getLogger(__name__)
 
-TABLE = "line_delivery_log"
-SUMMARY_TABLE = "line_campaign_summary"
-CLAIM_TABLE = "line_delivery_claim"
-DELIVERY_TABLE = "line_campaign_delivery"
 BATCH_SIZE = 1000
 
 # Must match the WITH clause of schema/postgres.sql (package data beside this module).
@@ -57,92 +69,11 @@ class ChunkClaimLost(Exception):
     """Another sender took this chunk (a retry racing a zombie task): this one may not write or send."""
 
 
-def data_dir() -> pathlib.Path:
-    """Return the project's data directory (``[line_oa] data_dir``), created if missing."""
-    path = settings.data_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@dataclass(slots=True)
-class LedgerRow:
-    """One profile's line in the delivery log (slots: a chunk task holds tens of thousands of them)."""
-
-    profile_id: str
-    line_user_id: str | None
-    status: str
-    reason: str | None = None
-    chunk_index: int | None = None
-    batch_id: str | None = None
-    retry_key: str | None = None
-    http_status: int | None = None
-    line_request_id: str | None = None
-    accepted_request_id: str | None = None
-    line_message: str | None = None
-    attempts: int = 0
-    is_test: bool = False
-    sent_at: str | None = None
-    dispatched_at: str | None = None
-    updated_at: str | None = None
-
-
-_ROW_FIELDS = [f.name for f in fields(LedgerRow) if f.name not in ("updated_at",)]
-_COLUMNS = ["campaign_id", "run_id", *_ROW_FIELDS, "created_at", "updated_at"]
-_row_values = operator.attrgetter(*_ROW_FIELDS)  # fast: this runs once per recipient and write
-_IS_TEST = _ROW_FIELDS.index("is_test")
-_UPDATED_ON_CONFLICT = [c for c in _ROW_FIELDS if c not in ("profile_id",)] + ["updated_at"]
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def sql_hook(conn_id: str, fallback_sqlite_file: pathlib.Path) -> DbApiHook:
-    """Return the common.sql hook of ``conn_id``, or a SQLite file hook when it is not defined."""
-    from airflow.sdk import Connection
-
-    from line_oa.errors import LineOAError
-
-    try:
-        conn = Connection.get(conn_id)
-    except Exception as err:  # AirflowNotFoundException differs between core and the task SDK
-        if "isn't defined" not in str(err) and "not found" not in str(err).lower():
-            raise
-        return sqlite_file_hook(fallback_sqlite_file, conn_id=conn_id)
-    hook = conn.get_hook()
-    if not hasattr(hook, "get_conn") or not hasattr(hook, "placeholder"):
-        raise LineOAError(f"Connection {conn_id!r} ({conn.conn_type}) is not a SQL connection")
-    return hook
-
-
-def ledger_hook(conn_id: str | None = None) -> DbApiHook:
-    """Return the common.sql hook of the delivery log's connection.
-
-    When the connection (default ``line_oa_ledger``) is not defined, the log is a SQLite file
-    ``delivery_log.db`` under the project's data directory.
-    """
-    conn_id = conn_id or settings.ledger_conn_id()
-    hook = sql_hook(conn_id, data_dir() / "delivery_log.db")
-    if not any(name in type(hook).__name__.lower() for name in ("sqlite", "postgres")):
-        from line_oa.errors import LineOAError
-
-        raise LineOAError(f"Delivery log connection {conn_id!r} must be sqlite or postgres")
-    return hook
-
-
-def sqlite_file_hook(path: str | pathlib.Path, *, conn_id: str = DEFAULT_LEDGER_CONN_ID) -> DbApiHook:
-    """Return a ``SqliteHook`` on a file, without an Airflow connection having to be defined."""
-    from airflow.providers.sqlite.hooks.sqlite import SqliteHook
-    from airflow.sdk import Connection
-
-    class FileSqliteHook(SqliteHook):
-        def get_uri(self) -> str:
-            return f"sqlite:///{self.connection.host}"
-
-    return FileSqliteHook(connection=Connection(conn_id=conn_id, conn_type="sqlite", host=str(path)))
-
-
-class DeliveryLog:
+class DeliveryLog(LogQueries, RunRecords):
     """Read and write one (campaign, run)'s rows of the delivery log.
 
     :param hook: a common.sql hook (``SqliteHook`` or ``PostgresHook``).
@@ -329,16 +260,16 @@ class DeliveryLog:
         return self.clock().isoformat()
 
     def _values(self, row: LedgerRow, now: str) -> tuple:
-        values = list(_row_values(row))
-        values[_IS_TEST] = int(bool(row.is_test))
+        values = list(row_values(row))
+        values[IS_TEST] = int(bool(row.is_test))
         return (self.campaign_id, self.run_id, *values, now, row.updated_at or now)
 
     def _write(self, rows: Iterable[LedgerRow], *, overwrite: bool) -> int:
-        placeholders = ", ".join([self._p] * len(_COLUMNS))
-        sql = f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}) VALUES ({placeholders}) "
+        placeholders = ", ".join([self._p] * len(COLUMNS))
+        sql = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
         sql += "ON CONFLICT (campaign_id, run_id, profile_id) DO "
         if overwrite:
-            sql += "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _UPDATED_ON_CONFLICT)
+            sql += "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in UPDATED_ON_CONFLICT)
         else:
             sql += "NOTHING"
         now = self._now()
@@ -465,107 +396,6 @@ class DeliveryLog:
             f"line_user_id BETWEEN {self._p} AND {self._p} AND batch_id = {self._p} AND status = '{SENDING}'"
         )
 
-    def unsent_count(self) -> int:
-        """Return how many of this run's rows still wait to be sent (pending, sending or resumable)."""
-        cursor = self._conn.cursor()
-        cursor.execute(
-            f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
-            f"AND (status IN ('{PENDING}', '{SENDING}') OR {self._resumable()})",
-            (self.campaign_id, self.run_id, *RESUMABLE_REASONS),
-        )
-        count = int(cursor.fetchone()[0])
-        self._commit()
-        return count
-
-    def row_count(self) -> int:
-        """Return how many rows this run has in the log."""
-        cursor = self._conn.cursor()
-        cursor.execute(
-            f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}",
-            (self.campaign_id, self.run_id),
-        )
-        count = int(cursor.fetchone()[0])
-        self._commit()
-        return count
-
-    def chunk_size_logged(self, chunk_index: int) -> int:
-        """Return how many rows of a chunk the log already holds."""
-        cursor = self._conn.cursor()
-        cursor.execute(
-            f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
-            f"AND chunk_index = {self._p}",
-            (self.campaign_id, self.run_id, chunk_index),
-        )
-        return int(cursor.fetchone()[0])
-
-    def _select(self, where: str, params: tuple) -> Iterator[LedgerRow]:
-        cols = [*_ROW_FIELDS, "updated_at"]
-        sql = f"SELECT {', '.join(cols)} FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}"
-        cursor = self._conn.cursor()
-        cursor.execute(f"{sql} AND {where} ORDER BY profile_id", (self.campaign_id, self.run_id, *params))
-        while batch := cursor.fetchmany(5000):
-            for values in batch:
-                row = LedgerRow(**dict(zip(cols, values, strict=True)))
-                row.is_test = bool(row.is_test)
-                if row.updated_at is not None and not isinstance(row.updated_at, str):
-                    row.updated_at = row.updated_at.isoformat()
-                if row.sent_at is not None and not isinstance(row.sent_at, str):
-                    row.sent_at = row.sent_at.isoformat()
-                if row.dispatched_at is not None and not isinstance(row.dispatched_at, str):
-                    row.dispatched_at = row.dispatched_at.isoformat()
-                yield row
-
-    def rows_to_send(self, chunk_index: int) -> list[LedgerRow]:
-        """Return the chunk's rows that are not final: pending, sending, or failed without acceptance."""
-        reasons = ", ".join([self._p] * len(RESUMABLE_REASONS))
-        where = (
-            f"chunk_index = {self._p} AND (status IN ('{PENDING}', '{SENDING}') "
-            f"OR (status = '{FAILED}' AND reason IN ({reasons})))"
-        )
-        return list(self._select(where, (chunk_index, *RESUMABLE_REASONS)))
-
-    def rows(self, status: str | None = None) -> Iterator[LedgerRow]:
-        """Iterate over this run's rows (optionally of one status), ordered by profile id."""
-        if status is None:
-            return self._select("1 = 1", ())
-        return self._select(f"status = {self._p}", (status,))
-
-    def counts(self) -> dict[tuple[str, str | None, bool], int]:
-        """Return row counts by (status, reason, is_test) for this run."""
-        sql = (
-            f"SELECT status, reason, is_test, COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} "
-            f"AND run_id = {self._p} GROUP BY status, reason, is_test"
-        )
-        cursor = self._conn.cursor()
-        cursor.execute(sql, (self.campaign_id, self.run_id))
-        return {(s, r, bool(t)): int(n) for s, r, t, n in cursor.fetchall()}
-
-    def totals(self) -> dict[str, int]:
-        """Return requests-related totals for this run: attempts summed over rows and batches."""
-        sql = (
-            f"SELECT COALESCE(SUM(attempts), 0), MIN(created_at), MAX(sent_at) FROM {TABLE} "
-            f"WHERE campaign_id = {self._p} AND run_id = {self._p}"
-        )
-        cursor = self._conn.cursor()
-        cursor.execute(sql, (self.campaign_id, self.run_id))
-        attempts, first, last = cursor.fetchone()
-        return {"attempts": int(attempts or 0), "first_created_at": first, "last_sent_at": last}
-
-    def sent_per_second(self) -> list[tuple[str, int]]:
-        """Return (second, recipients sent) buckets for the report's send-rate chart."""
-        bucket = (
-            "substr(sent_at, 1, 19)"
-            if self.dialect == "sqlite"
-            else "to_char(date_trunc('second', sent_at), 'YYYY-MM-DD\"T\"HH24:MI:SS')"
-        )
-        sql = (
-            f"SELECT {bucket} AS s, COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
-            f"AND status = '{SENT}' AND sent_at IS NOT NULL GROUP BY s ORDER BY s"
-        )
-        cursor = self._conn.cursor()
-        cursor.execute(sql, (self.campaign_id, self.run_id))
-        return [(str(s), int(n)) for s, n in cursor.fetchall()]
-
     def is_stale(self, row: LedgerRow, margin: timedelta = timedelta(0)) -> bool:
         """Tell whether a row's retry key has outlived LINE's 24 h memory of it (less ``margin``).
 
@@ -580,75 +410,6 @@ class DeliveryLog:
         if first.tzinfo is None:
             first = first.replace(tzinfo=UTC)
         return self.clock() - first > RETRY_KEY_LIFETIME - margin
-
-    def enter_delivery(self, *, one_off: bool, redeliver: bool) -> str | None:
-        """Record this run as a real delivery of the campaign, unless a one-off campaign has another.
-
-        Atomic (a lock per campaign), so two runs launched together cannot both pass. Returns the id of
-        the run that blocks this one (nothing recorded then), or None. Entering the same run again (a
-        resumed run) is allowed.
-        """
-        with self.transaction():
-            cursor = self._conn.cursor()
-            if self.dialect == "postgres":
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{DELIVERY_TABLE}:{self.campaign_id}",)
-                )
-            if one_off and not redeliver:
-                blocking = self._other_real_run(cursor)
-                if blocking is not None:
-                    return blocking
-            cursor.execute(
-                f"INSERT INTO {DELIVERY_TABLE} (campaign_id, run_id, redeliver, started_at) "
-                f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}) ON CONFLICT (campaign_id, run_id) DO NOTHING",
-                (self.campaign_id, self.run_id, int(redeliver), self._now()),
-            )
-        return None
-
-    def _other_real_run(self, cursor: Any) -> str | None:
-        """Return another run of this campaign that delivered (or began to deliver) for real, if any."""
-        p, params = self._p, (self.campaign_id, self.run_id)
-        queries = (
-            f"SELECT run_id FROM {DELIVERY_TABLE} WHERE campaign_id = {p} AND run_id <> {p}",
-            # logs written before the delivery table existed
-            f"SELECT run_id FROM {SUMMARY_TABLE} WHERE campaign_id = {p} AND run_id <> {p} "
-            "AND state = 'Finished' AND dry_run = 0 AND targeted > 0",
-            f"SELECT run_id FROM {TABLE} WHERE campaign_id = {p} AND run_id <> {p} AND is_test = 0 "
-            f"AND status IN ('{SENT}', '{SENDING}')",
-        )
-        for sql in queries:
-            cursor.execute(sql + " LIMIT 1", params)
-            row = cursor.fetchone()
-            if row:
-                return str(row[0])
-        return None
-
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        """UPSERT the run's summary row (``line_campaign_summary``)."""
-        import json
-
-        cols = [
-            "campaign_id", "run_id", "state", "dry_run", "targeted", "excluded", "sent", "failed", "not_sent",
-            "test_sends", "messages_billed", "requests", "retries", "started_at", "finished_at", "summary_json",
-        ]  # fmt: skip
-        values = {
-            **{c: summary.get(c) for c in cols},
-            "campaign_id": self.campaign_id,
-            "run_id": self.run_id,
-            "dry_run": int(bool(summary.get("dry_run"))),
-            "excluded": sum(summary.get("excluded", {}).values()),
-            "failed": sum(summary.get("failed", {}).values()),
-            "summary_json": json.dumps(summary, sort_keys=True, default=str),
-        }
-        placeholders = ", ".join([self._p] * len(cols))
-        updates = ", ".join(f"{c} = excluded.{c}" for c in cols[2:])
-        sql = (
-            f"INSERT INTO {SUMMARY_TABLE} ({', '.join(cols)}) VALUES ({placeholders}) "
-            f"ON CONFLICT (campaign_id, run_id) DO UPDATE SET {updates}"
-        )
-        cursor = self._conn.cursor()
-        cursor.execute(sql, tuple(values[c] for c in cols))
-        self._conn.commit()
 
 
 # Deprecated alias, kept for one release: the class was ``DeliveryLedger`` until the delivery log got one

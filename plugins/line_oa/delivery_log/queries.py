@@ -1,0 +1,116 @@
+"""Reading the delivery log: a run's rows, what is left to send, counts and rates for reports."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from line_oa.delivery_log.rows import ROW_FIELDS, TABLE, LedgerRow
+from line_oa.vocabulary import RESUMABLE_REASONS, Status
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+class LogQueries:
+    """The read side of ``DeliveryLog`` (a mixin: it uses the log's connection and placeholders)."""
+
+    def unsent_count(self) -> int:
+        """Return how many of this run's rows still wait to be sent (pending, sending or resumable)."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
+            f"AND (status IN ('{Status.PENDING}', '{Status.SENDING}') OR {self._resumable()})",
+            (self.campaign_id, self.run_id, *RESUMABLE_REASONS),
+        )
+        count = int(cursor.fetchone()[0])
+        self._commit()
+        return count
+
+    def row_count(self) -> int:
+        """Return how many rows this run has in the log."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}",
+            (self.campaign_id, self.run_id),
+        )
+        count = int(cursor.fetchone()[0])
+        self._commit()
+        return count
+
+    def chunk_size_logged(self, chunk_index: int) -> int:
+        """Return how many rows of a chunk the log already holds."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
+            f"AND chunk_index = {self._p}",
+            (self.campaign_id, self.run_id, chunk_index),
+        )
+        return int(cursor.fetchone()[0])
+
+    def _select(self, where: str, params: tuple) -> Iterator[LedgerRow]:
+        cols = [*ROW_FIELDS, "updated_at"]
+        sql = f"SELECT {', '.join(cols)} FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}"
+        cursor = self._conn.cursor()
+        cursor.execute(f"{sql} AND {where} ORDER BY profile_id", (self.campaign_id, self.run_id, *params))
+        while batch := cursor.fetchmany(5000):
+            for values in batch:
+                row = LedgerRow(**dict(zip(cols, values, strict=True)))
+                row.is_test = bool(row.is_test)
+                if row.updated_at is not None and not isinstance(row.updated_at, str):
+                    row.updated_at = row.updated_at.isoformat()
+                if row.sent_at is not None and not isinstance(row.sent_at, str):
+                    row.sent_at = row.sent_at.isoformat()
+                if row.dispatched_at is not None and not isinstance(row.dispatched_at, str):
+                    row.dispatched_at = row.dispatched_at.isoformat()
+                yield row
+
+    def rows_to_send(self, chunk_index: int) -> list[LedgerRow]:
+        """Return the chunk's rows that are not final: pending, sending, or failed without acceptance."""
+        reasons = ", ".join([self._p] * len(RESUMABLE_REASONS))
+        where = (
+            f"chunk_index = {self._p} AND (status IN ('{Status.PENDING}', '{Status.SENDING}') "
+            f"OR (status = '{Status.FAILED}' AND reason IN ({reasons})))"
+        )
+        return list(self._select(where, (chunk_index, *RESUMABLE_REASONS)))
+
+    def rows(self, status: str | None = None) -> Iterator[LedgerRow]:
+        """Iterate over this run's rows (optionally of one status), ordered by profile id."""
+        if status is None:
+            return self._select("1 = 1", ())
+        return self._select(f"status = {self._p}", (status,))
+
+    def counts(self) -> dict[tuple[str, str | None, bool], int]:
+        """Return row counts by (status, reason, is_test) for this run."""
+        sql = (
+            f"SELECT status, reason, is_test, COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} "
+            f"AND run_id = {self._p} GROUP BY status, reason, is_test"
+        )
+        cursor = self._conn.cursor()
+        cursor.execute(sql, (self.campaign_id, self.run_id))
+        return {(s, r, bool(t)): int(n) for s, r, t, n in cursor.fetchall()}
+
+    def totals(self) -> dict[str, int]:
+        """Return requests-related totals for this run: attempts summed over rows and batches."""
+        sql = (
+            f"SELECT COALESCE(SUM(attempts), 0), MIN(created_at), MAX(sent_at) FROM {TABLE} "
+            f"WHERE campaign_id = {self._p} AND run_id = {self._p}"
+        )
+        cursor = self._conn.cursor()
+        cursor.execute(sql, (self.campaign_id, self.run_id))
+        attempts, first, last = cursor.fetchone()
+        return {"attempts": int(attempts or 0), "first_created_at": first, "last_sent_at": last}
+
+    def sent_per_second(self) -> list[tuple[str, int]]:
+        """Return (second, recipients sent) buckets for the report's send-rate chart."""
+        bucket = (
+            "substr(sent_at, 1, 19)"
+            if self.dialect == "sqlite"
+            else "to_char(date_trunc('second', sent_at), 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+        )
+        sql = (
+            f"SELECT {bucket} AS s, COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
+            f"AND status = '{Status.SENT}' AND sent_at IS NOT NULL GROUP BY s ORDER BY s"
+        )
+        cursor = self._conn.cursor()
+        cursor.execute(sql, (self.campaign_id, self.run_id))
+        return [(str(s), int(n)) for s, n in cursor.fetchall()]
