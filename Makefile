@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export AIRFLOW_HOME ?= $(CURDIR)/data/airflow
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-live chaos chaos-model demo bench bench-push lint format requirements simulator clean
+.PHONY: help install test test-fast test-live chaos chaos-model demo bench bench-push lint format requirements simulator wheel clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -64,5 +64,9 @@ format: install ## Apply ruff's fixes and formatting
 requirements: | $(BIN)/uv ## Regenerate the fully pinned requirements.txt from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.txt --python-version 3.11
 
-clean: ## Remove generated data (keeps .venv)
-	rm -rf data .pytest_cache
+wheel: | $(BIN)/uv ## Build the wheel into dist/ (from a clean build/: no stale modules)
+	rm -rf build
+	$(BIN)/uv build --wheel -o dist
+
+clean: ## Remove generated data and builds (keeps .venv)
+	rm -rf data .pytest_cache build dist

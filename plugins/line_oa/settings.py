@@ -17,8 +17,9 @@ import sys
 import warnings
 from typing import NamedTuple
 
+from line_oa import paths
+
 SECTION = "line_oa"
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 # Show these deprecations (Python hides DeprecationWarning outside __main__), as Airflow does its own.
 if not sys.warnoptions:
     warnings.filterwarnings("default", category=DeprecationWarning, module=__name__)
@@ -36,20 +37,22 @@ OPTIONS: dict[str, Option] = {
         "string",
         None,
         "Folder of the SQLite delivery log, the sample CDP, chunk files and reports when no other "
-        "place is set. Default: the project's ``data/`` folder.",
+        "place is set. Default: the source checkout's ``data/`` folder; installed from a wheel, "
+        "``$AIRFLOW_HOME/line_oa``.",
         "/opt/airflow/data",
     ),
     "campaigns_dir": Option(
         "string",
         None,
-        "Folder whose ``*.yaml`` campaign files become DAGs. Default: the project's ``include/campaigns``.",
+        "Folder whose ``*.yaml`` campaign files become DAGs. Default: the source checkout's "
+        "``include/campaigns``; installed from a wheel, ``$AIRFLOW_HOME/line_oa/campaigns``.",
         "/opt/airflow/include/campaigns",
     ),
     "sql_root": Option(
         "string",
         None,
-        "Folder holding the segment SQL, ``segments/<parent>/<segment>.sql``. "
-        "Default: the project's ``include/sql``.",
+        "Folder holding the segment SQL, ``segments/<parent>/<segment>.sql``. Default: the source "
+        "checkout's ``include/sql``; installed from a wheel, ``$AIRFLOW_HOME/line_oa/sql``.",
         "/opt/airflow/include/sql",
     ),
     "staging_uri": Option(
@@ -148,16 +151,16 @@ def _bool(key: str) -> bool:
 
 
 def data_dir() -> pathlib.Path:
-    """Return the data folder (``ledger.data_dir()`` creates it)."""
-    return _path("data_dir") or REPO_ROOT / "data"
+    """Return the data folder (``delivery_log.store.data_dir()`` creates it); default: see ``paths``."""
+    return _path("data_dir") or paths.default_data_dir()
 
 
 def campaigns_dir() -> pathlib.Path:
-    return _path("campaigns_dir") or REPO_ROOT / "include" / "campaigns"
+    return _path("campaigns_dir") or paths.default_campaigns_dir()
 
 
 def sql_root() -> pathlib.Path:
-    return _path("sql_root") or REPO_ROOT / "include" / "sql"
+    return _path("sql_root") or paths.default_sql_root()
 
 
 def staging_uri() -> str | None:

@@ -35,6 +35,7 @@ from line_oa.campaign.problems import (
     describe_error,
     kind_of,
 )
+from line_oa.paths import default_sql_root
 
 if TYPE_CHECKING:
     import os
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from line_oa.campaign.messages import Loc
 
 MAX_FILE_BYTES = 1024 * 1024
-# The source checkout's segment SQL, for callers that pass no folder (tests, a checkout).
-SOURCE_SQL_ROOT = pathlib.Path(__file__).resolve().parents[3] / "include" / "sql"
 
 
 class _CampaignLoader(yaml.SafeLoader):
@@ -245,8 +244,9 @@ def validate_campaign_file(
 
     :param now: the time "in the past" is measured against (default: the current time, UTC).
     :param sql_root: the folder holding ``segments/``; the Airflow integration and the CLI pass the
-        ``[line_oa] sql_root`` setting (this layer reads no settings); default: the source checkout's
-        ``include/sql``.
+        ``[line_oa] sql_root`` setting (this layer reads no settings); default: the setting's own
+        default, without the setting (``line_oa.paths.default_sql_root()``: a source checkout's
+        ``include/sql``, else ``$AIRFLOW_HOME/line_oa/sql``).
     """
     file = str(path)
     text, problems = read_campaign_text(path)
@@ -256,7 +256,7 @@ def validate_campaign_file(
     if campaign is None:
         return ValidationReport(file, None, collector.sorted())
     campaign._source_path = pathlib.Path(path)
-    _check_segment_sql(campaign, pathlib.Path(sql_root or SOURCE_SQL_ROOT), collector)
+    _check_segment_sql(campaign, pathlib.Path(sql_root or default_sql_root()), collector)
     _check_schedule_in_future(campaign, now or datetime.now(UTC), collector)
     return ValidationReport(file, campaign, collector.sorted())
 

@@ -4,6 +4,9 @@ Sets up everything under ``data/demo`` (Airflow home on SQLite, a 50,000-profile
 delivery log), starts the LINE simulator with some recipients blocked or unknown, runs the
 ``welcome_back`` campaign's DAG for real with ``airflow dags test``, prints the summary, the report's
 path and the campaign's state, and stops the simulator.
+
+It runs from a source checkout only: it uses the checkout's ``dags/`` and ``include/`` (campaign file,
+segment SQL), which a wheel does not carry.
 """
 
 from __future__ import annotations
@@ -17,18 +20,28 @@ import subprocess
 import sys
 import time
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
+from line_oa.paths import source_checkout
+
 DEMO_CAMPAIGN = "welcome_back"
+
+
+def checkout_root() -> pathlib.Path:
+    """Return the source checkout the demo runs from; exit with a message when the package is installed."""
+    root = source_checkout()
+    if root is None:
+        raise SystemExit("the demo runs from a source checkout (make demo): it needs its dags/ and include/")
+    return root
 
 
 def demo_environment(home: pathlib.Path, simulator_url: str, token: str) -> dict[str, str]:
     """Return the environment of the Airflow commands: local paths, connections, 2-core settings."""
+    checkout = checkout_root()
     env = dict(os.environ)
     env.update(
         {
             "AIRFLOW_HOME": str(home / "airflow"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(checkout / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(checkout / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
@@ -120,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m line_oa.cli.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=50_000, help="profiles in the sample CDP")
     parser.add_argument(
-        "--home", type=pathlib.Path, default=REPO_ROOT / "data" / "demo", help="working folder"
+        "--home", type=pathlib.Path, help="working folder (default: the checkout's data/demo)"
     )
     args = parser.parse_args(argv)
-    return run_demo(args.profiles, args.home.resolve())
+    home = args.home or checkout_root() / "data" / "demo"
+    return run_demo(args.profiles, home.resolve())
 
 
 if __name__ == "__main__":
