@@ -13,7 +13,7 @@ import warnings
 import pytest
 
 from line_oa import settings
-from line_oa.provider import get_provider_info
+from line_oa.integration.provider import get_provider_info
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # One value per option, as text in the environment and as the accessor returns it.
@@ -124,10 +124,10 @@ def test_a_boolean_that_is_neither_true_nor_false_is_an_error(monkeypatch):
 
 
 def test_the_delivery_log_reads_its_timeouts_when_opened(tmp_path, monkeypatch):
-    from line_oa.ledger import DeliveryLedger, sqlite_file_hook
+    from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
 
     monkeypatch.setenv("AIRFLOW__LINE_OA__LOG_BUSY_TIMEOUT_MS", "1234")
-    ledger = DeliveryLedger(sqlite_file_hook(tmp_path / "log.db"), campaign_id="c", run_id="r")
+    ledger = DeliveryLog(sqlite_file_hook(tmp_path / "log.db"), campaign_id="c", run_id="r")
     try:
         assert ledger._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
     finally:
