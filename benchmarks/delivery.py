@@ -136,7 +136,8 @@ def run_engine(
         DAG run (``registration_seconds`` says how long that took); otherwise ``deliver_chunk``
         registers it while it sends, as for a chunk the log has never seen.
     """
-    from line_oa.delivery.engine import RetryPolicy, deliver_chunk, pending_rows
+    from line_oa.delivery.chunk import deliver_chunk, pending_rows
+    from line_oa.delivery.results import RetryPolicy
     from line_oa.integration.hooks import LineOAHook
 
     hook = LineOAHook(line_oa_conn_id=LINE_CONN_ID)

@@ -15,7 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from line_oa.delivery.engine import RetryPolicy, deliver_chunk, push_retry_key
+from line_oa.delivery.chunk import deliver_chunk
+from line_oa.delivery.keys import push_retry_key
+from line_oa.delivery.results import RetryPolicy
 from line_oa.integration.hooks import LineOAHook
 from line_simulator import DEFAULT_TOKEN
 
@@ -186,7 +188,7 @@ def test_multicast_retries_a_lost_batch_under_its_persisted_key(line_conn, ledge
 
 
 def test_rows_sending_for_over_24_hours_become_outcome_unknown_not_resent(line_conn, ledger_factory, sim):
-    from line_oa.delivery.engine import pending_rows
+    from line_oa.delivery.chunk import pending_rows
 
     now = [datetime.now(UTC)]
     ledger = ledger_factory(clock=lambda: now[0])
@@ -229,7 +231,8 @@ def test_the_channel_token_never_reaches_the_logs(line_conn, ledger_factory, sim
 
 CHILD = """
 import json, sys
-from line_oa.delivery.engine import RetryPolicy, deliver_chunk
+from line_oa.delivery.chunk import deliver_chunk
+from line_oa.delivery.results import RetryPolicy
 from line_oa.integration.hooks import LineOAHook
 from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
 args = json.loads(open(sys.argv[1]).read())

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from line_oa.delivery.engine import RetryPolicy, deliver_chunk
+from line_oa.delivery.chunk import deliver_chunk
+from line_oa.delivery.results import RetryPolicy
 from line_oa.integration.hooks import LineOAHook
 from line_simulator import DEFAULT_TOKEN
 

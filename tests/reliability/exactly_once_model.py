@@ -30,8 +30,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from line_oa.delivery.chunk import deliver_chunk, pending_rows
 from line_oa.delivery.client import AsyncLineClient, ChannelSettings
-from line_oa.delivery.engine import FLUSH_EVERY_ROWS, RetryPolicy, deliver_chunk, pending_rows
+from line_oa.delivery.engine import FLUSH_EVERY_ROWS
+from line_oa.delivery.results import RetryPolicy
 from line_oa.delivery_log.store import RESUMABLE_REASONS, DeliveryLog
 from line_oa.transitions import allowed
 from line_simulator import DEFAULT_TOKEN

@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 
 from line_oa.campaign.loading import load_campaign
-from line_oa.delivery.engine import push_retry_key
+from line_oa.delivery.keys import push_retry_key
 from line_oa.delivery_log.store import LedgerRow
 from line_oa.errors import LineOAError
 from line_oa.integration.pipeline import RowCountMismatch, chunk_profiles

@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from line_oa.delivery.engine import RetryPolicy, deliver_chunk
+from line_oa.delivery.chunk import deliver_chunk
+from line_oa.delivery.results import RetryPolicy
 from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
 from line_oa.integration.hooks import LineOAHook
 from line_simulator import DEFAULT_TOKEN
@@ -186,7 +187,8 @@ def test_a_push_task_stopped_by_on_kill_fails_so_that_clearing_failed_tasks_resu
 # -- (c) resumed more than 24 hours after a worker died ----------------------------------------------
 CHILD = """
 import json, sys
-from line_oa.delivery.engine import RetryPolicy, deliver_chunk
+from line_oa.delivery.chunk import deliver_chunk
+from line_oa.delivery.results import RetryPolicy
 from line_oa.integration.hooks import LineOAHook
 from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
 args = json.loads(open(sys.argv[1]).read())

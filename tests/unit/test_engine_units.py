@@ -9,17 +9,13 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from line_oa.delivery.engine import (
-    GIL_SWITCH_INTERVAL,
-    RETRY_KEY_NAMESPACE,
-    _ShortGilSwitches,
-    push_retry_key,
-)
+from line_oa.delivery.keys import RETRY_KEY_NAMESPACE, push_retry_key
+from line_oa.delivery.writer import GIL_SWITCH_INTERVAL, ShortGilSwitches
 
 
 def test_the_gil_switch_interval_is_short_while_any_delivery_runs_and_restored_after_the_last():
     before = sys.getswitchinterval()
-    switches = _ShortGilSwitches()
+    switches = ShortGilSwitches()
     inside, release = threading.Barrier(3), threading.Event()
     seen = []
 

@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from line_oa import settings
 from line_oa.campaign.loading import load_campaign
 from line_oa.delivery.client import DEFAULT_MULTICAST_RATE_LIMIT, DEFAULT_PUSH_RATE_LIMIT
-from line_oa.delivery.engine import MULTICAST_MAX_RECIPIENTS
+from line_oa.delivery.plan import MULTICAST_MAX_RECIPIENTS
 from line_oa.errors import CampaignFileError, LineOAError
 from line_oa.integration.operators import LineOAPushOperator
 

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from line_oa.delivery.engine import DeliveryEngine, RetryPolicy, deliver_chunk
+from line_oa.delivery.chunk import deliver_chunk
 from line_oa.delivery.ratelimit import channel_share
+from line_oa.delivery.results import RetryPolicy
 from line_oa.delivery_log.store import DeliveryLog
 from line_oa.integration.hooks import LineOAHook
 from line_oa.vocabulary import Reason
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from line_oa.delivery.engine import DeliveryEngine
 
 # Campaign-wide stops: retrying the task cannot help until someone acts (token, quota).
 CAMPAIGN_STOPS = (Reason.AUTH_FAILED, Reason.QUOTA_EXCEEDED)

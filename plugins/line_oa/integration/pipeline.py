@@ -225,7 +225,7 @@ def chunk_profiles(
     in the log must number the profiles extracted (``segment["profiles"]``); otherwise raise
     ``RowCountMismatch`` (a ``LineOAError``) before any chunk is sent.
     """
-    from line_oa.delivery.engine import pending_rows
+    from line_oa.delivery.chunk import pending_rows
     from line_oa.integration.chunks import plan_chunk_size, write_chunks
     from line_oa.integration.segment import read_segment
 

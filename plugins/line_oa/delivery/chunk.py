@@ -1,0 +1,93 @@
+"""Deliver one chunk: register its rows, claim it, plan its requests once, send them, report."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from line_oa.delivery.engine import DeliveryEngine
+from line_oa.delivery.keys import push_retry_key
+from line_oa.delivery.plan import STALE_MARGIN, plan_delivery
+from line_oa.delivery.results import RetryPolicy
+from line_oa.delivery_log.store import LedgerRow
+from line_oa.vocabulary import Status
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from line_oa.delivery.client import AsyncLineClient
+    from line_oa.delivery.results import ChunkResult
+    from line_oa.delivery_log.store import DeliveryLog
+
+
+def pending_rows(
+    campaign_id: str,
+    run_id: str,
+    chunk_index: int,
+    recipients: list[tuple[str, str]],
+    *,
+    is_test: bool = False,
+) -> list[LedgerRow]:
+    """Return the delivery-log rows that register a chunk's recipients as ``pending`` with their push keys."""
+    return [
+        LedgerRow(
+            profile_id=profile_id,
+            line_user_id=line_user_id,
+            status=Status.PENDING,
+            chunk_index=chunk_index,
+            retry_key=push_retry_key(campaign_id, run_id, line_user_id),
+            is_test=is_test,
+        )
+        for profile_id, line_user_id in recipients
+    ]
+
+
+def sender_identity() -> str:
+    """Return who is sending (host, process, a random part): written to the chunk's claim."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def deliver_chunk(
+    *,
+    client_factory: Callable[[], AsyncLineClient],
+    ledger: DeliveryLog,
+    chunk_index: int,
+    recipients: list[tuple[str, str]],
+    messages: list[dict],
+    mode: str = "push",
+    policy: RetryPolicy | None = None,
+    rate: float | None = None,
+    rates: dict[str, float | None] | None = None,
+    is_test: bool = False,
+    on_engine: Callable[[DeliveryEngine], None] | None = None,
+    **engine_options: Any,
+) -> ChunkResult:
+    """Register a chunk in the delivery log, claim it, then send every row of it that is not final.
+
+    Safe to call again for the same chunk (a retried or resumed task), and even while a stale sender
+    still runs on it: claiming fences that sender out; only rows that are not final are sent, rows that
+    may have reached LINE with their original keys.
+    """
+    if ledger.chunk_size_logged(chunk_index) < len(recipients):
+        ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, recipients, is_test=is_test))
+    ledger.claim_chunk(chunk_index, sender_identity())
+    rows = ledger.rows_to_send(chunk_index)  # read under the claim: no other sender changes them now
+    plan = plan_delivery(
+        rows, mode=mode, is_test=is_test, is_stale=lambda row: ledger.is_stale(row, STALE_MARGIN)
+    )
+    engine = DeliveryEngine(
+        client_factory=client_factory,
+        ledger=ledger,
+        messages=messages,
+        policy=policy or RetryPolicy(),
+        rate=rate,
+        rates=rates,
+        **engine_options,
+    )
+    if on_engine is not None:
+        on_engine(engine)
+    result = engine.deliver(plan, chunk_index=chunk_index)
+    result.already_final = len(recipients) - len(rows)
+    return result
