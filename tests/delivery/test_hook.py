@@ -145,7 +145,7 @@ def test_a_wrong_token_is_an_auth_error_and_a_failed_connection_test(line_conn, 
     ],
 )
 def test_quota_preflight(line_conn, sim, quota, reachable, fits, remaining):
-    from line_oa.integration.pipeline import preflight
+    from line_oa.integration.launch import preflight
 
     sim.admin.configure(channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": quota}])
     facts = preflight(LineOAHook(line_oa_conn_id=line_conn), TEXT, reachable=reachable, mode="push")
@@ -153,7 +153,8 @@ def test_quota_preflight(line_conn, sim, quota, reachable, fits, remaining):
 
 
 def test_preflight_refuses_a_bundle_line_rejects(line_conn, sim):
-    from line_oa.integration.pipeline import LaunchRefused, preflight
+    from line_oa.integration.launch import preflight
+    from line_oa.integration.pipeline import LaunchRefused
 
     with pytest.raises(LaunchRefused, match=r"messages\[0\]\.text"):
         preflight(
