@@ -27,6 +27,14 @@ def test_the_package_registers_the_line_oa_connection_type_with_its_form_fields(
     assert {"push_rate_limit", "multicast_rate_limit", "workspaces"} <= set(info["conn-fields"])
 
 
+def test_airflows_connection_test_finds_the_hook_by_connection_type_and_reaches_line(line_conn, sim):
+    from airflow.models.connection import Connection
+
+    ok, message = Connection(conn_id=line_conn, conn_type="line_oa").test_connection()
+    assert ok, message
+    assert message.startswith("Connected to LINE Official Account")
+
+
 def test_an_empty_host_means_the_real_line_api(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_LINE_OA_EMPTY", json.dumps({"conn_type": "line_oa", "password": "x" * 20})
@@ -49,6 +57,41 @@ def test_connection_extras_are_settings_never_http_headers(line_conn, sim, monke
 def test_one_session_is_reused_for_the_task(line_conn, sim):
     hook = LineOAHook(line_oa_conn_id=line_conn)
     assert hook.get_conn() is hook.get_conn()
+
+
+def test_the_connection_is_looked_up_once_however_many_calls_the_hook_makes(line_conn, sim, monkeypatch):
+    lookups = []
+    real_get_connection = LineOAHook.get_connection
+
+    def counting(conn_id):
+        lookups.append(conn_id)
+        return real_get_connection(conn_id)
+
+    monkeypatch.setattr(LineOAHook, "get_connection", staticmethod(counting))
+    hook = LineOAHook(line_oa_conn_id=line_conn)
+    hook.validate_push(TEXT)
+    hook.get_quota()
+    hook.get_bot_info()
+    hook.async_client()
+    assert lookups == [line_conn]
+
+
+def test_a_login_on_the_connection_never_turns_into_basic_auth(line_conn, sim, monkeypatch):
+    conn = json.loads(os.environ["AIRFLOW_CONN_LINE_OA_TEST"])
+    monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_TEST", json.dumps({**conn, "login": "someone"}))
+    hook = LineOAHook(line_oa_conn_id=line_conn)
+    assert hook.get_conn().headers["Authorization"] == f"Bearer {DEFAULT_TOKEN}"
+    assert hook.get_bot_info()
+
+
+def test_close_ends_the_session_and_the_next_call_opens_another(line_conn, sim):
+    hook = LineOAHook(line_oa_conn_id=line_conn)
+    first = hook.get_conn()
+    hook.close()
+    assert hook.get_quota()
+    assert hook.get_conn() is not first
+    hook.close()
+    hook.close()  # closing twice is harmless
 
 
 def test_validate_quota_and_bot_info_endpoints(line_conn, sim):
@@ -102,7 +145,7 @@ def test_a_wrong_token_is_an_auth_error_and_a_failed_connection_test(line_conn, 
     ],
 )
 def test_quota_preflight(line_conn, sim, quota, reachable, fits, remaining):
-    from line_oa.integration.pipeline import preflight
+    from line_oa.integration.launch import preflight
 
     sim.admin.configure(channels=[{"name": "default", "token": DEFAULT_TOKEN, "quota": quota}])
     facts = preflight(LineOAHook(line_oa_conn_id=line_conn), TEXT, reachable=reachable, mode="push")
@@ -110,7 +153,8 @@ def test_quota_preflight(line_conn, sim, quota, reachable, fits, remaining):
 
 
 def test_preflight_refuses_a_bundle_line_rejects(line_conn, sim):
-    from line_oa.integration.pipeline import LaunchRefused, preflight
+    from line_oa.integration.launch import preflight
+    from line_oa.integration.pipeline import LaunchRefused
 
     with pytest.raises(LaunchRefused, match=r"messages\[0\]\.text"):
         preflight(

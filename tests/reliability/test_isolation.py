@@ -33,7 +33,8 @@ def test_a_sender_account_not_assigned_to_the_workspace_never_sends_whatever_the
     assert not SEND_ENDPOINTS & set(rel_line.admin.stats()["requests"]), "something was sent"
     assert rel_line.admin.deliveries() == []
     from line_oa.integration.dag_factory import _ledger, _line_hook
-    from line_oa.integration.pipeline import LaunchRefused, TriggerOptions, validate_for_launch
+    from line_oa.integration.launch import validate_for_launch
+    from line_oa.integration.pipeline import LaunchRefused, TriggerOptions
 
     with pytest.raises(LaunchRefused, match="'line_oa_other' is not assigned to workspace 'retail_jp'"):
         validate_for_launch(

@@ -23,7 +23,8 @@ from line_oa.delivery_log.store import (
     ledger_hook,
     sqlite_file_hook,
 )
-from line_oa.integration.pipeline import LaunchRefused, TriggerOptions, validate_for_launch
+from line_oa.integration.launch import validate_for_launch
+from line_oa.integration.pipeline import LaunchRefused, TriggerOptions
 from line_simulator import DEFAULT_TOKEN
 from tests.dags.conftest import _campaign, ledger_of, resume_run, run_dag, task_states
 from tests.delivery.conftest import POSTGRES_CONN

@@ -119,9 +119,9 @@ def test_the_launch_check_does_not_refuse_a_scheduled_run_that_starts_a_little_a
     path = campaign_file(tmp_path, {"type": "scheduled", "send_at": "2027-03-20T10:00:00+09:00"})
     import inspect
 
-    from line_oa.integration import pipeline
+    from line_oa.integration import launch
 
-    source = inspect.getsource(pipeline.validate_for_launch)
+    source = inspect.getsource(launch.launchable_campaign)
     assert "validate_campaign_file(" in source
     assert "now=datetime(1970" in source
     assert validate_campaign_file(path, now=datetime(1970, 1, 1, tzinfo=UTC), sql_root=SQL_ROOT).ok

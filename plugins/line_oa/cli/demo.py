@@ -110,7 +110,7 @@ def _print_summary(env: dict[str, str], log_path: pathlib.Path) -> dict | None:
     """Print the run's summary block from the stored summary row; return the summary."""
     import sqlite3
 
-    from line_oa.integration.pipeline import summary_block
+    from line_oa.integration.summary import summary_block
 
     db = pathlib.Path(env["AIRFLOW__LINE_OA__DATA_DIR"]) / "delivery_log.db"
     row = None

@@ -227,7 +227,8 @@ def _line_hook(conn_id: str):
 @task
 def validate(campaign_file: str) -> dict[str, Any]:
     """Check the campaign is ready to launch: schema, LINE rules, sender account, segment, quota."""
-    from line_oa.integration.pipeline import LaunchRefused, validate_for_launch
+    from line_oa.integration.launch import validate_for_launch
+    from line_oa.integration.pipeline import LaunchRefused
 
     context, options = _context()
     try:
@@ -300,7 +301,7 @@ def chunk_profiles(campaign_file: str, segment: dict[str, Any]) -> list[dict[str
 @task
 def summarize(campaign_file: str) -> dict[str, Any]:
     """Count the run from the delivery log, log the summary block, write the summary row and report."""
-    from line_oa.integration.pipeline import summarize_run, summary_block
+    from line_oa.integration.summary import summarize_run, summary_block
 
     context, options = _context()
     campaign = load_campaign(campaign_file)

@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
-from airflow.providers.http.hooks.http import HttpHook
+from airflow.sdk import BaseHook
 
 from line_oa.delivery.client import (
     BOT_INFO,
@@ -40,12 +40,21 @@ if TYPE_CHECKING:
 __all__ = ["AsyncLineClient", "ChannelSettings", "LineOAHook", "LineResponse", "interpret_response"]
 
 
-class LineOAHook(HttpHook):
+class LineOAHook(BaseHook):
     """Talk to the LINE Messaging API through a ``line_oa`` Airflow connection.
 
     The connection's host is the API base URL (``https://api.line.me`` when empty; the LINE simulator's
     address for rehearsals), its password the channel access token. Extras: ``push_rate_limit``,
-    ``multicast_rate_limit``, ``workspaces`` (comma-separated) and ``timeout``.
+    ``multicast_rate_limit``, ``workspaces`` (comma-separated), ``concurrent_senders`` and ``timeout``.
+
+    Why ``BaseHook`` and not the http provider's ``HttpHook``: what this hook must do is what
+    ``HttpHook`` does differently. ``HttpHook.get_conn`` looks the connection up on every call, turns a
+    login into Basic auth and sends every unknown connection extra as an HTTP header; its
+    ``check_response`` drops LINE's error body and request id. A subclass could only keep its
+    promises (connection resolved once, bearer token, extras never headers, LINE's errors intact) by
+    overriding ``get_conn`` and reaching into private attributes, which break on a provider upgrade.
+    Like the Slack provider's hook, this one derives from ``BaseHook`` and caches its client: one
+    ``requests.Session`` per hook for the occasional call, and ``async_client`` for bulk sends.
 
     :param line_oa_conn_id: the ``line_oa`` connection of the sender account.
     """
@@ -54,12 +63,10 @@ class LineOAHook(HttpHook):
     default_conn_name = "line_oa_default"
     conn_type = "line_oa"
     hook_name = "LINE Official Account"
-    default_host = DEFAULT_HOST
 
     def __init__(self, *, line_oa_conn_id: str = default_conn_name, **kwargs: Any) -> None:
-        super().__init__(method="POST", http_conn_id=line_oa_conn_id, **kwargs)
+        super().__init__(**kwargs)
         self.line_oa_conn_id = line_oa_conn_id
-        self._session: requests.Session | None = None
 
     @cached_property
     def connection(self) -> Connection:
@@ -94,26 +101,25 @@ class LineOAHook(HttpHook):
             concurrent_senders=max(1, int(extra.get("concurrent_senders") or 1)),
         )
 
+    @cached_property
+    def session(self) -> requests.Session:
+        """Open this hook's one pooled session: bearer token and user agent, no extras as headers."""
+        session = requests.Session()
+        session.headers.update(self._auth_headers())
+        return session
+
+    def get_conn(self) -> requests.Session:
+        """Return this hook's pooled ``requests`` session (the same one for every call)."""
+        return self.session
+
     def _auth_headers(self) -> dict[str, str]:
         token = self.connection.password
         if not token:
             raise LineAuthError(401, f"Connection {self.line_oa_conn_id!r} has no channel access token")
         return {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
 
-    def get_conn(self, headers: dict[Any, Any] | None = None, extra_options: Any = None) -> requests.Session:
-        """Return the one pooled session of this hook, with bearer auth and no extras as headers."""
-        if self._session is None:
-            self.base_url = self.settings.base_url
-            self._base_url_initialized = True
-            session = requests.Session()
-            session.headers.update(self._auth_headers())
-            self._session = self._configure_session_from_mount_adapters(session)
-        if headers:
-            self._session.headers.update(headers)
-        return self._session
-
     def _call(self, method: str, path: str, payload: dict | None = None, retry_key: str | None = None):
-        session = self.get_conn()
+        session = self.session
         headers = {"X-Line-Retry-Key": retry_key} if retry_key else None
         try:
             response = session.request(
@@ -179,6 +185,7 @@ class LineOAHook(HttpHook):
         return AsyncLineClient(self.settings, self._auth_headers(), max_in_flight=max_in_flight)
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        """Close the pooled session; the next call opens a new one."""
+        session = self.__dict__.pop("session", None)
+        if session is not None:
+            session.close()

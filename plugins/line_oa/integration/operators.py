@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -20,7 +22,9 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from line_oa.campaign.model import Campaign
     from line_oa.delivery.engine import DeliveryEngine
+    from line_oa.delivery.results import ChunkResult
 
 # Campaign-wide stops: retrying the task cannot help until someone acts (token, quota).
 CAMPAIGN_STOPS = (Reason.AUTH_FAILED, Reason.QUOTA_EXCEEDED)
@@ -76,91 +80,95 @@ class LineOAPushOperator(BaseOperator):
         self.progress_interval = progress_interval
         self._engine: DeliveryEngine | None = None
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    @cached_property
+    def campaign(self) -> Campaign:
+        """Load the campaign file (read in ``execute``, after templating)."""
         from line_oa.campaign.loading import load_campaign
+
+        return load_campaign(self.campaign_file)
+
+    @cached_property
+    def hook(self) -> LineOAHook:
+        """Return the LINE hook of the sender account: ``line_oa_conn_id``, else the campaign's ``line_config``."""
+        return LineOAHook(line_oa_conn_id=self.line_oa_conn_id or self.campaign.content.line_config)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Send the chunk's rows that are not final yet; return the chunk's summary (its XCom)."""
         from line_oa.integration.chunks import read_chunk
 
-        campaign = load_campaign(self.campaign_file)
+        campaign = self.campaign
         chunk = self.chunk if isinstance(self.chunk, dict) else json.loads(self.chunk)
         recipients = read_chunk(chunk)
-        is_test = self.is_test or bool(chunk.get("is_test"))
         if str(self.dry_run).lower() in ("true", "1"):
-            self.log.info(
-                "chunk %d: dry run, %d recipients would be sent to; nothing sent",
-                chunk["index"],
-                len(recipients),
-            )
-            return {"chunk_index": chunk["index"], "total": len(recipients), "sent": 0, "dry_run": True}
-        hook = LineOAHook(line_oa_conn_id=self.line_oa_conn_id or campaign.content.line_config)
-        channel = hook.settings
-        mode = campaign.content.delivery_mode
-        senders = self.concurrent_senders or channel.concurrent_senders
-        cap = campaign.activation.rate_limit_per_second
-        rates = {
-            "push": channel_share(channel.push_rate_limit, concurrent_senders=senders, cap=cap),
-            "multicast": channel_share(channel.multicast_rate_limit, concurrent_senders=senders, cap=cap),
-        }
-        retry = campaign.activation.retry
-        policy = RetryPolicy(retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds)
+            return self._dry_run(chunk, recipients)
+        options = self._sending_options(chunk, recipients)
         ledger = DeliveryLog.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
-        self.log.info(
-            "chunk %d: %d recipients, mode %s, rates %.0f push/s %.0f multicast/s via %s",
-            chunk["index"], len(recipients), mode, rates["push"], rates["multicast"], channel.conn_id,
-        )  # fmt: skip
-        total = len(recipients)
-
-        def progress(stats: dict[str, Any]) -> None:
-            done = stats["sent"] + sum(stats["failed"].values())
-            speed = stats["recipients_per_second"] or 0.0
-            eta = (stats["total"] - done) / speed if speed else float("nan")
-            self.log.info(
-                "chunk %d: %d/%d sent, %.0f/s, ETA %.0fs, failed %s",
-                stats["chunk_index"], stats["sent"], total, speed, eta, stats["failed"] or "none",
-            )  # fmt: skip
-
         try:
             result = deliver_chunk(
-                client_factory=lambda: hook.async_client(max_in_flight=self.max_in_flight),
-                ledger=ledger,
-                chunk_index=int(chunk["index"]),
-                recipients=recipients,
-                messages=campaign.wire_messages(),
-                mode=mode,
-                policy=policy,
-                rates=rates,
-                is_test=is_test,
-                notification_disabled=campaign.content.notification_disabled,
-                max_in_flight=self.max_in_flight,
-                progress=progress,
-                progress_interval=self.progress_interval,
-                on_engine=self._keep_engine,
+                ledger=ledger, chunk_index=int(chunk["index"]), recipients=recipients, **options
             )
         finally:
             ledger.close()
-            hook.close()
+            self.hook.close()
         summary = result.to_dict()
         self.log.info(
             "chunk %d done: %d sent now, %d already final, failed %s, %d requests (%d retries), %.1fs, %.0f/s",
             summary["chunk_index"], summary["sent"], summary["already_final"], summary["failed"] or "none",
             summary["requests"], summary["retries"], summary["duration_seconds"], summary["recipients_per_second"],
         )  # fmt: skip
-        stop = result.stopped_reason
-        if stop in CAMPAIGN_STOPS:
-            raise AirflowFailException(
-                f"chunk {summary['chunk_index']}: delivery stopped ({stop}): {stop.meaning} {stop.what_to_do} "
-                "Unsent recipients are recorded and will be sent when the run is cleared and resumed."
-            )
-        if stop:  # on_kill: the task must not end as a success with rows unsent
-            raise RuntimeError(
-                f"chunk {summary['chunk_index']}: delivery stopped ({stop}) with "
-                f"{result.failed.get(stop, 0)} recipients not sent: {stop.meaning} {stop.what_to_do}"
-            )
-        if result.failed.get(Reason.RETRIES_EXHAUSTED):
-            raise RuntimeError(
-                f"chunk {summary['chunk_index']}: {result.failed[Reason.RETRIES_EXHAUSTED]} recipients still failing "
-                "after the retry policy; the task's retry will send them again with the same keys"
-            )
+        raise_if_stopped(result)
         return summary
+
+    def _dry_run(self, chunk: dict[str, Any], recipients: list[tuple[str, str]]) -> dict[str, Any]:
+        self.log.info(
+            "chunk %d: dry run, %d recipients would be sent to; nothing sent", chunk["index"], len(recipients)
+        )
+        return {"chunk_index": chunk["index"], "total": len(recipients), "sent": 0, "dry_run": True}
+
+    def _sending_options(self, chunk: dict[str, Any], recipients: list[tuple[str, str]]) -> dict[str, Any]:
+        """Return what ``deliver_chunk`` needs besides the chunk: messages, mode, rates, retries, progress."""
+        campaign = self.campaign
+        rates = self._rates()
+        self.log.info(
+            "chunk %d: %d recipients, mode %s, rates %.0f push/s %.0f multicast/s via %s",
+            chunk["index"], len(recipients), campaign.content.delivery_mode, rates["push"], rates["multicast"],
+            self.hook.settings.conn_id,
+        )  # fmt: skip
+        retry = campaign.activation.retry
+        return {
+            "client_factory": lambda: self.hook.async_client(max_in_flight=self.max_in_flight),
+            "messages": campaign.wire_messages(),
+            "mode": campaign.content.delivery_mode,
+            "policy": RetryPolicy(
+                retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds
+            ),
+            "rates": rates,
+            "is_test": self.is_test or bool(chunk.get("is_test")),
+            "notification_disabled": campaign.content.notification_disabled,
+            "max_in_flight": self.max_in_flight,
+            "progress": functools.partial(self._log_progress, total=len(recipients)),
+            "progress_interval": self.progress_interval,
+            "on_engine": self._keep_engine,
+        }
+
+    def _rates(self) -> dict[str, float]:
+        """Return this task's share of the channel's push and multicast limits, capped by the campaign."""
+        channel = self.hook.settings
+        senders = self.concurrent_senders or channel.concurrent_senders
+        cap = self.campaign.activation.rate_limit_per_second
+        return {
+            "push": channel_share(channel.push_rate_limit, concurrent_senders=senders, cap=cap),
+            "multicast": channel_share(channel.multicast_rate_limit, concurrent_senders=senders, cap=cap),
+        }
+
+    def _log_progress(self, stats: dict[str, Any], *, total: int) -> None:
+        done = stats["sent"] + sum(stats["failed"].values())
+        speed = stats["recipients_per_second"] or 0.0
+        eta = (stats["total"] - done) / speed if speed else float("nan")
+        self.log.info(
+            "chunk %d: %d/%d sent, %.0f/s, ETA %.0fs, failed %s",
+            stats["chunk_index"], stats["sent"], total, speed, eta, stats["failed"] or "none",
+        )  # fmt: skip
 
     def _keep_engine(self, engine: DeliveryEngine) -> None:
         self._engine = engine
@@ -169,3 +177,28 @@ class LineOAPushOperator(BaseOperator):
         """Stop sending: in-flight requests finish, their outcomes and the rest are logged."""
         if self._engine is not None:
             self._engine.request_stop(Reason.STOPPED)
+
+
+def raise_if_stopped(result: ChunkResult) -> None:
+    """Raise what the chunk's end means for the task, if any of its rows is left unsent.
+
+    A campaign-wide stop (token, quota) fails the task without retries: someone must act first. A stop
+    by ``on_kill``, or rows still failing after the retry policy, fail the attempt, so that the task's
+    retry or a clear sends them again with the same keys.
+    """
+    stop = result.stopped_reason
+    if stop in CAMPAIGN_STOPS:
+        raise AirflowFailException(
+            f"chunk {result.chunk_index}: delivery stopped ({stop}): {stop.meaning} {stop.what_to_do} "
+            "Unsent recipients are recorded and will be sent when the run is cleared and resumed."
+        )
+    if stop:  # on_kill: the task must not end as a success with rows unsent
+        raise RuntimeError(
+            f"chunk {result.chunk_index}: delivery stopped ({stop}) with "
+            f"{result.failed.get(stop, 0)} recipients not sent: {stop.meaning} {stop.what_to_do}"
+        )
+    if result.failed.get(Reason.RETRIES_EXHAUSTED):
+        raise RuntimeError(
+            f"chunk {result.chunk_index}: {result.failed[Reason.RETRIES_EXHAUSTED]} recipients still failing "
+            "after the retry policy; the task's retry will send them again with the same keys"
+        )

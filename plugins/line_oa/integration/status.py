@@ -60,7 +60,7 @@ def state_of(campaign: Campaign, runs: list[RunFacts], *, paused: bool = False, 
 def latest_counts(campaign: Campaign, run_id: str) -> dict[str, Any]:
     """Return a run's counts from the delivery log."""
     from line_oa.delivery_log.store import DeliveryLog
-    from line_oa.integration.pipeline import summarize_counts
+    from line_oa.integration.summary import summarize_counts
 
     ledger = DeliveryLog.connect(campaign_id=campaign.id, run_id=run_id)
     try:

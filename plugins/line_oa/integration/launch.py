@@ -1,0 +1,162 @@
+"""The validate task's body: may this run deliver the campaign now?
+
+Every check that can refuse a launch, in the order a refusal is cheapest: the campaign file, the
+trigger's test recipients, the sender account, the recipients the run will reach, LINE's verdict on
+the messages and the monthly quota; then, for a real delivery only, the one-off guard, which records
+the run in the delivery log.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from line_oa import settings
+from line_oa.errors import LineApiError, LineAuthError
+from line_oa.integration import pipeline
+from line_oa.integration.pipeline import LaunchRefused, TriggerOptions
+from line_oa.integration.segment import LINE_USER_ID, count_sql
+
+if TYPE_CHECKING:
+    from line_oa.campaign.model import Campaign
+
+
+def validate_for_launch(
+    campaign_file: str, *, run_id: str, options: TriggerOptions, hook_factory, ledger_factory
+) -> dict:
+    """Run the launch checks; raise ``LaunchRefused`` naming every reason; return the pre-flight facts.
+
+    The one-off guard (``enter_delivery``) comes last, for real deliveries only (not dry runs, not test
+    sends), so a launch refused for any other reason records nothing.
+    """
+    campaign = launchable_campaign(campaign_file)
+    check_test_recipients(options)
+    hook = hook_factory(campaign.content.line_config)
+    check_sender_account(campaign, hook)
+    reachable = count_reachable(campaign, options)
+    facts = preflight(
+        hook, campaign.wire_messages(), reachable=reachable, mode=campaign.content.delivery_mode
+    )
+    hook.close()
+    if not facts["fits"] and not options.dry_run and not options.allow_partial_delivery:
+        raise LaunchRefused(
+            f"quota: {facts['needed']} recipients but only {facts['remaining']} messages left this month "
+            "(trigger with allow_partial_delivery=true to send until the quota runs out)"
+        )
+    if not (options.is_test or options.dry_run):
+        # Last: a launch refused for any other reason records nothing.
+        enter_delivery(campaign, run_id=run_id, options=options, ledger_factory=ledger_factory)
+    return {
+        "campaign_id": campaign.id,
+        "reachable": reachable,
+        **facts,
+        "started_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def launchable_campaign(campaign_file: str) -> Campaign:
+    """Return the campaign of a file without problems that is not a draft; else raise ``LaunchRefused``.
+
+    ``send_at`` is not checked against the clock here: the schedule decides when the run starts, and
+    the scheduler starts it at or a little after ``send_at``, which must not count as "in the past".
+    """
+    from line_oa.campaign.validation import validate_campaign_file
+
+    report = validate_campaign_file(
+        campaign_file, now=datetime(1970, 1, 1, tzinfo=UTC), sql_root=settings.sql_root()
+    )
+    if not report.ok:
+        raise LaunchRefused("campaign file is not launchable:\n" + "\n".join(str(p) for p in report.problems))
+    campaign = report.campaign
+    if campaign.is_draft:
+        raise LaunchRefused(
+            f"{campaign.id} is a draft: set status: launched in {campaign_file} to deliver it"
+        )
+    return campaign
+
+
+def check_test_recipients(options: TriggerOptions) -> None:
+    """Refuse a test send to anything but LINE user ids."""
+    bad_test_ids = [uid for uid in options.test_recipients if not LINE_USER_ID.match(uid)]
+    if bad_test_ids:
+        raise LaunchRefused(f"test_recipients: not LINE user ids (U + 32 hex): {', '.join(bad_test_ids[:5])}")
+
+
+def check_sender_account(campaign: Campaign, hook) -> None:
+    """Refuse a sender account whose connection cannot be read or is not assigned to the campaign's workspace."""
+    try:
+        channel = hook.settings
+    except Exception as err:
+        raise LaunchRefused(
+            f"content.line_config: sender account {campaign.content.line_config!r}: {err}"
+        ) from None
+    if not channel.allows_workspace(campaign.workspace):
+        raise LaunchRefused(
+            f"content.line_config: sender account {channel.conn_id!r} is not assigned to workspace "
+            f"{campaign.workspace!r} (assigned: {', '.join(channel.workspaces) or 'none'})"
+        )
+
+
+def count_reachable(campaign: Campaign, options: TriggerOptions) -> int:
+    """Return how many recipients the run will send to: the test recipients, or the segment's count."""
+    if options.is_test:
+        return len(set(options.test_recipients))
+    # Through the module, so that patching pipeline.cdp_hook sees every statement sent to the CDP.
+    sql = pipeline.segment_sql(campaign)
+    reachable = int(pipeline.cdp_hook(campaign).get_first(count_sql(sql))[0] or 0)
+    if options.max_recipients is not None:
+        reachable = min(reachable, options.max_recipients)
+    return reachable
+
+
+def preflight(hook, messages: list[dict], *, reachable: int, mode: str) -> dict[str, Any]:
+    """Validate the bundle at LINE and compare the recipients with the remaining monthly quota.
+
+    :param reachable: recipients the run will send to (LINE bills one per recipient reached).
+    :return: ``{"quota": ..., "consumption": n, "remaining": n|None, "needed": n, "fits": bool}``.
+    """
+    try:
+        (hook.validate_multicast if mode == "multicast" else hook.validate_push)(messages)
+    except LineAuthError as err:
+        raise LaunchRefused(
+            f"content.line_config: LINE refused the channel access token of {hook.line_oa_conn_id!r} "
+            f"({err.status}: {err.line_message})"
+        ) from None
+    except LineApiError as err:
+        details = "; ".join(f"{d.get('property', '')}: {d.get('message', '')}" for d in err.details)
+        raise LaunchRefused(
+            f"content: LINE rejected the messages: {err.line_message} {details}".strip()
+        ) from None
+    quota = hook.get_quota()
+    consumption = hook.get_quota_consumption()
+    remaining = None if quota.get("type") == "none" else max(0, int(quota.get("value", 0)) - consumption)
+    return {
+        "quota": quota,
+        "consumption": consumption,
+        "remaining": remaining,
+        "needed": reachable,
+        "fits": remaining is None or reachable <= remaining,
+    }
+
+
+def enter_delivery(campaign: Campaign, *, run_id: str, options: TriggerOptions, ledger_factory) -> None:
+    """Record the run as a real delivery of the campaign, or refuse it: the one-off guard.
+
+    A one-off campaign (immediate or scheduled) is delivered by one real run: a second one is refused
+    while an earlier real run is running, suspended or finished, unless ``redeliver`` is set. The same
+    run entering again (cleared and resumed) is not a second delivery. Atomic in the delivery log
+    (see ``DeliveryLog.enter_delivery``): of two runs launched together, one passes.
+    """
+    ledger = ledger_factory(campaign.id, run_id)
+    try:
+        blocking = ledger.enter_delivery(
+            one_off=campaign.delivery_schedule.type != "recurring", redeliver=options.redeliver
+        )
+    finally:
+        ledger.close()
+    if blocking is not None:
+        raise LaunchRefused(
+            f"{campaign.id}: run {blocking} already delivers or delivered this campaign "
+            f"(running, suspended or finished); clear {blocking}'s failed tasks to resume it, "
+            "or trigger with redeliver=true to send again"
+        )

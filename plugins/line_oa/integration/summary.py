@@ -1,0 +1,164 @@
+"""The summarize task's body: count a run from the delivery log, and write its summary and report.
+
+The counts come from the log alone (by status and reason, test sends apart); the push tasks' results
+add requests, retries and throughput; LINE's quota consumption, read before and after, gives the
+messages billed. The summary is logged as a block an auditor reads, written as the run's summary row
+(not for test sends) and rendered as the run's HTML report.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from line_oa import settings
+from line_oa.delivery_log.store import PENDING, RESUMABLE_REASONS, SENDING, SENT, data_dir
+from line_oa.integration.pipeline import safe_name
+from line_oa.vocabulary import NO_REASON, Status
+
+if TYPE_CHECKING:
+    import pathlib
+
+    from line_oa.campaign.model import Campaign
+    from line_oa.delivery_log.store import DeliveryLog
+    from line_oa.integration.pipeline import TriggerOptions
+
+
+def summarize_counts(ledger: DeliveryLog, *, include_tests: bool) -> dict[str, Any]:
+    """Count a run's rows by status and reason (test sends separately)."""
+    excluded: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    sent = not_sent = test_sends = targeted = 0
+    for (status, reason, is_test), count in ledger.counts().items():
+        if is_test:
+            test_sends += count if status == SENT else 0
+            if not include_tests:
+                continue
+        targeted += count
+        if status == SENT:
+            sent += count
+        elif status in (PENDING, SENDING):
+            not_sent += count
+        elif status == Status.EXCLUDED:
+            excluded[reason or NO_REASON] = excluded.get(reason or NO_REASON, 0) + count
+        else:
+            failed[reason or NO_REASON] = failed.get(reason or NO_REASON, 0) + count
+    return {
+        "targeted": targeted,
+        "excluded": excluded,
+        "sent": sent,
+        "failed": failed,
+        "not_sent": not_sent,
+        "test_sends": test_sends,
+    }
+
+
+def summary_block(summary: dict[str, Any]) -> str:
+    """Return the run's summary as a block of text for the task log (auditors read this)."""
+    lines = [
+        f"LINE campaign {summary['campaign_id']} ({summary['campaign_name']}), run {summary['run_id']}",
+        f"  state:            {summary['state']}{'  (dry run: nothing sent)' if summary['dry_run'] else ''}",
+        f"  targeted:         {summary['targeted']:,}",
+        f"  excluded:         {sum(summary['excluded'].values()):,} {summary['excluded'] or ''}",
+        f"  sent:             {summary['sent']:,}",
+        f"  failed:           {sum(summary['failed'].values()):,} {summary['failed'] or ''}",
+        f"  not yet sent:     {summary['not_sent']:,}",
+        *([f"  would send:       {summary['would_send']:,}"] if summary["dry_run"] else []),
+        f"  test sends:       {summary['test_sends']:,}",
+        f"  messages billed:  {summary['messages_billed']:,}",
+        f"  requests:         {summary['requests']:,} ({summary['retries']:,} retries)",
+        f"  duration:         {summary['duration_seconds']:.1f} s, {summary['throughput_per_second']:.0f} recipients/s",
+    ]
+    if summary.get("report_path"):
+        lines.append(f"  report:           {summary['report_path']}")
+    return "\n".join(lines)
+
+
+def report_dir() -> pathlib.Path:
+    """Return where HTML delivery reports go (``[line_oa] report_dir``, default data/reports)."""
+    path = settings.report_dir() or data_dir() / "reports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def summarize_run(
+    campaign: Campaign,
+    *,
+    ledger: DeliveryLog,
+    options: TriggerOptions,
+    validation: dict[str, Any] | None,
+    push_results: list[dict[str, Any]],
+    delivery_incomplete: bool,
+    consumption_now: int | None,
+) -> dict[str, Any]:
+    """Count the run from the delivery log, write its summary row and HTML report; return the summary.
+
+    :param delivery_incomplete: an upstream task failed (the run is Suspended whatever the counts say).
+    :param consumption_now: LINE's quota consumption now; billed = now - at validation (approximate:
+        LINE's figure includes any other sends of the channel in between).
+    """
+    counts = summarize_counts(ledger, include_tests=options.is_test)
+    pushed = [r for r in push_results if isinstance(r, dict)]
+    started = (validation or {}).get("started_at") or datetime.now(UTC).isoformat()
+    finished = datetime.now(UTC)
+    summary = {
+        "campaign_id": campaign.id,
+        "campaign_name": campaign.name,
+        "dag_id": campaign.dag_id,
+        "run_id": ledger.run_id,
+        "state": run_state(counts, dry_run=options.dry_run, delivery_incomplete=delivery_incomplete),
+        "dry_run": options.dry_run,
+        "test_send": options.is_test,
+        **counts,
+        "would_send": counts["not_sent"] if options.dry_run else 0,
+        "messages_billed": 0 if options.dry_run else messages_billed(counts, validation, consumption_now),
+        "requests": sum(r.get("requests", 0) for r in pushed),
+        "retries": sum(r.get("retries", 0) for r in pushed),
+        "started_at": started,
+        "finished_at": finished.isoformat(),
+        "duration_seconds": (finished - datetime.fromisoformat(started)).total_seconds(),
+        "throughput_per_second": send_throughput(pushed),
+    }
+    if options.dry_run:
+        summary["not_sent"] = 0
+    summary["report_path"] = str(write_report(campaign, ledger, summary))
+    if not options.is_test:
+        ledger.write_summary(summary)
+    return summary
+
+
+def run_state(counts: dict[str, Any], *, dry_run: bool, delivery_incomplete: bool) -> str:
+    """Return ``Suspended`` if a task failed or rows are left to send (a dry run leaves them), else ``Finished``."""
+    resumable = sum(n for reason, n in counts["failed"].items() if reason in RESUMABLE_REASONS)
+    suspended = delivery_incomplete or (not dry_run and (counts["not_sent"] or resumable))
+    return "Suspended" if suspended else "Finished"
+
+
+def messages_billed(
+    counts: dict[str, Any], validation: dict[str, Any] | None, consumption_now: int | None
+) -> int:
+    """Return LINE's consumption since validation, or the rows sent when either figure is missing."""
+    before = (validation or {}).get("consumption")
+    billed = (
+        consumption_now - before if consumption_now is not None and before is not None else counts["sent"]
+    )
+    return max(0, billed)
+
+
+def send_throughput(pushed: list[dict[str, Any]]) -> float:
+    """Return the recipients sent per second of sending, over the push tasks' results."""
+    send_seconds = sum(r.get("duration_seconds", 0.0) for r in pushed)
+    return (sum(r.get("sent", 0) for r in pushed) / send_seconds) if send_seconds else 0.0
+
+
+def write_report(campaign: Campaign, ledger: DeliveryLog, summary: dict[str, Any]) -> pathlib.Path:
+    """Render the run's HTML report under ``report_dir()/<campaign>/<run>.html``; return its path."""
+    from line_oa.integration.report import render_report_html
+
+    path = report_dir() / campaign.id / f"{safe_name(ledger.run_id)}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    html = render_report_html(
+        summary, send_rate=ledger.sent_per_second(), messages_preview=campaign.wire_messages()
+    )
+    path.write_text(html, encoding="utf-8")
+    return path
