@@ -8,7 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from line_oa.campaign.states import CampaignState, RunFacts, campaign_state, describe_state, latest_run
+from line_oa.campaign.states import (
+    SEND_AT_GRACE,
+    CampaignState,
+    RunFacts,
+    RunKind,
+    campaign_state,
+    describe_state,
+    latest_run,
+    missed_send_at,
+    run_kind,
+)
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 FUTURE = NOW + timedelta(days=2)
@@ -16,19 +26,37 @@ PAST = NOW - timedelta(hours=3)
 
 
 def run(
-    state: str, *, started_hours_ago: float | None = 1, logical_hours_ago: float | None = None
+    state: str,
+    *,
+    started_hours_ago: float | None = 1,
+    logical_hours_ago: float | None = None,
+    kind: RunKind = RunKind.DELIVERY,
+    entered: bool = True,
 ) -> RunFacts:
     """Build a run that started (or was planned) some hours before NOW."""
     start = None if started_hours_ago is None else NOW - timedelta(hours=started_hours_ago)
     logical = None if logical_hours_ago is None else NOW - timedelta(hours=logical_hours_ago)
     return RunFacts(
-        run_id=f"manual__{state}_{started_hours_ago}", state=state, start_date=start, logical_date=logical
+        run_id=f"manual__{state}_{started_hours_ago}",
+        state=state,
+        start_date=start,
+        logical_date=logical,
+        kind=kind,
+        entered=entered,
     )
 
 
-def state_of(*, runs=(), status="active", schedule_type="immediate", send_at=None, paused=False):
+def state_of(
+    *, runs=(), status="active", schedule_type="immediate", send_at=None, paused=False, schedule_ended=False
+):
     return campaign_state(
-        status=status, schedule_type=schedule_type, send_at=send_at, runs=list(runs), now=NOW, paused=paused
+        status=status,
+        schedule_type=schedule_type,
+        send_at=send_at,
+        runs=list(runs),
+        now=NOW,
+        paused=paused,
+        schedule_ended=schedule_ended,
     )
 
 
@@ -49,18 +77,31 @@ def test_a_draft_campaign_is_draft_whatever_its_runs(runs, schedule_type):
     ("schedule_type", "send_at", "paused"),
     [
         pytest.param("scheduled", FUTURE, False, id="scheduled for a future time is Planned"),
-        pytest.param("scheduled", PAST, False, id="scheduled time passed but no run yet is still Planned"),
+        pytest.param(
+            "scheduled",
+            NOW - SEND_AT_GRACE,
+            False,
+            id="send_at just passed, the run is about to start: Planned",
+        ),
         pytest.param("immediate", None, False, id="immediate and not yet triggered is Planned"),
         pytest.param("recurring", None, False, id="recurring before its first run is Planned"),
+        pytest.param("immediate", None, True, id="a new paused campaign is Planned (waits to be unpaused)"),
+        pytest.param("scheduled", FUTURE, True, id="a paused scheduled campaign before send_at is Planned"),
+        pytest.param("recurring", None, True, id="a paused recurring campaign never run is Planned"),
     ],
 )
 def test_a_launched_campaign_without_runs_is_planned(schedule_type, send_at, paused):
     assert state_of(schedule_type=schedule_type, send_at=send_at, paused=paused) is CampaignState.PLANNED
 
 
-@pytest.mark.parametrize("schedule_type", ["scheduled", "immediate", "recurring"])
-def test_a_paused_campaign_that_never_ran_is_suspended(schedule_type):
-    assert state_of(schedule_type=schedule_type, send_at=FUTURE, paused=True) is CampaignState.SUSPENDED
+@pytest.mark.parametrize("paused", [False, True])
+def test_a_scheduled_campaign_whose_send_at_passed_without_a_delivery_is_suspended(paused):
+    assert state_of(schedule_type="scheduled", send_at=PAST, paused=paused) is CampaignState.SUSPENDED
+    assert missed_send_at(schedule_type="scheduled", send_at=PAST, runs=[], now=NOW)
+    dry = [run("success", kind=RunKind.DRY_RUN)]
+    assert state_of(schedule_type="scheduled", send_at=PAST, runs=dry) is CampaignState.SUSPENDED
+    assert not missed_send_at(schedule_type="scheduled", send_at=FUTURE, runs=[], now=NOW)
+    assert not missed_send_at(schedule_type="scheduled", send_at=PAST, runs=[run("success")], now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -214,3 +255,95 @@ def _modules_loaded_by(module: str) -> set[str]:
     code = f"import sys, {module}; print('\\n'.join(sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return set(result.stdout.split())
+
+
+DRY, TEST, REDELIVER = RunKind.DRY_RUN, RunKind.TEST_SEND, RunKind.REDELIVERY
+
+
+def refused(state="failed", hours=0.5, kind=RunKind.DELIVERY):
+    """A real run refused at launch: it never entered delivery."""
+    return run(state, started_hours_ago=hours, kind=kind, entered=False)
+
+
+# (id, file status, schedule type, send_at, paused, schedule ended, runs) -> state: the whole mapping.
+STATE_TABLE = [
+    ("draft, never run", "draft", "immediate", None, False, False, [], "Draft"),
+    ("draft with a finished delivery", "draft", "scheduled", PAST, False, False, [run("success")], "Draft"),
+    ("immediate, never run", "launched", "immediate", None, False, False, [], "Planned"),
+    ("immediate, never run, paused", "launched", "immediate", None, True, False, [], "Planned"),
+    ("scheduled in the future", "launched", "scheduled", FUTURE, False, False, [], "Planned"),
+    ("scheduled, send_at passed, nothing ran", "launched", "scheduled", PAST, False, False, [], "Suspended"),
+    ("scheduled, send_at passed, only a dry run", "launched", "scheduled", PAST, False, False,
+     [run("success", kind=DRY)], "Suspended"),
+    ("scheduled, future, a test send ran", "launched", "scheduled", FUTURE, False, False,
+     [run("success", kind=TEST)], "Planned"),
+    ("immediate, a dry run ran", "launched", "immediate", None, False, False, [run("success", kind=DRY)], "Planned"),
+    ("immediate, a failed dry run", "launched", "immediate", None, False, False, [run("failed", kind=DRY)], "Planned"),
+    ("immediate, a dry run running", "launched", "immediate", None, False, False, [run("running", kind=DRY)], "Planned"),
+    ("immediate, delivering", "launched", "immediate", None, False, False, [run("running")], "Active"),
+    ("immediate, delivered", "launched", "immediate", None, False, False, [run("success", started_hours_ago=3)], "Finished"),
+    ("delivered, then a re-trigger refused", "launched", "immediate", None, False, False,
+     [run("success", started_hours_ago=3), refused()], "Finished"),
+    ("delivered, then a dry run and a test send", "launched", "immediate", None, False, False,
+     [run("success", started_hours_ago=3), run("success", kind=DRY), run("failed", kind=TEST)], "Finished"),
+    ("suspended, then a re-trigger refused", "launched", "immediate", None, False, False,
+     [run("failed", started_hours_ago=3), refused()], "Suspended"),
+    ("suspended, then resumed to success", "launched", "immediate", None, False, False,
+     [run("success", started_hours_ago=3)], "Finished"),
+    ("delivered, then redelivered and failed", "launched", "immediate", None, False, False,
+     [run("success", started_hours_ago=3), run("failed", kind=REDELIVER)], "Suspended"),
+    ("delivered, then redelivering", "launched", "immediate", None, False, False,
+     [run("success", started_hours_ago=3), run("running", kind=REDELIVER)], "Active"),
+    ("launch refused, never delivered", "launched", "immediate", None, False, False, [refused()], "Suspended"),
+    ("scheduled run refused at launch", "launched", "scheduled", PAST, False, False, [refused()], "Suspended"),
+    ("scheduled, delivered at send_at", "launched", "scheduled", PAST, False, False, [run("success")], "Finished"),
+    ("scheduled, delivered, DAG paused later", "launched", "scheduled", PAST, True, False, [run("success")], "Finished"),
+    ("recurring between runs", "launched", "recurring", None, False, False, [run("success")], "Planned"),
+    ("recurring, paused between runs", "launched", "recurring", None, True, False, [run("success")], "Suspended"),
+    ("recurring, latest run failed", "launched", "recurring", None, False, False,
+     [run("success", started_hours_ago=30), run("failed")], "Suspended"),
+    ("recurring, latest run refused at launch", "launched", "recurring", None, False, False,
+     [run("success", started_hours_ago=30), refused()], "Suspended"),
+    ("recurring, schedule ended after a success", "launched", "recurring", None, False, True, [run("success")], "Finished"),
+    ("recurring, a dry run after a failure", "launched", "recurring", None, False, False,
+     [run("failed", started_hours_ago=30), run("success", kind=DRY)], "Suspended"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "schedule_type", "send_at", "paused", "ended", "runs", "expected"),
+    [pytest.param(*row[1:], id=row[0]) for row in STATE_TABLE],
+)
+def test_campaign_state_table(status, schedule_type, send_at, paused, ended, runs, expected):
+    state = state_of(
+        status=status,
+        schedule_type=schedule_type,
+        send_at=send_at,
+        paused=paused,
+        runs=runs,
+        schedule_ended=ended,
+    )
+    assert state.value == expected
+
+
+@pytest.mark.parametrize(
+    ("conf", "kind"),
+    [
+        (None, RunKind.DELIVERY),
+        ({}, RunKind.DELIVERY),
+        ({"dry_run": True, "test_recipients": ["U" + "a" * 32]}, RunKind.DRY_RUN),
+        ({"test_recipients": ["U" + "a" * 32]}, RunKind.TEST_SEND),
+        ({"test_recipients": []}, RunKind.DELIVERY),
+        ({"redeliver": True}, RunKind.REDELIVERY),
+        ({"send_now": True}, RunKind.DELIVERY),
+    ],
+)
+def test_run_kind_comes_from_the_trigger_parameters(conf, kind):
+    assert run_kind(conf) is kind
+
+
+def test_not_yet_sent_includes_resumable_failures():
+    line = describe_state(
+        CampaignState.SUSPENDED, {"sent": 0, "failed": {"auth_failed": 5}, "not_sent": 0, "to_resume": 5}
+    )
+    assert line == "Suspended — 0 sent, 5 failed, 5 not yet sent"

@@ -10,20 +10,27 @@ from typing import TYPE_CHECKING, Any
 from line_oa import settings
 from line_oa.campaign.loading import load_campaign
 from line_oa.campaign.model import Campaign, send_time
-from line_oa.campaign.states import CampaignState, RunFacts, campaign_state, describe_state, latest_run
+from line_oa.campaign.states import (
+    CampaignState,
+    RunFacts,
+    campaign_state,
+    describe_state,
+    latest_run,
+    missed_send_at,
+    run_kind,
+)
 from line_oa.errors import LineOAError
 
 if TYPE_CHECKING:
     import argparse
 
 
-def _is_test_or_dry(conf: dict[str, Any] | None) -> bool:
-    conf = conf or {}
-    return bool(conf.get("test_recipients")) or bool(conf.get("dry_run"))
+def dag_runs(dag_id: str, delivered: set[str] | None = None) -> tuple[list[RunFacts], bool]:
+    """Return the DAG's runs, each with its kind and whether it entered delivery, and whether it is paused.
 
-
-def dag_runs(dag_id: str) -> tuple[list[RunFacts], bool]:
-    """Return the DAG's campaign runs (test sends and dry runs left out) and whether it is paused."""
+    :param delivered: the run ids the delivery log records as real deliveries (``delivered_runs``);
+        None when the log cannot be read, then every real run counts as delivered.
+    """
     from airflow.models import DagModel, DagRun
     from airflow.utils.session import create_session
 
@@ -38,23 +45,59 @@ def dag_runs(dag_id: str) -> tuple[list[RunFacts], bool]:
                 start_date=run.start_date,
                 end_date=run.end_date,
                 run_type=str(run.run_type),
+                kind=run_kind(run.conf),
+                entered=delivered is None or run.run_id in delivered,
             )
             for run in runs
-            if not _is_test_or_dry(run.conf)
         ]
         return facts, bool(model.is_paused) if model else False
 
 
+def delivered_runs(campaign: Campaign) -> set[str] | None:
+    """Return the runs of the campaign that passed their launch checks, from the delivery log."""
+    from line_oa.delivery_log.store import DeliveryLog
+
+    try:
+        ledger = DeliveryLog.connect(campaign_id=campaign.id, run_id="status")
+    except LineOAError:
+        return None
+    try:
+        return ledger.delivered_runs()
+    finally:
+        ledger.close()
+
+
 def state_of(campaign: Campaign, runs: list[RunFacts], *, paused: bool = False, now: datetime | None = None):
     """Return the campaign's state (Draft, Planned, Active, Finished, Suspended)."""
+    now = now or datetime.now(UTC)
+    schedule = campaign.delivery_schedule
+    end_at = getattr(schedule, "end_at", None)
     return campaign_state(
         status=campaign.status,
-        schedule_type=campaign.delivery_schedule.type,
+        schedule_type=schedule.type,
         send_at=send_time(campaign),
         runs=runs,
-        now=now or datetime.now(UTC),
+        now=now,
         paused=paused,
+        schedule_ended=end_at is not None and end_at < now,
     )
+
+
+def notes(campaign: Campaign, runs: list[RunFacts], *, paused: bool, now: datetime | None = None) -> list[str]:
+    """Return what a user should know beside the state: paused, missed send time, refused launches."""
+    now = now or datetime.now(UTC)
+    found = []
+    if missed_send_at(
+        schedule_type=campaign.delivery_schedule.type, send_at=send_time(campaign), runs=runs, now=now
+    ):
+        found.append(f"send_at {send_time(campaign).isoformat()} passed and nothing was delivered")
+    if paused and not campaign.is_draft:
+        found.append("the DAG is paused: no run starts until it is unpaused")
+    real = [run for run in runs if run.kind.is_real]
+    refused = [run for run in real if not run.entered and not run.in_flight]
+    if refused and latest_run(real) in refused:
+        found.append(f"latest launch refused: run {latest_run(refused).run_id} (see its validate log)")
+    return found
 
 
 def latest_counts(campaign: Campaign, run_id: str) -> dict[str, Any]:
@@ -80,12 +123,13 @@ def status_lines(campaigns_dir: pathlib.Path, campaign_id: str | None = None) ->
             continue
         if campaign_id and campaign.id != campaign_id:
             continue
-        runs, paused = dag_runs(campaign.dag_id)
+        runs, paused = dag_runs(campaign.dag_id, delivered_runs(campaign))
         state = state_of(campaign, runs, paused=paused)
-        latest = latest_run(runs)
+        latest = latest_run([run for run in runs if run.kind.is_real and run.entered])
         counts = latest_counts(campaign, latest.run_id) if latest and state != CampaignState.DRAFT else None
         run_note = f" (run {latest.run_id})" if latest else ""
-        lines.append(f"{campaign.id:<24} {describe_state(state, counts)}{run_note}")
+        extra = "".join(f"; {note}" for note in notes(campaign, runs, paused=paused))
+        lines.append(f"{campaign.id:<24} {describe_state(state, counts)}{run_note}{extra}")
     if campaign_id and not lines:
         lines.append(f"no campaign with id {campaign_id!r} in {campaigns_dir}")
     return lines

@@ -49,6 +49,7 @@ def summarize_counts(ledger: DeliveryLog, *, include_tests: bool) -> dict[str, A
         "sent": sent,
         "failed": failed,
         "not_sent": not_sent,
+        "to_resume": sum(n for reason, n in failed.items() if reason in RESUMABLE_REASONS),
         "test_sends": test_sends,
     }
 
@@ -62,7 +63,8 @@ def summary_block(summary: dict[str, Any]) -> str:
         f"  excluded:         {sum(summary['excluded'].values()):,} {summary['excluded'] or ''}",
         f"  sent:             {summary['sent']:,}",
         f"  failed:           {sum(summary['failed'].values()):,} {summary['failed'] or ''}",
-        f"  not yet sent:     {summary['not_sent']:,}",
+        f"  not yet sent:     {summary['not_sent'] + summary.get('to_resume', 0):,}"
+        + (f" (of them {summary['to_resume']:,} failed as resumable: a resume sends them)" if summary.get("to_resume") else ""),
         *([f"  would send:       {summary['would_send']:,}"] if summary["dry_run"] else []),
         f"  test sends:       {summary['test_sends']:,}",
         f"  messages billed:  {summary['messages_billed']:,}",
@@ -120,7 +122,7 @@ def summarize_run(
         "throughput_per_second": send_throughput(pushed),
     }
     if options.dry_run:
-        summary["not_sent"] = 0
+        summary["not_sent"] = summary["to_resume"] = 0
     summary["report_path"] = str(write_report(campaign, ledger, summary))
     if not options.is_test:
         ledger.write_summary(summary)
@@ -129,8 +131,7 @@ def summarize_run(
 
 def run_state(counts: dict[str, Any], *, dry_run: bool, delivery_incomplete: bool) -> str:
     """Return ``Suspended`` if a task failed or rows are left to send (a dry run leaves them), else ``Finished``."""
-    resumable = sum(n for reason, n in counts["failed"].items() if reason in RESUMABLE_REASONS)
-    suspended = delivery_incomplete or (not dry_run and (counts["not_sent"] or resumable))
+    suspended = delivery_incomplete or (not dry_run and (counts["not_sent"] or counts["to_resume"]))
     return "Suspended" if suspended else "Finished"
 
 
