@@ -157,7 +157,9 @@ def campaign_state(
     return CampaignState.PLANNED
 
 
-def missed_send_at(*, schedule_type: str, send_at: datetime | None, runs: Sequence[RunFacts], now: datetime) -> bool:
+def missed_send_at(
+    *, schedule_type: str, send_at: datetime | None, runs: Sequence[RunFacts], now: datetime
+) -> bool:
     """Whether a ``scheduled`` campaign's send time passed with no real run: it will never send by itself."""
     return (
         schedule_type == "scheduled"

@@ -57,7 +57,9 @@ class RunRecords:
     def delivered_runs(self) -> set[str]:
         """Return the runs of this campaign recorded as real deliveries (they passed their launch checks)."""
         cursor = self._conn.cursor()
-        cursor.execute(f"SELECT run_id FROM {DELIVERY_TABLE} WHERE campaign_id = {self._p}", (self.campaign_id,))
+        cursor.execute(
+            f"SELECT run_id FROM {DELIVERY_TABLE} WHERE campaign_id = {self._p}", (self.campaign_id,)
+        )
         return {str(row[0]) for row in cursor.fetchall()}
 
     def write_summary(self, summary: dict[str, Any]) -> None:

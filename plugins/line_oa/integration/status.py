@@ -83,7 +83,9 @@ def state_of(campaign: Campaign, runs: list[RunFacts], *, paused: bool = False, 
     )
 
 
-def notes(campaign: Campaign, runs: list[RunFacts], *, paused: bool, now: datetime | None = None) -> list[str]:
+def notes(
+    campaign: Campaign, runs: list[RunFacts], *, paused: bool, now: datetime | None = None
+) -> list[str]:
     """Return what a user should know beside the state: paused, missed send time, refused launches."""
     now = now or datetime.now(UTC)
     found = []

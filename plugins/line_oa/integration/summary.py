@@ -64,7 +64,11 @@ def summary_block(summary: dict[str, Any]) -> str:
         f"  sent:             {summary['sent']:,}",
         f"  failed:           {sum(summary['failed'].values()):,} {summary['failed'] or ''}",
         f"  not yet sent:     {summary['not_sent'] + summary.get('to_resume', 0):,}"
-        + (f" (of them {summary['to_resume']:,} failed as resumable: a resume sends them)" if summary.get("to_resume") else ""),
+        + (
+            f" (of them {summary['to_resume']:,} failed as resumable: a resume sends them)"
+            if summary.get("to_resume")
+            else ""
+        ),
         *([f"  would send:       {summary['would_send']:,}"] if summary["dry_run"] else []),
         f"  test sends:       {summary['test_sends']:,}",
         f"  messages billed:  {summary['messages_billed']:,}",
