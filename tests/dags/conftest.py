@@ -41,6 +41,9 @@ def e2e_campaigns() -> dict[str, dict]:
         "e2e_scheduled": _campaign(
             "spring_sale", "e2e_scheduled", **{"delivery_schedule.send_at": soon.isoformat()}
         ),
+        "e2e_send_now": _campaign(
+            "spring_sale", "e2e_send_now", **{"delivery_schedule.send_at": soon.isoformat()}
+        ),
         "e2e_recurring": _campaign(
             "welcome_back",
             "e2e_recurring",
@@ -107,6 +110,33 @@ def run_dag(airflow_env, campaign_id: str, **kwargs):
     """Run a campaign's DAG with ``dag.test()``; return the DagRun."""
     dag = airflow_env["bag"].dags[f"line_campaign__{campaign_id}"]
     return dag.test(**kwargs)
+
+
+def run_scheduled(airflow_env, campaign_id: str, logical_date: datetime, **kwargs):
+    """Run a campaign's DAG as the scheduler starts it: a run of type ``scheduled`` at ``logical_date``.
+
+    ``dag.test()`` always creates a ``manual`` run; the scheduler's runs differ only in their
+    ``run_type`` (and run id), which is what the validate task reads, so the run is created with those.
+    """
+    from unittest import mock
+
+    from airflow.models.dagrun import DagRun
+    from airflow.serialization.definitions.dag import SerializedDAG
+    from airflow.utils.types import DagRunType
+
+    original = SerializedDAG.create_dagrun
+
+    def create_scheduled(self, *args, **create_kwargs):
+        create_kwargs["run_type"] = DagRunType.SCHEDULED
+        create_kwargs["run_id"] = DagRun.generate_run_id(
+            run_type=DagRunType.SCHEDULED, logical_date=logical_date, run_after=logical_date
+        )
+        return original(self, *args, **create_kwargs)
+
+    with mock.patch.object(SerializedDAG, "create_dagrun", create_scheduled):
+        dag_run = run_dag(airflow_env, campaign_id, logical_date=logical_date, **kwargs)
+    assert str(getattr(dag_run.run_type, "value", dag_run.run_type)) == "scheduled"
+    return dag_run
 
 
 def resume_run(airflow_env, campaign_id: str, dag_run, **kwargs):

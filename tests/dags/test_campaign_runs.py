@@ -9,7 +9,7 @@ import pytest
 
 from line_simulator import DEFAULT_TOKEN
 
-from .conftest import assert_log_matches_record, ledger_of, resume_run, run_dag, task_states
+from .conftest import assert_log_matches_record, ledger_of, resume_run, run_dag, run_scheduled, task_states
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,11 @@ def test_scheduled_campaign_runs_at_its_send_time(airflow_env, line):
     assert [d.timestamp() for d in dag.timetable.event_dates] == [
         campaign.delivery_schedule.send_at.timestamp()
     ]
-    dag_run = run_dag(airflow_env, "e2e_scheduled", logical_date=campaign.delivery_schedule.send_at)
+    manual = run_dag(airflow_env, "e2e_scheduled")
+    assert str(manual.state) == "failed"
+    assert task_states(manual)["validate"] == "failed"
+    assert line.admin.deliveries() == [], "a manual trigger of a scheduled campaign delivered it"
+    dag_run = run_scheduled(airflow_env, "e2e_scheduled", campaign.delivery_schedule.send_at)
     assert str(dag_run.state) == "success", task_states(dag_run)
     assert assert_log_matches_record(ledger_of("e2e_scheduled", dag_run.run_id), line) > 0
     bundle = line.admin.messages(line.admin.deliveries()[0]["messages_hash"])
@@ -70,9 +74,25 @@ def test_scheduled_campaign_runs_at_its_send_time(airflow_env, line):
     assert "utm_source=line" in str(bundle)
 
 
+def test_a_manual_trigger_delivers_a_scheduled_campaign_only_with_send_now(airflow_env, line):
+    dry = run_dag(airflow_env, "e2e_send_now", run_conf={"dry_run": True})
+    assert str(dry.state) == "success", "a dry run of a scheduled campaign is allowed"
+    testers = ["U" + "c" * 32]
+    # dag.test() keeps the previous run's params on the DAG object: name each one, as the Trigger form does
+    test_send = run_dag(airflow_env, "e2e_send_now", run_conf={"dry_run": False, "test_recipients": testers})
+    assert str(test_send.state) == "success", "a test send of a scheduled campaign is allowed"
+    assert [d["to"] for d in line.admin.deliveries()] == testers
+    line.admin.reset()
+    now = run_dag(
+        airflow_env, "e2e_send_now", run_conf={"dry_run": False, "test_recipients": [], "send_now": True}
+    )
+    assert str(now.state) == "success", task_states(now)
+    assert assert_log_matches_record(ledger_of("e2e_send_now", now.run_id), line) > 0
+
+
 def test_recurring_campaign_gives_each_run_its_own_delivery_scope(airflow_env, line):
-    monday = run_dag(airflow_env, "e2e_recurring", logical_date=datetime(2026, 11, 23, 0, tzinfo=UTC))
-    next_monday = run_dag(airflow_env, "e2e_recurring", logical_date=datetime(2026, 11, 30, 0, tzinfo=UTC))
+    monday = run_scheduled(airflow_env, "e2e_recurring", datetime(2026, 11, 23, 0, tzinfo=UTC))
+    next_monday = run_scheduled(airflow_env, "e2e_recurring", datetime(2026, 11, 30, 0, tzinfo=UTC))
     assert (str(monday.state), str(next_monday.state)) == ("success", "success")
     per_recipient = set(line.admin.delivery_counts().values())
     assert per_recipient == {2}, "each weekly run should reach each recipient exactly once"

@@ -26,12 +26,22 @@ def test_the_dag_folder_imports_without_errors_and_has_one_dag_per_shipped_campa
 
 
 def test_every_generated_dag_has_the_pipeline_shape_and_the_house_policies():
+    from line_oa.campaign.loading import load_campaign
+
     dags, errors = build_campaign_dags(SHIPPED)
     assert errors == {}
+    names = {c.dag_id: c.name for c in map(load_campaign, SHIPPED.glob("*.yaml"))}
     for dag in dags.values():
-        assert [t.task_id for t in dag.topological_sort()] == [
+        assert [t.task_id for t in dag.topological_sort() if not t.task_id.startswith("kind_")] == [
             "validate", "extract_segment", "chunk_profiles", "push", "summarize",
         ]  # fmt: skip
+        kinds = {t.task_id: t.task_display_name for t in dag.tasks if t.task_id.startswith("kind_")}
+        assert kinds == {
+            "kind_delivery": "real delivery",
+            "kind_dry_run": "dry run",
+            "kind_test_send": "test send",
+        }
+        assert dag.dag_display_name == names[dag.dag_id], "the DAG list shows the campaign's name"
         assert dag.get_task("push").downstream_task_ids == {"summarize"}
         assert dag.get_task("summarize").trigger_rule == "all_done"
         assert {"line", "campaign", "retail_jp"} <= set(dag.tags)
@@ -43,9 +53,13 @@ def test_every_generated_dag_has_the_pipeline_shape_and_the_house_policies():
             "max_recipients",
             "redeliver",
             "allow_partial_delivery",
+            "send_now",
         }
         assert all(task.owner == "marketing" for task in dag.tasks)
-        assert dag.get_task("validate").retries == 0, "a refused launch must not be retried"
+        assert dag.get_task("validate").retries >= 1, (
+            "infrastructure failures are retried (refusals never are)"
+        )
+        assert dag.get_task("summarize").retries >= 1
         assert dag.get_task("push").retries >= 1, "a killed push task must be retried"
 
 

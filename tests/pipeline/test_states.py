@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -347,3 +348,20 @@ def test_not_yet_sent_includes_resumable_failures():
         CampaignState.SUSPENDED, {"sent": 0, "failed": {"auth_failed": 5}, "not_sent": 0, "to_resume": 5}
     )
     assert line == "Suspended — 0 sent, 5 failed, 5 not yet sent"
+
+
+def test_a_manual_real_delivery_of_a_scheduled_campaign_is_refused_naming_the_time():
+    from line_oa.campaign.loading import load_campaign
+    from line_oa.integration.launch import check_schedule
+    from line_oa.integration.pipeline import LaunchRefused, TriggerOptions
+
+    campaign = load_campaign(pathlib.Path(__file__).parents[2] / "include" / "campaigns" / "spring_sale.yaml")
+    with pytest.raises(LaunchRefused, match=r"scheduled to send at 2027-03-20.*send_now=true"):
+        check_schedule(campaign, TriggerOptions(), scheduled_run=False)
+    for allowed in (
+        TriggerOptions(send_now=True),
+        TriggerOptions(dry_run=True),
+        TriggerOptions(test_recipients=("U" + "a" * 32,)),
+    ):
+        check_schedule(campaign, allowed, scheduled_run=False)
+    check_schedule(campaign, TriggerOptions(), scheduled_run=True)

@@ -112,12 +112,24 @@ def trigger_params() -> dict[str, Param]:
             title="Allow partial delivery",
             description="Start even when the monthly quota cannot cover every recipient.",
         ),  # fmt: skip
+        "send_now": Param(
+            False,
+            type="boolean",
+            title="Send now",
+            description=(
+                "Deliver a scheduled or recurring campaign now, outside its schedule. Without it a "
+                "manual trigger of such a campaign only does dry runs and test sends."
+            ),
+        ),  # fmt: skip
     }
 
 
 def schedule_args(campaign: Campaign) -> dict[str, Any]:
     """Return ``schedule``, ``start_date`` and ``end_date`` for the campaign's delivery schedule."""
     schedule = campaign.delivery_schedule
+    if campaign.is_draft:
+        # A draft refuses to deliver: a schedule would only show a next run that fails.
+        return {"schedule": None, "start_date": DEFAULT_START}
     if schedule.type == "scheduled":
         # An events timetable, not start_date=send_at: the DAG stays triggerable before send_at
         # (test sends, dry runs), and the scheduler still starts exactly one run at send_at.
@@ -170,6 +182,13 @@ def describe(campaign: Campaign) -> str:
                 f"   - {a['type']}: {a.get('linkUri') or a.get('text', '')}" for a in message["actions"]
             ]
     lines += ["", "Source file: `" + str(campaign.source_path) + "`"]
+    send_at = getattr(schedule, "send_at", None)
+    if schedule.type == "scheduled" and send_at is not None and send_at < datetime.now(UTC):
+        lines[1:1] = [
+            "",
+            f"> **send_at {send_at.isoformat()} has passed.** The scheduler will not start this campaign;"
+            " if it was not delivered, set a new `send_at`, or trigger with `send_now` to deliver it now.",
+        ]
     return "\n".join(lines)
 
 
@@ -178,6 +197,7 @@ def build_campaign_dag(campaign: Campaign) -> DAG:
     campaign_file = str(campaign.source_path)
     with DAG(
         dag_id=campaign.dag_id,
+        dag_display_name=campaign.name,
         description=f"LINE campaign: {campaign.name}"[:200],
         doc_md=describe(campaign),
         tags=["line", "campaign", campaign.workspace],
@@ -187,7 +207,11 @@ def build_campaign_dag(campaign: Campaign) -> DAG:
         default_args={"owner": campaign.owner, "retries": 2, "retry_delay": timedelta(seconds=15)},
         **schedule_args(campaign),
     ) as dag:
-        validation = validate.override(retries=0)(campaign_file)
+        for kind, label in RUN_KIND_TASKS.items():
+            run_kind_marker.override(task_id=f"kind_{kind}", task_display_name=label)(kind)
+        # Refusals raise AirflowFailException, which is never retried; retries cover infrastructure
+        # failures (a task killed before it ran, an API timeout). Both tasks are idempotent.
+        validation = validate(campaign_file)
         segment = extract_segment(campaign_file, validation)
         chunks = chunk_profiles(campaign_file, segment)
         pool = channel_pool(campaign.content.line_config)
@@ -201,7 +225,7 @@ def build_campaign_dag(campaign: Campaign) -> DAG:
             retry_delay=timedelta(seconds=10),
             execution_timeout=push_task_timeout(campaign),
         ).expand(chunk=chunks)
-        pushed >> summarize.override(trigger_rule=TriggerRule.ALL_DONE, retries=0)(campaign_file)
+        pushed >> summarize.override(trigger_rule=TriggerRule.ALL_DONE)(campaign_file)
     return dag
 
 
@@ -210,6 +234,12 @@ def _context() -> tuple[dict[str, Any], Any]:
 
     context = get_current_context()
     return context, TriggerOptions.from_params(dict(context["params"]))
+
+
+def _run_type(context: dict[str, Any]) -> str:
+    """Return the run's ``run_type`` as text: ``manual``, ``scheduled``, ``backfill``..."""
+    run_type = getattr(context.get("dag_run"), "run_type", "")
+    return str(getattr(run_type, "value", run_type) or "")
 
 
 def _ledger(campaign_id: str, run_id: str):
@@ -222,6 +252,24 @@ def _line_hook(conn_id: str):
     from line_oa.integration.hooks import LineOAHook
 
     return LineOAHook(line_oa_conn_id=conn_id)
+
+
+RUN_KIND_TASKS = {"delivery": "real delivery", "dry_run": "dry run", "test_send": "test send"}
+
+
+@task(retries=0)
+def run_kind_marker(kind: str) -> str:
+    """Succeed when the run is of this kind, else skip: the grid shows each run's kind in one row."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from line_oa.campaign.states import run_kind
+
+    context, _ = _context()
+    actual = run_kind(dict(context["params"]))
+    if ("delivery" if actual.is_real else actual.name.lower()) != kind:
+        raise AirflowSkipException(f"this run is a {actual.value}")
+    log.info("this run is a %s", actual.value)
+    return actual.value
 
 
 @task
@@ -238,6 +286,7 @@ def validate(campaign_file: str) -> dict[str, Any]:
             options=options,
             hook_factory=_line_hook,
             ledger_factory=_ledger,
+            scheduled_run=_run_type(context) == "scheduled",
         )
     except (LaunchRefused, CampaignFileError) as err:
         raise AirflowFailException(f"not launched: {err}") from None

@@ -22,14 +22,23 @@ if TYPE_CHECKING:
 
 
 def validate_for_launch(
-    campaign_file: str, *, run_id: str, options: TriggerOptions, hook_factory, ledger_factory
+    campaign_file: str,
+    *,
+    run_id: str,
+    options: TriggerOptions,
+    hook_factory,
+    ledger_factory,
+    scheduled_run: bool = False,
 ) -> dict:
     """Run the launch checks; raise ``LaunchRefused`` naming every reason; return the pre-flight facts.
 
     The one-off guard (``enter_delivery``) comes last, for real deliveries only (not dry runs, not test
     sends), so a launch refused for any other reason records nothing.
+
+    :param scheduled_run: the run was started by the scheduler (its ``run_type`` is ``scheduled``).
     """
     campaign = launchable_campaign(campaign_file)
+    check_schedule(campaign, options, scheduled_run=scheduled_run)
     check_test_recipients(options)
     hook = hook_factory(campaign.content.line_config)
     check_sender_account(campaign, hook)
@@ -73,6 +82,31 @@ def launchable_campaign(campaign_file: str) -> Campaign:
             f"{campaign.id} is a draft: set status: launched in {campaign_file} to deliver it"
         )
     return campaign
+
+
+def check_schedule(campaign: Campaign, options: TriggerOptions, *, scheduled_run: bool) -> None:
+    """Refuse a manual real delivery of a scheduled or recurring campaign unless ``send_now`` says so.
+
+    A campaign with a schedule delivers in its scheduled runs. A manual trigger may still do a dry run
+    or a test send, or deliver now when the Trigger form's ``send_now`` is set.
+    """
+    schedule = campaign.delivery_schedule
+    if (
+        schedule.type == "immediate"
+        or scheduled_run
+        or options.send_now
+        or options.dry_run
+        or options.is_test
+    ):
+        return
+    if schedule.type == "scheduled":
+        when = f"is scheduled to send at {schedule.send_at.isoformat()}"
+    else:
+        when = f"sends on its schedule (cron {schedule.cron!r}, {schedule.timezone})"
+    raise LaunchRefused(
+        f"{campaign.id} {when}: a manual trigger does not deliver it; trigger with send_now=true to "
+        "deliver now, or with dry_run or test_recipients to try it"
+    )
 
 
 def check_test_recipients(options: TriggerOptions) -> None:

@@ -45,6 +45,7 @@ class TriggerOptions:
     max_recipients: int | None = None
     redeliver: bool = False
     allow_partial_delivery: bool = False
+    send_now: bool = False
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> TriggerOptions:
@@ -59,6 +60,7 @@ class TriggerOptions:
             max_recipients=int(limit) if limit not in (None, "", 0) else None,
             redeliver=bool(params.get("redeliver", False)),
             allow_partial_delivery=bool(params.get("allow_partial_delivery", False)),
+            send_now=bool(params.get("send_now", False)),
         )
 
     @property
