@@ -289,3 +289,18 @@ def test_every_shipped_example_renders_with_its_day_label(name):
             "welcome_back": "when the campaign is triggered",
         }[name]
     )
+
+
+def test_a_broken_message_keeps_the_numbers_of_the_messages_after_it(tmp_path):
+    document = valid_document()
+    document["content"]["messages"][0]["text"] = "x" * 5001
+    path = tmp_path / "test_campaign.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = preview_file(path, sql_root=SQL_ROOT)
+    assert result.report.campaign is None
+    page = parse(result.page())
+    assert [row.get("data-type") for row in page.findall(".//*[@class='lo-row']")] == ["invalid", "imagemap"]
+    assert [item.get("data-where") for item in page.findall(".//*[@class='lo-links']/li")] == [
+        "message 2 (imagemap), area 1"
+    ]
+    assert "content.messages[0].text: 5001 characters" in _tab_groups(page)["content"]

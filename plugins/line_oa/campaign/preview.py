@@ -23,6 +23,7 @@ from line_oa.campaign.messages import ImagemapMessage, Message, TextMessage, Uri
 from line_oa.campaign.model import (
     SECTIONS,
     Campaign,
+    DeliverySchedule,
     RecurringSchedule,
     ScheduledSchedule,
     UtmTracking,
@@ -124,12 +125,12 @@ class PreviewContent:
             str(content.get("line_config") or "LINE Official Account"),
             schedule,
             tuple(None if model is None else model.wire_tagged(params) for model in models),
-            tuple(tagged_links([model for model in models if model is not None], params)),
+            tuple(tagged_links(models, params)),
         )
 
 
 _MESSAGE = TypeAdapter(Message)
-_SCHEDULE = TypeAdapter(Campaign.model_fields["delivery_schedule"].annotation)
+_SCHEDULE = TypeAdapter(DeliverySchedule)
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -158,11 +159,13 @@ def schedule_text(schedule: Any) -> str:
 
 
 def tagged_links(
-    messages: Iterable[TextMessage | ImagemapMessage], params: dict[str, str]
+    messages: Iterable[TextMessage | ImagemapMessage | None], params: dict[str, str]
 ) -> list[TaggedLink]:
-    """List every link of the messages with its UTM-tagged form, in bundle order."""
+    """List every link of the messages with its UTM-tagged form, in bundle order (``None`` is skipped)."""
     found: list[TaggedLink] = []
     for number, message in enumerate(messages, start=1):
+        if message is None:
+            continue
         if isinstance(message, TextMessage):
             for start, end in utm.find_urls(message.text):
                 url = message.text[start:end]

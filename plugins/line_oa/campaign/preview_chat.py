@@ -58,6 +58,7 @@ def _row(sender: str, number: int, message: Mapping[str, Any] | None) -> str:
     initial = escape((sender.strip()[:1] or "?").upper())
     avatar = f'<div class="lo-avatar">{initial}</div>' if first else '<div class="lo-avatar lo-hidden"></div>'
     name = f'<div class="lo-sender">{escape(sender)}</div>' if first else ""
+    kind = "invalid" if message is None else escape(message.get("type"))
     if message is None:
         body = (
             f'<div class="lo-broken">Message {number + 1} cannot be shown: '
@@ -68,9 +69,9 @@ def _row(sender: str, number: int, message: Mapping[str, Any] | None) -> str:
     elif message.get("type") == "imagemap":
         body = imagemap_bubble(message, number)
     else:
-        body = f'<div class="lo-broken">Message {number + 1}: type {escape(message.get("type"))}</div>'
+        body = f'<div class="lo-broken">Message {number + 1}: type {kind} is not drawn by the preview</div>'
     return (
-        f'<div class="lo-row" data-message="{number + 1}" data-type="{escape((message or {}).get("type"))}">'
+        f'<div class="lo-row" data-message="{number + 1}" data-type="{kind}">'
         f'{avatar}<div class="lo-message">{name}{body}</div></div>'
     )
 
