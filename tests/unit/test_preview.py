@@ -109,7 +109,9 @@ def test_imagemap_keeps_its_layout_when_the_image_does_not_load():
     (imagemap,) = page.findall(".//*[@data-base-height]")
     placeholder, image = list(imagemap)[:2]
     assert placeholder.get("class") == "lo-placeholder"
-    assert "https://cdn.example.com/imagemaps/spring_sale_2027/1040" in text_of(placeholder)
+    assert text_of(placeholder) == "image 1040 \u00d7 1040"
+    caption = page.find(".//*[@class='lo-caption']")
+    assert "image https://cdn.example.com/imagemaps/spring_sale_2027/1040" in text_of(caption)
     assert (
         image.get("style")
         == 'background-image: url("https://cdn.example.com/imagemaps/spring_sale_2027/1040")'

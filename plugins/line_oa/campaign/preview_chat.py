@@ -129,11 +129,11 @@ def imagemap_bubble(message: Mapping[str, Any], number: int) -> str:
     return (
         f'<div class="lo-imagemap" data-message="{number + 1}" data-base-width="{size["width"]}" '
         f'data-base-height="{size["height"]}" style="width: {width}px; height: {height}px">'
-        f'<div class="lo-placeholder">Image {escape(message["baseUrl"])}/1040<br/>'
-        f"{size['width']} &#215; {size['height']}</div>"
+        f'<div class="lo-placeholder">image {size["width"]} &#215; {size["height"]}</div>'
         f'<div class="lo-image" style="background-image: url(&quot;{escape(image_url)}&quot;)"></div>'
         f"{''.join(areas)}</div>"
-        f'<div class="lo-caption">Imagemap &#183; alt text: {escape(message["altText"])}</div>'
+        f'<div class="lo-caption">Imagemap &#183; alt text: {escape(message["altText"])}<br/>'
+        f"image {escape(message['baseUrl'])}/1040</div>"
     )
 
 

@@ -50,9 +50,8 @@ STYLE = """
   padding: 8px 12px; font-size: 13px; color: #cf222e; }
 .lo-preview .lo-imagemap { position: relative; overflow: hidden; border-radius: 14px;
   background: repeating-linear-gradient(45deg, #e9eef5 0 12px, #dfe6ef 12px 24px); }
-.lo-preview .lo-placeholder { position: absolute; inset: 0; display: flex; align-items: flex-end;
-  justify-content: center; text-align: center; padding: 6px; color: #57606a; font-size: 10px;
-  overflow-wrap: anywhere; }
+.lo-preview .lo-placeholder { position: absolute; inset: 0; display: flex; align-items: center;
+  justify-content: center; color: #8c959f; font-size: 11px; }
 .lo-preview .lo-image { position: absolute; inset: 0; background-size: 100% 100%; }
 .lo-preview .lo-area { position: absolute; border: 2px solid rgba(6,199,85,.95);
   background: rgba(6,199,85,.10); text-decoration: none; color: #fff; overflow: hidden; }
@@ -68,7 +67,8 @@ STYLE = """
 .lo-preview .lo-play { position: absolute; left: 50%; top: 50%; transform: translate(-50%, -50%);
   width: 40px; height: 40px; border-radius: 50%; background: rgba(0,0,0,.55); color: #fff;
   font-size: 18px; display: flex; align-items: center; justify-content: center; }
-.lo-preview .lo-caption { font-size: 10px; color: #2b3a4f; margin: 3px 0 0 2px; }
+.lo-preview .lo-caption { font-size: 10px; color: #2b3a4f; margin: 3px 0 0 2px; max-width: 260px;
+  overflow-wrap: anywhere; }
 .lo-preview .lo-side { flex: 1 1 360px; min-width: 300px; max-width: 640px; font-size: 14px; }
 .lo-preview h2 { font-size: 18px; margin: 0 0 4px; }
 .lo-preview h3 { font-size: 15px; margin: 18px 0 6px; border-bottom: 1px solid #d0d7de;
