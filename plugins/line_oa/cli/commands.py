@@ -160,8 +160,8 @@ def run_preview(args: argparse.Namespace) -> int:
     if result.content is None:
         first = result.report.problems[0] if result.report.problems else None
         where = f"{args.file}:{first.line}" if first and first.line else str(args.file)
-        reason = " ".join(first.message.split()) if first else "not a campaign file"
-        print(f"error: {where}: cannot be previewed: {reason}", file=sys.stderr)
+        what = " ".join(first.message.split()) if first else "not a campaign file"
+        print(f"error: {where}: cannot be previewed: {what}", file=sys.stderr)
         return EXIT_PROBLEMS
     page = result.page(sender_name=args.sender_name)
     if args.output is not None and str(args.output) == "-":
