@@ -273,8 +273,11 @@ def test_a_draft_says_it_will_not_deliver():
         validate_campaign_file(EXAMPLES / "summer_preview.yaml", sql_root=SQL_ROOT).campaign
     )
     assert content.status == "draft"
-    badge = parse(render_preview(content)).find(".//*[@class='lo-badge lo-draft']")
-    assert badge.text == "draft: will not deliver"
+    page = parse(render_preview(content))
+    assert page.find(".//*[@class='lo-badge lo-draft']").text == "draft: will not deliver"
+    assert page.find(".//p[@class='lo-ok']").text == "No problems: a draft; set status: launched to deliver."
+    launched = parse(render_preview(spring_sale()))
+    assert launched.find(".//p[@class='lo-ok']").text == "No problems: ready to launch."
 
 
 @pytest.mark.parametrize("name", ["spring_sale", "summer_preview", "welcome_back"])

@@ -205,7 +205,8 @@ def render_preview(
         side = _problems_section(problem_list)
     else:
         phone = chat_screen(sender_name or content.sender, content.schedule, content.messages)
-        side = _summary(content) + _links_section(content.links) + _problems_section(problem_list)
+        draft = content.status == "draft"
+        side = _summary(content) + _links_section(content.links) + _problems_section(problem_list, draft)
     return f'<div class="lo-preview"><style>{STYLE}</style>{phone}<div class="lo-side">{side}</div></div>'
 
 
@@ -259,11 +260,11 @@ def _links_section(links: Sequence[TaggedLink]) -> str:
     return f'<h3>Tagged links</h3><ol class="lo-links">{items}</ol>'
 
 
-def _problems_section(problems: Sequence[ProblemLike]) -> str:
+def _problems_section(problems: Sequence[ProblemLike], draft: bool = False) -> str:
     """Return the problems under one heading per tab, every tab listed, clean ones ticked."""
     count = len(problems)
     verdict = (
-        '<p class="lo-ok">No problems: ready to launch.</p>'
+        f'<p class="lo-ok">No problems: {"a draft; set status: launched to deliver" if draft else "ready to launch"}.</p>'
         if not count
         else f'<p class="lo-count">{count} problem{"s" if count != 1 else ""} to fix before launch.</p>'
     )
