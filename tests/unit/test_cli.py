@@ -10,7 +10,7 @@ import pytest
 
 from line_oa.cli import commands as cli
 
-from .campaign_docs import EXAMPLES, FIXTURES, ROOT
+from .campaign_docs import EXAMPLES, FIXTURES, ROOT, SQL_ROOT
 
 INVALID = FIXTURES / "invalid"
 
@@ -82,7 +82,8 @@ def test_render_of_an_invalid_campaign_prints_the_report_and_exits_1(capsys):
 def test_build_parser_lists_every_registered_command():
     parser = cli.build_parser()
     assert parser.parse_args(["render", "x.yaml"]).run is cli.run_render
-    assert set(cli.COMMANDS) == {"validate", "render", "status"}
+    assert parser.parse_args(["preview", "x.yaml", "-o", "x.html"]).run is cli.run_preview
+    assert set(cli.COMMANDS) == {"validate", "render", "preview", "status"}
 
 
 @pytest.mark.parametrize(
@@ -92,6 +93,7 @@ def test_build_parser_lists_every_registered_command():
         (["validate", str(INVALID / "broken_yaml.yaml")], 1, "YAML syntax error"),
         (["render", "missing.yaml"], 1, "file not found"),
         (["render", str(INVALID / "billion_laughs.yaml")], 1, "aliases"),
+        (["preview", str(INVALID / "broken_yaml.yaml"), "-o", "-"], 1, "cannot be previewed"),
         (["launch"], 2, "invalid choice"),
     ],
     ids=[
@@ -99,6 +101,7 @@ def test_build_parser_lists_every_registered_command():
         "validating broken YAML",
         "rendering a missing file",
         "rendering a YAML bomb",
+        "previewing broken YAML",
         "an unknown command",
     ],
 )
@@ -109,3 +112,70 @@ def test_user_mistakes_end_with_a_message_and_no_traceback(argv, code, words):
     assert result.returncode == code
     assert words in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_preview_writes_the_page_to_the_given_file(capsys, tmp_path):
+    target = tmp_path / "spring.html"
+    code, out, err = run(
+        capsys, "preview", str(EXAMPLES / "spring_sale.yaml"), "-o", str(target), "--sql-root", str(SQL_ROOT)
+    )
+    assert (code, err) == (0, "")
+    assert out.startswith(f"{target}: preview of {EXAMPLES / 'spring_sale.yaml'}, 2 message(s), ")
+    page = target.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert 'data-action="uri"' in page
+    assert 'data-action="message"' in page
+
+
+def test_preview_without_output_writes_next_to_where_it_runs(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "preview", str(EXAMPLES / "welcome_back.yaml"), "--sql-root", str(SQL_ROOT))
+    assert code == 0
+    assert out.startswith("welcome_back.preview.html: preview of ")
+    assert "お帰りなさい! We missed you." in (tmp_path / "welcome_back.preview.html").read_text(
+        encoding="utf-8"
+    )
+
+
+def test_preview_to_stdout_with_a_dash(capsys):
+    code, out, _ = run(
+        capsys, "preview", str(EXAMPLES / "welcome_back.yaml"), "-o", "-", "--sql-root", str(SQL_ROOT)
+    )
+    assert code == 0
+    assert out.startswith("<!DOCTYPE html>")
+    assert out.endswith("</html>\n")
+
+
+def test_preview_of_a_campaign_with_problems_writes_them_into_the_page_and_exits_0(capsys, tmp_path):
+    target = tmp_path / "limits.html"
+    code, out, _ = run(capsys, "preview", str(INVALID / "line_limits.yaml"), "-o", str(target))
+    assert code == 0
+    assert out.endswith(", 4 problems\n")
+    assert "ends with a file extension" in target.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("broken_yaml.yaml", ":9: cannot be previewed: YAML syntax error: found unexpected end of stream"),
+        ("not_a_mapping.yaml", ":1: cannot be previewed: the top level must be a mapping of keys"),
+        ("no_such_file.yaml", ": cannot be previewed: file not found"),
+    ],
+    ids=["broken YAML", "a list instead of a mapping", "a missing file"],
+)
+def test_preview_refuses_a_file_it_cannot_parse_with_one_line_naming_it(capsys, tmp_path, name, reason):
+    target = tmp_path / "out.html"
+    code, out, err = run(capsys, "preview", str(INVALID / name), "-o", str(target))
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: {INVALID / name}{reason}")
+    assert "Traceback" not in err
+    assert not target.exists()
+
+
+def test_preview_says_when_it_cannot_write_the_page(capsys, tmp_path):
+    code, _, err = run(
+        capsys, "preview", str(EXAMPLES / "welcome_back.yaml"), "-o", str(tmp_path / "no" / "x.html")
+    )
+    assert code == 1
+    assert err.startswith(f"error: {tmp_path / 'no' / 'x.html'}: cannot write the preview: ")

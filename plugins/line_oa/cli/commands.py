@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 from line_oa import settings
 from line_oa.campaign import loading as loading_module
+from line_oa.campaign.preview import preview_file
 from line_oa.campaign.validation import ValidationReport, validate_campaign_file
 from line_oa.errors import LineOAError
 
@@ -133,6 +134,53 @@ def run_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_preview_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=pathlib.Path, help="campaign file")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=pathlib.Path,
+        help="HTML file to write (default: <file name>.preview.html in the current folder; - for stdout)",
+    )
+    parser.add_argument(
+        "--sql-root",
+        type=pathlib.Path,
+        help="folder holding segments/<parent>/<segment>.sql (default: [line_oa] sql_root)",
+    )
+    parser.add_argument("--sender-name", help="name shown in the chat header (default: content.line_config)")
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    """Write the smartphone preview of a campaign file as one HTML page, its problems included.
+
+    Exits 0 when the page is written, problems or not (the page shows them); 1 with one line naming
+    the file when the file cannot be read or parsed at all, or the page cannot be written.
+    """
+    result = preview_file(args.file, sql_root=_setting(args.sql_root, settings.sql_root))
+    if result.content is None:
+        first = result.report.problems[0] if result.report.problems else None
+        where = f"{args.file}:{first.line}" if first and first.line else str(args.file)
+        what = " ".join(first.message.split()) if first else "not a campaign file"
+        print(f"error: {where}: cannot be previewed: {what}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    page = result.page(sender_name=args.sender_name)
+    if args.output is not None and str(args.output) == "-":
+        sys.stdout.write(page)
+        return EXIT_OK
+    target = args.output or pathlib.Path(f"{args.file.stem}.preview.html")
+    try:
+        target.write_text(page, encoding="utf-8")
+    except OSError as error:
+        print(f"error: {target}: cannot write the preview: {error.strerror or error}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    count = len(result.report.problems)
+    print(
+        f"{target}: preview of {args.file}, {len(result.content.messages)} message(s), "
+        f"{count} problem{'s' if count != 1 else ''}"
+    )
+    return EXIT_OK
+
+
 # Register a new subcommand here: name -> Command(help, add_arguments, run).
 COMMANDS: dict[str, Command] = {
     "validate": Command(
@@ -142,6 +190,11 @@ COMMANDS: dict[str, Command] = {
     ),
     "render": Command(
         "print the LINE messages JSON of a campaign after UTM tagging", _add_render_arguments, run_render
+    ),
+    "preview": Command(
+        "write the smartphone preview of a campaign (bubbles, imagemap areas, tagged links, problems) as HTML",
+        _add_preview_arguments,
+        run_preview,
     ),
     "status": Command(
         "print each campaign's state (Draft, Planned, Active, Finished, Suspended) and latest run's counts",
@@ -161,7 +214,7 @@ def _status():
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``python -m line_oa`` parser with one subparser per entry of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
-        prog="python -m line_oa", description="LINE campaign files: check and render."
+        prog="python -m line_oa", description="LINE campaign files: check, render and preview."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
