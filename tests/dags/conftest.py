@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sqlite3
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -176,3 +177,15 @@ def assert_log_matches_record(ledger, sim, *, is_test: bool = False) -> int:
     for delivery in record:
         assert sent[delivery["to"]].accepted_request_id == delivery["request_id"]
     return len(sent)
+
+
+def eligible_profiles(airflow_env) -> int:
+    """Count opted-in profiles with a well-formed, first-seen LINE user id (what the campaign targets)."""
+    with sqlite3.connect(airflow_env["base"] / "cdp.db") as conn:
+        rows = conn.execute("SELECT line_user_id FROM profiles WHERE opted_in = 1").fetchall()
+    ids = {
+        uid
+        for (uid,) in rows
+        if uid and uid.startswith("U") and len(uid) == 33 and uid[1:] == uid[1:].lower()
+    }
+    return len({uid for uid in ids if all(c in "0123456789abcdef" for c in uid[1:])})

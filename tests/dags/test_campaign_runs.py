@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 
 from line_simulator import DEFAULT_TOKEN
 
-from .conftest import assert_log_matches_record, ledger_of, resume_run, run_dag, run_scheduled, task_states
+from .conftest import (
+    assert_log_matches_record,
+    eligible_profiles,
+    ledger_of,
+    resume_run,
+    run_dag,
+    run_scheduled,
+    task_states,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def eligible_profiles(airflow_env) -> int:
-    """Count opted-in profiles with a well-formed, first-seen LINE user id (what the campaign targets)."""
-    with sqlite3.connect(airflow_env["base"] / "cdp.db") as conn:
-        rows = conn.execute("SELECT line_user_id FROM profiles WHERE opted_in = 1").fetchall()
-    ids = {
-        uid
-        for (uid,) in rows
-        if uid and uid.startswith("U") and len(uid) == 33 and uid[1:] == uid[1:].lower()
-    }
-    return len({uid for uid in ids if all(c in "0123456789abcdef" for c in uid[1:])})
 
 
 def test_immediate_campaign_delivers_every_eligible_recipient_once(airflow_env, line):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from line_oa.delivery_log.rows import DELIVERY_TABLE, SUMMARY_TABLE, TABLE
+from line_oa.delivery_log.rows import DELIVERY_TABLE, EVENT_TABLE, SUMMARY_TABLE, TABLE
 from line_oa.vocabulary import Status
 
 
@@ -29,6 +29,12 @@ class RunRecords:
                 blocking = self._other_real_run(cursor)
                 if blocking is not None:
                     return blocking
+            cursor.execute(
+                f"SELECT 1 FROM {DELIVERY_TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}",
+                (self.campaign_id, self.run_id),
+            )
+            again = cursor.fetchone() is not None
+            self._add_event(cursor, "resumed" if again else "started", "redeliver" if redeliver else "")
             cursor.execute(
                 f"INSERT INTO {DELIVERY_TABLE} (campaign_id, run_id, redeliver, started_at) "
                 f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}) ON CONFLICT (campaign_id, run_id) DO NOTHING",
@@ -62,8 +68,35 @@ class RunRecords:
         )
         return {str(row[0]) for row in cursor.fetchall()}
 
+    def _add_event(self, cursor: Any, event: str, detail: str = "") -> None:
+        cursor.execute(
+            f"INSERT INTO {EVENT_TABLE} (campaign_id, run_id, at, event, detail) "
+            f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}, {self._p})",
+            (self.campaign_id, self.run_id, self._now(), event, detail),
+        )
+
+    def run_history(self) -> list[dict[str, str]]:
+        """Return the run's events in order: started, suspended, resumed, finished (with details)."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT at, event, detail FROM {EVENT_TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
+            "ORDER BY at",
+            (self.campaign_id, self.run_id),
+        )
+        return [{"at": str(at), "event": event, "detail": detail} for at, event, detail in cursor.fetchall()]
+
+    def run_summary(self) -> dict[str, Any] | None:
+        """Return the run's latest summary (``summary_json``), or None before ``summarize`` ran."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT summary_json FROM {SUMMARY_TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}",
+            (self.campaign_id, self.run_id),
+        )
+        row = cursor.fetchone()
+        return json.loads(row[0]) if row else None
+
     def write_summary(self, summary: dict[str, Any]) -> None:
-        """UPSERT the run's summary row (``line_campaign_summary``)."""
+        """UPSERT the run's summary row (``line_campaign_summary``) and record its state as an event."""
         cols = [
             "campaign_id", "run_id", "state", "dry_run", "targeted", "excluded", "sent", "failed", "not_sent",
             "test_sends", "messages_billed", "requests", "retries", "started_at", "finished_at", "summary_json",
@@ -85,4 +118,8 @@ class RunRecords:
         )
         cursor = self._conn.cursor()
         cursor.execute(sql, tuple(values[c] for c in cols))
+        if not summary.get("dry_run"):
+            left = int(summary.get("not_sent") or 0) + int(summary.get("to_resume") or 0)
+            detail = f"{summary.get('sent', 0)} sent" + (f", {left} not yet sent" if left else "")
+            self._add_event(cursor, str(summary.get("state", "")).lower(), detail)
         self._conn.commit()

@@ -9,6 +9,7 @@ TABLE = "line_delivery_log"
 SUMMARY_TABLE = "line_campaign_summary"
 CLAIM_TABLE = "line_delivery_claim"
 DELIVERY_TABLE = "line_campaign_delivery"
+EVENT_TABLE = "line_campaign_run_event"
 
 
 @dataclass(slots=True)

@@ -68,3 +68,13 @@ CREATE TABLE IF NOT EXISTS line_campaign_delivery (
     started_at  TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (campaign_id, run_id)
 );
+-- What happened to each real run, in order (auditors): started, resumed, then the state each summary
+-- found (Suspended with what was left, Finished). A resumed run's report lists these.
+CREATE TABLE IF NOT EXISTS line_campaign_run_event (
+    campaign_id TEXT    NOT NULL,
+    run_id      TEXT    NOT NULL,
+    at          TIMESTAMPTZ NOT NULL,
+    event       TEXT    NOT NULL,
+    detail      TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS line_campaign_run_event_run ON line_campaign_run_event (campaign_id, run_id);

@@ -1,0 +1,46 @@
+"""The Airflow plugin of the package (entry point ``airflow.plugins``): the campaign pages in the UI.
+
+Loaded wherever the package is installed. It mounts ``line_oa.ui.app`` in the api-server at
+``/line-campaigns`` and adds three external views: a "LINE campaigns" page in the navigation, a
+"Campaign" tab on every DAG and a "Delivery" tab on every DAG run (on DAGs that are not campaigns
+they say so).
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from line_oa.ui.pages import PREFIX
+
+
+def _app():
+    from line_oa.ui.app import create_app
+
+    return create_app()
+
+
+class LineCampaignsPlugin(AirflowPlugin):
+    """Campaign pages: the campaigns list, the Campaign tab (preview, reach) and the Delivery tab."""
+
+    name = "line_oa"
+    fastapi_apps = [{"app": _app(), "url_prefix": PREFIX, "name": "LINE campaigns"}]
+    external_views = [
+        {
+            "name": "LINE campaigns",
+            "href": f"{PREFIX}/campaigns",
+            "destination": "nav",
+            "url_route": "line-campaigns",
+        },
+        {
+            "name": "Campaign",
+            "href": f"{PREFIX}/dags/{{DAG_ID}}/campaign",
+            "destination": "dag",
+            "url_route": "line-campaign",
+        },
+        {
+            "name": "Delivery",
+            "href": f"{PREFIX}/dags/{{DAG_ID}}/runs/{{RUN_ID}}/delivery",
+            "destination": "dag_run",
+            "url_route": "line-delivery",
+        },
+    ]
