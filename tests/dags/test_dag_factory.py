@@ -146,3 +146,21 @@ def test_channel_pools_put_every_push_task_of_a_sender_account_in_one_pool(monke
     dags, _ = build_campaign_dags(SHIPPED)
     pools = {dag.get_task("push").pool for dag in dags.values()}
     assert pools == {"line_oa__line_oa_default"}
+
+
+def test_a_broken_file_is_reported_by_the_dag_processor_not_in_other_campaigns_task_logs(
+    tmp_path, caplog, monkeypatch
+):
+    """A task process parses the whole folder too (with Airflow's parsing context set to its DAG)."""
+    shutil.copy(SHIPPED / "welcome_back.yaml", tmp_path / "welcome_back.yaml")
+    (tmp_path / "broken.yaml").write_text("id: broken\nname: [unclosed\n")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "line_campaign__welcome_back")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "validate")
+    with caplog.at_level("DEBUG"):
+        dags, errors = build_campaign_dags(tmp_path, strict=False)
+    assert list(errors) == ["broken.yaml"], "the placeholder DAG still shows the problem in the UI"
+    assert "broken.yaml" not in caplog.text, "another campaign's task log mentions the broken file"
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "line_campaign__broken")
+    caplog.clear()
+    build_campaign_dags(tmp_path, strict=False)
+    assert "broken.yaml" in caplog.text, "the broken file's own task says why it fails"

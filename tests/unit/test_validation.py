@@ -339,3 +339,33 @@ def test_message_without_type_names_the_allowed_types():
     assert [(p.path, p.message) for p in problems] == [
         ("content.messages[2]", "'type' is missing; use text or imagemap")
     ]
+
+
+def test_every_problem_of_every_tab_is_reported_in_one_pass(tmp_path):
+    """Six messages, an over-long imagemap URL, a past send_at, a missing segment and a bad chunk size:
+    each tab's problem shows at once, so one round of fixes is enough."""
+    document = valid_document()
+    messages = document["content"]["messages"]
+    messages[1]["base_url"] = "https://cdn.example.com/" + "a" * 1990
+    messages += [{"type": "text", "text": f"more {n}"} for n in range(4)]
+    document["delivery_schedule"] = {"type": "scheduled", "send_at": "2020-01-01T10:00:00+09:00"}
+    document["target_audience"]["segment"] = "no_such_segment"
+    document["activation"] = {"chunk_size": -5}
+    path = tmp_path / "test_campaign.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    report = validate_campaign_file(path, now=datetime(2026, 1, 1, tzinfo=UTC), sql_root=SQL_ROOT)
+    found = {(p.path, p.message.split(":")[0].split(",")[0]) for p in report.problems}
+    assert {path for path, _ in found} == {
+        "content.messages",
+        "content.messages[1].base_url",
+        "delivery_schedule.send_at",
+        "target_audience.segment",
+        "activation.chunk_size",
+    }, "\n".join(map(str, report.problems))
+    assert len(report.problems) == 5
+    assert {p.tab for p in report.problems} >= {
+        "content",
+        "delivery_schedule",
+        "target_audience",
+        "activation",
+    }

@@ -16,14 +16,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from line_oa.campaign.model import (
     SLUG_PATTERN,
     Campaign,
     Content,
+    DeliverySchedule,
     RecurringSchedule,
     ScheduledSchedule,
+    TargetAudience,
     UtmTracking,
     tagging_problems,
     utm_parameters_of,
@@ -175,16 +177,22 @@ def campaign_from_text(text: str, file: str) -> tuple[Campaign | None, list[Prob
 
 def _parse(text: str, file: str) -> tuple[Campaign | None, ProblemCollector]:
     """Parse ``text``; the collector keeps the problems and the line table for later checks."""
+    campaign, collector, _data = _parse_data(text, file)
+    return campaign, collector
+
+
+def _parse_data(text: str, file: str) -> tuple[Campaign | None, ProblemCollector, Any]:
+    """Parse ``text``: the campaign (None with any problem), the problems, and the YAML data."""
     collector = ProblemCollector(file)
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         collector.add((), f"campaign text is larger than 1 MB ({MAX_FILE_BYTES} bytes)")
-        return None, collector
+        return None, collector, None
     data = load_yaml(text, collector)
     if collector.problems:
-        return None, collector
+        return None, collector, data
     if data is None:
         collector.add((), "file is empty; a campaign needs id, name, workspace, status and its sections")
-        return None, collector
+        return None, collector, None
     if not isinstance(data, dict):
         collector.add(
             (),
@@ -192,7 +200,7 @@ def _parse(text: str, file: str) -> tuple[Campaign | None, ProblemCollector]:
             f"not {kind_of(data)}",
             line=1,
         )
-        return None, collector
+        return None, collector, None
     campaign = None
     try:
         campaign = Campaign.model_validate(data)
@@ -202,7 +210,7 @@ def _parse(text: str, file: str) -> tuple[Campaign | None, ProblemCollector]:
                 collector.add(loc, message)
     _check_id_matches_file(data, file, collector)
     _check_tagged_lengths(data, campaign, collector)
-    return (campaign if not collector.problems else None), collector
+    return (campaign if not collector.problems else None), collector, data
 
 
 def _check_id_matches_file(data: dict[str, Any], file: str, collector: ProblemCollector) -> None:
@@ -252,21 +260,45 @@ def validate_campaign_file(
     text, problems = read_campaign_text(path)
     if text is None:
         return ValidationReport(file, None, problems)
-    campaign, collector = _parse(text, file)
-    if campaign is None:
-        return ValidationReport(file, None, collector.sorted())
-    campaign._source_path = pathlib.Path(path)
-    _check_segment_sql(campaign, pathlib.Path(sql_root or default_sql_root()), collector)
-    _check_schedule_in_future(campaign, now or datetime.now(UTC), collector)
+    campaign, collector, data = _parse_data(text, file)
+    if campaign is not None:
+        campaign._source_path = pathlib.Path(path)
+    if isinstance(data, dict):
+        # Every tab is checked in the same pass, also when another tab has problems.
+        _check_message_count(data, collector)
+        audience = _section(TargetAudience, data.get("target_audience"))
+        if audience is not None:
+            _check_segment_sql(audience, pathlib.Path(sql_root or default_sql_root()), collector)
+        schedule = _section(TypeAdapter(DeliverySchedule), data.get("delivery_schedule"))
+        if schedule is not None and data.get("status") != "draft":
+            _check_schedule_in_future(schedule, now or datetime.now(UTC), collector)
     return ValidationReport(file, campaign, collector.sorted())
+
+
+def _section(model: Any, value: Any) -> Any:
+    """Return one section validated on its own (None when it has problems: those are reported already)."""
+    try:
+        return model.validate_python(value) if isinstance(model, TypeAdapter) else model.model_validate(value)
+    except ValidationError:
+        return None
+
+
+def _check_message_count(data: dict[str, Any], collector: ProblemCollector) -> None:
+    """LINE's 1-5 messages, also when a message has problems (the schema checks the count only after)."""
+    content = data.get("content")
+    messages = content.get("messages") if isinstance(content, dict) else None
+    if isinstance(messages, list) and len(messages) > 5:
+        collector.add(
+            ("content", "messages"), f"{len(messages)} messages, LINE sends at most 5 in one request"
+        )
 
 
 _SQL_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 
 
-def _check_segment_sql(campaign: Campaign, sql_root: pathlib.Path, collector: ProblemCollector) -> None:
+def _check_segment_sql(audience: TargetAudience, sql_root: pathlib.Path, collector: ProblemCollector) -> None:
     """Require the segment's SQL file to exist and to be one query returning the two id columns."""
-    sql_path = campaign.segment_sql_path(sql_root)
+    sql_path = pathlib.Path(sql_root) / "segments" / audience.parent_segment / f"{audience.segment}.sql"
     shown = _display(sql_path)
     loc = ("target_audience", "segment")
     try:
@@ -291,13 +323,10 @@ def _check_segment_sql(campaign: Campaign, sql_root: pathlib.Path, collector: Pr
             )
 
 
-def _check_schedule_in_future(campaign: Campaign, now: datetime, collector: ProblemCollector) -> None:
+def _check_schedule_in_future(schedule: Any, now: datetime, collector: ProblemCollector) -> None:
     """Refuse a launched campaign whose one-off send time, or recurring end, has already passed."""
-    if campaign.is_draft:
-        return
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    schedule = campaign.delivery_schedule
     if isinstance(schedule, ScheduledSchedule) and schedule.send_at <= now:
         collector.add(
             ("delivery_schedule", "send_at"),

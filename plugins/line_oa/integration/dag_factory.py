@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
+from airflow.sdk import DAG, TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from line_oa import settings
@@ -21,6 +21,7 @@ from line_oa.campaign.loading import load_campaign
 from line_oa.delivery.client import DEFAULT_MULTICAST_RATE_LIMIT, DEFAULT_PUSH_RATE_LIMIT
 from line_oa.delivery.plan import MULTICAST_MAX_RECIPIENTS
 from line_oa.errors import CampaignFileError, LineOAError
+from line_oa.integration.dag_docs import describe, trigger_params
 from line_oa.integration.operators import LineOAPushOperator
 
 if TYPE_CHECKING:
@@ -79,51 +80,6 @@ def channel_pool(line_config: str) -> str | None:
     return f"line_oa__{line_config}"
 
 
-def trigger_params() -> dict[str, Param]:
-    """Return the Trigger form's parameters (Airflow Params with UI forms)."""
-    return {
-        "dry_run": Param(False, type="boolean", title="Dry run", description="Do everything but send."),
-        "test_recipients": Param(
-            [],
-            type="array",
-            items={"type": "string"},
-            title="Test recipients",
-            description="Send only to these LINE user IDs (one per line); recorded as test sends.",
-        ),
-        "max_recipients": Param(
-            None,
-            type=["null", "integer"],
-            minimum=1,
-            title="Max recipients",
-            description="Send to at most this many eligible recipients; the rest are logged as excluded.",
-        ),  # fmt: skip
-        "redeliver": Param(
-            False,
-            type="boolean",
-            title="Deliver again",
-            description=(
-                "Deliver a one-off campaign although another run delivers or delivered it "
-                "(running, suspended or finished): its recipients get the messages a second time."
-            ),
-        ),  # fmt: skip
-        "allow_partial_delivery": Param(
-            False,
-            type="boolean",
-            title="Allow partial delivery",
-            description="Start even when the monthly quota cannot cover every recipient.",
-        ),  # fmt: skip
-        "send_now": Param(
-            False,
-            type="boolean",
-            title="Send now",
-            description=(
-                "Deliver a scheduled or recurring campaign now, outside its schedule. Without it a "
-                "manual trigger of such a campaign only does dry runs and test sends."
-            ),
-        ),  # fmt: skip
-    }
-
-
 def schedule_args(campaign: Campaign) -> dict[str, Any]:
     """Return ``schedule``, ``start_date`` and ``end_date`` for the campaign's delivery schedule."""
     schedule = campaign.delivery_schedule
@@ -148,48 +104,6 @@ def schedule_args(campaign: Campaign) -> dict[str, Any]:
             "end_date": schedule.end_at,
         }
     return {"schedule": None, "start_date": DEFAULT_START}
-
-
-def describe(campaign: Campaign) -> str:
-    """Return the DAG's ``doc_md``: audience, schedule, messages and tagged links."""
-    schedule = campaign.delivery_schedule
-    when = {
-        "immediate": "immediately when triggered (UI, CLI or API)",
-        "scheduled": f"once at {getattr(schedule, 'send_at', '')}",
-        "recurring": f"on cron `{getattr(schedule, 'cron', '')}` ({getattr(schedule, 'timezone', 'UTC')})",
-    }[schedule.type]
-    lines = [
-        f"# {campaign.name}",
-        "",
-        campaign.description or "",
-        "",
-        f"- **Campaign**: `{campaign.id}` · status **{campaign.status}** · workspace `{campaign.workspace}`",
-        f"- **Audience**: segment `{campaign.target_audience.parent_segment}/{campaign.target_audience.segment}`"
-        f" from connection `{campaign.target_audience.cdp_conn_id}`",
-        f"- **Sender account**: connection `{campaign.content.line_config}` · mode {campaign.content.delivery_mode}",
-        f"- **Schedule**: {when}",
-        f"- **Retries**: {campaign.activation.retry.max_attempts} attempts, backoff "
-        f"{campaign.activation.retry.initial_backoff_seconds}-{campaign.activation.retry.max_backoff_seconds} s",
-        "",
-        "## Messages",
-    ]
-    for number, message in enumerate(campaign.wire_messages(), start=1):
-        if message["type"] == "text":
-            lines.append(f"{number}. text: {message['text'][:200]}")
-        else:
-            lines.append(f"{number}. imagemap `{message['baseUrl']}`: {message['altText'][:100]}")
-            lines += [
-                f"   - {a['type']}: {a.get('linkUri') or a.get('text', '')}" for a in message["actions"]
-            ]
-    lines += ["", "Source file: `" + str(campaign.source_path) + "`"]
-    send_at = getattr(schedule, "send_at", None)
-    if schedule.type == "scheduled" and send_at is not None and send_at < datetime.now(UTC):
-        lines[1:1] = [
-            "",
-            f"> **send_at {send_at.isoformat()} has passed.** The scheduler will not start this campaign;"
-            " if it was not delivered, set a new `send_at`, or trigger with `send_now` to deliver it now.",
-        ]
-    return "\n".join(lines)
 
 
 def build_campaign_dag(campaign: Campaign) -> DAG:
@@ -425,6 +339,15 @@ def _render_one(path: pathlib.Path, dags: dict[str, DAG]) -> str | None:
     return None
 
 
+def _parsing_for_task() -> str | None:
+    """Return the DAG id whose task this process runs, or None when parsing for the DAG processor."""
+    try:
+        from airflow.sdk import get_parsing_context
+    except ImportError:  # pragma: no cover - Airflow before 3.0
+        return None
+    return get_parsing_context().dag_id
+
+
 def build_campaign_dags(
     campaigns_dir: pathlib.Path | str | None = None, *, strict: bool | None = None
 ) -> tuple[dict[str, DAG], dict[str, str]]:
@@ -440,13 +363,17 @@ def build_campaign_dags(
     strict = settings.strict_dags() if strict is None else strict
     dags: dict[str, DAG] = {}
     errors: dict[str, str] = {}
+    running_task_of = _parsing_for_task()
     for path in sorted(directory.glob("*.yaml")):
         error = _render_one(path, dags)
         if error is not None:
             errors[path.name] = error
-            log.error("campaign file %s is invalid and will not deliver:\n%s", path, error)
             placeholder = _broken_campaign_dag(path, error)
             dags.setdefault(placeholder.dag_id, placeholder)
+            if running_task_of in (None, placeholder.dag_id):
+                # Once, by the DAG processor (and in the broken file's own task), not in the log of
+                # every task of every other campaign, which parses this folder too.
+                log.error("campaign file %s is invalid and will not deliver:\n%s", path, error)
     if strict and errors:
         raise LineOAError(
             "invalid campaign files:\n" + "\n".join(f"{name}: {err}" for name, err in errors.items())

@@ -7,7 +7,6 @@ thread pool, since they read Airflow's metadata database, the delivery log and t
 ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at definition time.
 """
 
-
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query

@@ -213,8 +213,8 @@ def delivery_tab(entry: CampaignEntry, view: RunView) -> str:
     eta = f"{view.eta_seconds:,.0f} s" if view.eta_seconds is not None else "—"
     progress = (
         f'<div class="grid" id="progress"><span>Airflow state</span><b>{e(view.airflow_state)}</b>'
-        f"<span>done / to do</span><b id=\"done\">{view.done:,} / {view.total:,}</b>"
-        f"<span>sent</span><b id=\"sent\">{counts['sent']:,}</b>"
+        f'<span>done / to do</span><b id="done">{view.done:,} / {view.total:,}</b>'
+        f'<span>sent</span><b id="sent">{counts["sent"]:,}</b>'
         f"<span>rate</span><span>{view.rate_per_second:,.0f} recipients/s (last seconds that sent)</span>"
         f"<span>ETA</span><span>{e(eta)}</span>"
         f"<span>excluded</span><span>{sum(counts['excluded'].values()):,}</span></div>"

@@ -1,0 +1,98 @@
+"""What the Airflow UI shows of a campaign's DAG besides its tasks: ``doc_md`` and the Trigger form."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from airflow.sdk import Param
+
+if TYPE_CHECKING:
+    from line_oa.campaign.model import Campaign
+
+
+def trigger_params() -> dict[str, Param]:
+    """Return the Trigger form's parameters (Airflow Params with UI forms)."""
+    return {
+        "dry_run": Param(False, type="boolean", title="Dry run", description="Do everything but send."),
+        "test_recipients": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Test recipients",
+            description="Send only to these LINE user IDs (one per line); recorded as test sends.",
+        ),
+        "max_recipients": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Max recipients",
+            description="Send to at most this many eligible recipients; the rest are logged as excluded.",
+        ),  # fmt: skip
+        "redeliver": Param(
+            False,
+            type="boolean",
+            title="Deliver again",
+            description=(
+                "Deliver a one-off campaign although another run delivers or delivered it "
+                "(running, suspended or finished): its recipients get the messages a second time."
+            ),
+        ),  # fmt: skip
+        "allow_partial_delivery": Param(
+            False,
+            type="boolean",
+            title="Allow partial delivery",
+            description="Start even when the monthly quota cannot cover every recipient.",
+        ),  # fmt: skip
+        "send_now": Param(
+            False,
+            type="boolean",
+            title="Send now",
+            description=(
+                "Deliver a scheduled or recurring campaign now, outside its schedule. Without it a "
+                "manual trigger of such a campaign only does dry runs and test sends."
+            ),
+        ),  # fmt: skip
+    }
+
+
+def describe(campaign: Campaign) -> str:
+    """Return the DAG's ``doc_md``: audience, schedule, messages and tagged links."""
+    schedule = campaign.delivery_schedule
+    when = {
+        "immediate": "immediately when triggered (UI, CLI or API)",
+        "scheduled": f"once at {getattr(schedule, 'send_at', '')}",
+        "recurring": f"on cron `{getattr(schedule, 'cron', '')}` ({getattr(schedule, 'timezone', 'UTC')})",
+    }[schedule.type]
+    lines = [
+        f"# {campaign.name}",
+        "",
+        campaign.description or "",
+        "",
+        f"- **Campaign**: `{campaign.id}` · status **{campaign.status}** · workspace `{campaign.workspace}`",
+        f"- **Audience**: segment `{campaign.target_audience.parent_segment}/{campaign.target_audience.segment}`"
+        f" from connection `{campaign.target_audience.cdp_conn_id}`",
+        f"- **Sender account**: connection `{campaign.content.line_config}` · mode {campaign.content.delivery_mode}",
+        f"- **Schedule**: {when}",
+        f"- **Retries**: {campaign.activation.retry.max_attempts} attempts, backoff "
+        f"{campaign.activation.retry.initial_backoff_seconds}-{campaign.activation.retry.max_backoff_seconds} s",
+        "",
+        "## Messages",
+    ]
+    for number, message in enumerate(campaign.wire_messages(), start=1):
+        if message["type"] == "text":
+            lines.append(f"{number}. text: {message['text'][:200]}")
+        else:
+            lines.append(f"{number}. imagemap `{message['baseUrl']}`: {message['altText'][:100]}")
+            lines += [
+                f"   - {a['type']}: {a.get('linkUri') or a.get('text', '')}" for a in message["actions"]
+            ]
+    lines += ["", "Source file: `" + str(campaign.source_path) + "`"]
+    send_at = getattr(schedule, "send_at", None)
+    if schedule.type == "scheduled" and send_at is not None and send_at < datetime.now(UTC):
+        lines[1:1] = [
+            "",
+            f"> **send_at {send_at.isoformat()} has passed.** The scheduler will not start this campaign;"
+            " if it was not delivered, set a new `send_at`, or trigger with `send_now` to deliver it now.",
+        ]
+    return "\n".join(lines)
