@@ -188,3 +188,8 @@ def test_quota_stop_suspends_and_the_resumed_run_finishes_next_month_without_dup
     assert not [row for row in ledger.rows("failed") if row.reason == "quota_exceeded"]
     facts = [RunFacts(resumed.run_id, str(resumed.state), start_date=resumed.start_date)]
     assert state_of(campaign, facts).value == "Finished"
+    events = [event["event"] for event in ledger.run_history()]
+    assert events == ["started", "suspended", "resumed", "finished"], events
+    report = (airflow_env["base"] / "data" / "reports" / "e2e_quota").glob("*.html")
+    text = next(report).read_text()
+    assert "Suspended 1 time(s), resumed 1 time(s)." in text, "the report must show the suspension"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -309,3 +310,42 @@ def test_the_report_module_imports_no_airflow():
     code = "import sys, line_oa.integration.report; print(any(m.split('.')[0] == 'airflow' for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_the_report_defines_its_durations_and_rates_so_they_add_up():
+    page = render(
+        make_summary(
+            duration_seconds=66.8, sending_seconds=12.0, sent=43_307, throughput_per_second=43_307 / 12
+        )
+    )
+    timing = re.search(r'<p class="meta" id="timing">(.*?)</p>', page, re.S).group(1)
+    assert "Run time 66.8 s (from validation to this summary)" in timing
+    assert "sent during 12 s" in timing
+    assert "3,608.9 recipients/s;" in timing, "sent / sending time"
+    assert "648.3 recipients/s over the whole run time" in timing, "sent / run time"
+
+
+def test_the_report_explains_sent_against_billed():
+    page = render(make_summary(sent=43_307, messages_billed=42_024))
+    note = re.search(r'<p class="meta" id="billing">(.*?)</p>', page, re.S).group(1)
+    assert "43,307 sent, 42,024 billed, difference 1,283" in note
+    assert "blocked" in note
+
+
+def test_a_dry_run_report_shows_who_would_be_sent():
+    page = render(make_summary(dry_run=True, sent=0, would_send=44_987, messages_billed=0))
+    assert 'id="tile-would-send"><div class="value">44,987</div>' in page
+    assert 'id="tile-sent"' not in page
+    assert 'id="billing"' not in page
+
+
+def test_a_resumed_run_report_lists_its_suspensions_and_resumes():
+    history = [
+        {"at": "2025-03-01T09:00:03", "event": "started", "detail": ""},
+        {"at": "2025-03-01T09:01:10", "event": "suspended", "detail": "1000 sent, 2000 not yet sent"},
+        {"at": "2025-03-02T09:00:00", "event": "resumed", "detail": ""},
+        {"at": "2025-03-02T09:00:30", "event": "finished", "detail": "3000 sent"},
+    ]
+    page = render(make_summary(history=history))
+    assert "Suspended 1 time(s), resumed 1 time(s)." in page
+    assert page.index("1000 sent, 2000 not yet sent") < page.index("2025-03-02T09:00:00")

@@ -64,6 +64,7 @@ def render_report_html(
     sections = [
         _header(summary),
         _tiles(summary),
+        _history(summary),
         "<h2>Outcomes</h2>",
         _outcome_chart(summary),
         "<h2>Send rate</h2>",
@@ -107,33 +108,79 @@ def _header(summary: Mapping[str, Any]) -> str:
     )
     duration = float(summary.get("duration_seconds") or 0)
     throughput = float(summary.get("throughput_per_second") or 0)
+    sending = float(summary.get("sending_seconds") or 0)
+    sent = int(summary.get("sent") or 0)
+    overall = sent / duration if duration else 0.0
     return (
         f"<header>\n<h1>{_e(summary.get('campaign_name', ''))}</h1>\n"
         f'<p class="meta">Campaign <code>{_e(summary.get("campaign_id", ""))}</code> · '
         f"DAG <code>{_e(summary.get('dag_id', ''))}</code> · run <code>{_e(summary.get('run_id', ''))}</code></p>\n"
         f'<p><span class="badge {_e(state)}">{_e(state)}</span> {dry_run}</p>\n'
         f'<p class="meta">Started {_e(summary.get("started_at") or "not started")}, '
-        f"finished {_e(summary.get('finished_at') or 'not finished')}: {duration:,.1f} s, "
-        f"{throughput:,.1f} recipients/s, {_n(summary.get('requests'))} requests to LINE, "
-        f"{_n(summary.get('retries'))} retries, {_n(summary.get('test_sends'))} test sends.</p>\n</header>"
+        f"finished {_e(summary.get('finished_at') or 'not finished')}.</p>\n"
+        f'<p class="meta" id="timing">Run time {duration:,.1f} s (from validation to this summary). '
+        f"Recipients were sent during {sending:,.0f} s (from the first to the last second with a send, "
+        f"read from the delivery log) at {throughput:,.1f} recipients/s; {overall:,.1f} recipients/s over "
+        f"the whole run time. {_n(summary.get('requests'))} requests to LINE, {_n(summary.get('retries'))} "
+        f"retries, {_n(summary.get('test_sends'))} test sends.</p>\n</header>"
     )
 
 
 def _tiles(summary: Mapping[str, Any]) -> str:
-    tiles = [
-        ("targeted", summary.get("targeted")),
-        ("excluded", _total(summary.get("excluded"))),
-        ("sent", summary.get("sent")),
-        ("failed", _total(summary.get("failed"))),
-        ("not sent", summary.get("not_sent")),
-        ("messages billed", summary.get("messages_billed")),
-    ]
+    if summary.get("dry_run"):
+        tiles = [
+            ("targeted", summary.get("targeted")),
+            ("excluded", _total(summary.get("excluded"))),
+            ("would send", summary.get("would_send")),
+            ("failed", _total(summary.get("failed"))),
+        ]
+    else:
+        tiles = [
+            ("targeted", summary.get("targeted")),
+            ("excluded", _total(summary.get("excluded"))),
+            ("sent", summary.get("sent")),
+            ("failed", _total(summary.get("failed"))),
+            ("not sent", int(summary.get("not_sent") or 0) + int(summary.get("to_resume") or 0)),
+            ("messages billed", summary.get("messages_billed")),
+        ]
     items = "\n".join(
         f'<div class="tile" id="tile-{_e(label.replace(" ", "-"))}"><div class="value">{_n(value)}</div>'
         f'<div class="label">{_e(label)}</div></div>'
         for label, value in tiles
     )
-    return f'<section class="tiles">\n{items}\n</section>'
+    return f'<section class="tiles">\n{items}\n</section>' + _billing_note(summary)
+
+
+def _billing_note(summary: Mapping[str, Any]) -> str:
+    """Explain sent vs billed: LINE bills the messages it delivers, not every recipient it accepts."""
+    if summary.get("dry_run") or summary.get("test_send"):
+        return ""
+    sent, billed = int(summary.get("sent") or 0), int(summary.get("messages_billed") or 0)
+    return (
+        '<p class="meta" id="billing">"Sent" counts recipients LINE accepted a request for. "Messages billed" is '
+        "LINE's own consumption figure, read before and after the run: LINE bills one message per recipient it "
+        "delivers to (a bundle of up to five messages counts once), so users who blocked the account or are "
+        "not its friends are accepted by a multicast but not billed; other sends of the same channel during "
+        f"the run are billed too. Here: {_n(sent)} sent, {_n(billed)} billed, difference {_n(sent - billed)}.</p>"
+    )
+
+
+def _history(summary: Mapping[str, Any]) -> str:
+    """The run's events: started, suspended (with what was left), resumed, finished."""
+    events = summary.get("history") or []
+    if not events:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(h.get('at'))}</td><td>{_e(h.get('event'))}</td><td>{_e(h.get('detail'))}</td></tr>"
+        for h in events
+    )
+    resumed = sum(1 for h in events if h.get("event") == "resumed")
+    suspended = sum(1 for h in events if h.get("event") == "suspended")
+    note = f"Suspended {suspended} time(s), resumed {resumed} time(s)." if resumed or suspended else ""
+    return (
+        f'<h2>History</h2><p class="meta">{_e(note)}</p><table id="history"><thead><tr><th>when</th>'
+        f"<th>event</th><th>detail</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _outcome_chart(summary: Mapping[str, Any]) -> str:

@@ -73,7 +73,9 @@ def summary_block(summary: dict[str, Any]) -> str:
         f"  test sends:       {summary['test_sends']:,}",
         f"  messages billed:  {summary['messages_billed']:,}",
         f"  requests:         {summary['requests']:,} ({summary['retries']:,} retries)",
-        f"  duration:         {summary['duration_seconds']:.1f} s, {summary['throughput_per_second']:.0f} recipients/s",
+        f"  run time:         {summary['duration_seconds']:.1f} s (validate to summary)",
+        f"  sending:          {summary.get('sending_seconds', 0):.0f} s (first to last recipient sent), "
+        f"{summary['throughput_per_second']:.0f} recipients/s",
     ]
     if summary.get("report_path"):
         lines.append(f"  report:           {summary['report_path']}")
@@ -105,6 +107,8 @@ def summarize_run(
     """
     counts = summarize_counts(ledger, include_tests=options.is_test)
     pushed = [r for r in push_results if isinstance(r, dict)]
+    send_rate = ledger.sent_per_second()
+    sending = sending_seconds(send_rate)
     started = (validation or {}).get("started_at") or datetime.now(UTC).isoformat()
     finished = datetime.now(UTC)
     summary = {
@@ -123,13 +127,16 @@ def summarize_run(
         "started_at": started,
         "finished_at": finished.isoformat(),
         "duration_seconds": (finished - datetime.fromisoformat(started)).total_seconds(),
-        "throughput_per_second": send_throughput(pushed),
+        "sending_seconds": sending,
+        "throughput_per_second": counts["sent"] / sending if sending else 0.0,
+        "history": [],
     }
     if options.dry_run:
         summary["not_sent"] = summary["to_resume"] = 0
-    summary["report_path"] = str(write_report(campaign, ledger, summary))
     if not options.is_test:
         ledger.write_summary(summary)
+        summary["history"] = [] if options.dry_run else ledger.run_history()
+    summary["report_path"] = str(write_report(campaign, ledger, summary, send_rate))
     return summary
 
 
@@ -150,20 +157,25 @@ def messages_billed(
     return max(0, billed)
 
 
-def send_throughput(pushed: list[dict[str, Any]]) -> float:
-    """Return the recipients sent per second of sending, over the push tasks' results."""
-    send_seconds = sum(r.get("duration_seconds", 0.0) for r in pushed)
-    return (sum(r.get("sent", 0) for r in pushed) / send_seconds) if send_seconds else 0.0
+def sending_seconds(send_rate: list[tuple[str, int]]) -> float:
+    """Return how long recipients were being sent: from the first second with a send to the last, inclusive.
+
+    ``send_rate`` is the log's ``(second, recipients sent)`` buckets; one bucket is one second.
+    """
+    if not send_rate:
+        return 0.0
+    first, last = (datetime.fromisoformat(send_rate[i][0]) for i in (0, -1))
+    return (last - first).total_seconds() + 1.0
 
 
-def write_report(campaign: Campaign, ledger: DeliveryLog, summary: dict[str, Any]) -> pathlib.Path:
+def write_report(
+    campaign: Campaign, ledger: DeliveryLog, summary: dict[str, Any], send_rate: list[tuple[str, int]]
+) -> pathlib.Path:
     """Render the run's HTML report under ``report_dir()/<campaign>/<run>.html``; return its path."""
     from line_oa.integration.report import render_report_html
 
     path = report_dir() / campaign.id / f"{safe_name(ledger.run_id)}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    html = render_report_html(
-        summary, send_rate=ledger.sent_per_second(), messages_preview=campaign.wire_messages()
-    )
+    html = render_report_html(summary, send_rate=send_rate, messages_preview=campaign.wire_messages())
     path.write_text(html, encoding="utf-8")
     return path
