@@ -1,5 +1,5 @@
 """An auth manager for the campaign pages' tests: Airflow's simple auth manager, except that the user
-``outsider`` may read one campaign DAG only (``line_campaign__e2e_immediate``).
+``outsider`` may read one campaign DAG only (``line_campaign__e2e_pages``).
 
 Airflow's simple auth manager gives every viewer every DAG; per-DAG access needs an auth manager that
 decides per DAG (FAB, Keycloak...), which is what this subclass does, through the same interface the
@@ -11,7 +11,7 @@ from __future__ import annotations
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
 
 OUTSIDER = "outsider"
-OUTSIDER_MAY_READ = "line_campaign__e2e_immediate"
+OUTSIDER_MAY_READ = "line_campaign__e2e_pages"
 
 
 class RestrictedAuthManager(SimpleAuthManager):

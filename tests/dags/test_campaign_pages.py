@@ -53,8 +53,8 @@ def get(api, path: str, user: str | None = "viewer"):
 def test_every_page_refuses_an_anonymous_visitor(api):
     for path in (
         "/campaigns",
-        "/dags/line_campaign__e2e_immediate/campaign",
-        "/dags/line_campaign__e2e_immediate/runs/x/delivery",
+        "/dags/line_campaign__e2e_pages/campaign",
+        "/dags/line_campaign__e2e_pages/runs/x/delivery",
     ):
         response = get(api, path, user=None)
         assert response.status_code == 401, path
@@ -66,7 +66,7 @@ def test_a_user_without_access_to_a_dag_is_refused_and_does_not_see_it(api):
     assert get(api, f"/dags/{refused}/runs/any/delivery", user=OUTSIDER).status_code == 403
     assert get(api, f"/dags/{OUTSIDER_MAY_READ}/campaign", user=OUTSIDER).status_code == 200
     listed = campaign_ids(get(api, "/campaigns", user=OUTSIDER).text)
-    assert listed == ["e2e_immediate"]
+    assert listed == ["e2e_pages"]
 
 
 def campaign_ids(page: str) -> list[str]:
@@ -81,14 +81,14 @@ def states(page: str) -> dict[str, str]:
 def test_the_campaigns_page_lists_every_campaign_with_the_state_status_gives(api, airflow_env, line):
     from line_oa.integration.status import status_lines
 
-    delivered = run_dag(airflow_env, "e2e_immediate")
+    delivered = run_dag(airflow_env, "e2e_pages")
     assert str(delivered.state) == "success", task_states(delivered)
     page = get(api, "/campaigns").text
     shown = states(page)
     assert set(shown) == {path.stem for path in airflow_env["campaigns"].glob("*.yaml")}
     by_cli = {line.split()[0]: line.split()[1] for line in status_lines(airflow_env["campaigns"])}
     assert shown == by_cli, "the page and `python -m line_oa status` disagree"
-    assert shown["e2e_immediate"] == "Finished"
+    assert shown["e2e_pages"] == "Finished"
     assert shown["e2e_draft"] == "Draft"
     only_drafts = states(get(api, "/campaigns?state=Draft").text)
     assert set(only_drafts) == {"e2e_draft"}
@@ -103,7 +103,7 @@ def test_the_campaign_tab_shows_the_preview_and_a_reach_estimate_on_request(api,
     assert page.count('data-action="') == 2, "the imagemap's two tappable areas"
     assert "utm_source=line" in page
     assert 'id="reach"' not in page, "the estimate runs only on request"
-    estimated = get(api, "/dags/line_campaign__e2e_immediate/campaign?reach=1").text
+    estimated = get(api, "/dags/line_campaign__e2e_pages/campaign?reach=1").text
     table = re.search(r'<table id="reach".*?</table>', estimated, re.S).group(0)
     effective = int(
         re.search(r"effective reach[^<]*</td><td class=num>([\d,]+)", table).group(1).replace(",", "")
@@ -118,10 +118,10 @@ def test_the_delivery_tab_tells_the_run_kind_and_shows_the_counts_and_report(api
     page = get(api, f"/dags/line_campaign__e2e_dry/runs/{dry.run_id}/delivery").text
     assert "Dry run: nothing is sent" in page
     real = run_dag(
-        airflow_env, "e2e_push", run_conf={"dry_run": False, "test_recipients": [], "redeliver": True}
+        airflow_env, "e2e_pages", run_conf={"dry_run": False, "test_recipients": [], "redeliver": True}
     )
     assert str(real.state) == "success", task_states(real)
-    page = get(api, f"/dags/line_campaign__e2e_push/runs/{real.run_id}/delivery").text
+    page = get(api, f"/dags/line_campaign__e2e_pages/runs/{real.run_id}/delivery").text
     sent = len(line.admin.deliveries())
     done = re.search(r'<b id="done">([\d,]+) / ([\d,]+)</b>', page)
     assert done.group(1) == done.group(2), "a finished run has done everything it had to do"
@@ -131,5 +131,5 @@ def test_the_delivery_tab_tells_the_run_kind_and_shows_the_counts_and_report(api
     assert "started" in page, "the run's history"
     assert "finished" in page, "the run's history"
     assert DEFAULT_TOKEN not in page
-    missing = get(api, "/dags/line_campaign__e2e_push/runs/no-such-run/delivery")
+    missing = get(api, "/dags/line_campaign__e2e_pages/runs/no-such-run/delivery")
     assert missing.status_code == 404
