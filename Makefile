@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export AIRFLOW_HOME ?= $(CURDIR)/data/airflow
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-live chaos chaos-model demo bench bench-push lint format requirements simulator wheel clean
+.PHONY: help install test test-fast test-live chaos chaos-model demo airflow screenshots bench bench-push lint format requirements simulator wheel clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ chaos-model: install ## Exactly-once model checker: 10,000 random fault sequence
 
 demo: install ## Deliver the demo campaign end to end (SQLite CDP, LINE simulator, real DAG run)
 	$(BIN)/python -m line_oa.cli.demo
+
+airflow: install ## Start the local Airflow stack for the UI (api-server, scheduler, dag-processor, triggerer, simulator, demo CDP); Ctrl-C stops it
+	$(BIN)/python -m line_oa.cli.stack
+
+screenshots: install ## Take the UI screenshots of docs/images with headless Chromium (the browser test)
+	LINE_OA_SCREENSHOTS=docs/images $(BIN)/python -m pytest tests/live/test_ui_browser.py -p no:cacheprovider
 
 bench: install ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks.run
