@@ -131,6 +131,8 @@ def test_a_draft_refuses_to_deliver(airflow_env, line):
     states = task_states(dag_run)
     assert states["validate"] == "failed"
     assert states["summarize"] == "failed", "the summary must mark the run Suspended"
+    # validate retries infrastructure failures, never a refusal (AirflowFailException)
+    assert dag_run.get_task_instance("validate").try_number == 1
     assert line.admin.stats()["requests_total"] == 0
 
 
