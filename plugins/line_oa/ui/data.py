@@ -99,6 +99,9 @@ def with_state(entry: CampaignEntry, *, now: datetime | None = None) -> Campaign
     entry.notes = status.notes(campaign, runs, paused=paused, now=now)
     entry.next_run = next_run(campaign.dag_id)
     latest = latest_run([run for run in runs if run.kind.is_real and run.entered])
+    if latest is not None:
+        # a send_at in the past is a problem only while nothing was delivered
+        entry.problems = [p for p in entry.problems if p.path != "delivery_schedule.send_at"]
     if latest is not None and entry.state != CampaignState.DRAFT:
         entry.latest_run_id = latest.run_id
         try:
