@@ -219,3 +219,26 @@ def test_fault_endpoints_all_means_every_endpoint(sim):
         "quota_consumption",
         "bot_info",
     }
+
+
+def test_international_links_are_sent_in_the_form_line_accepts(line_conn, sim):
+    import yaml
+
+    from line_oa.campaign.validation import campaign_from_text
+    from tests.unit.campaign_docs import valid_document
+
+    doc = valid_document()
+    doc["content"]["messages"][0]["text"] = "新作 https://例え.jp/商品/123 をチェック"
+    doc["content"]["messages"][1]["actions"][0]["link_uri"] = "https://例え.jp/商品/123"
+    campaign, problems = campaign_from_text(yaml.safe_dump(doc, allow_unicode=True), "test_campaign.yaml")
+    assert problems == []
+    hook = LineOAHook(line_oa_conn_id=line_conn)
+    wire = campaign.wire_messages()
+
+    assert hook.validate_push(wire).status == 200
+    wire[1]["actions"][0]["linkUri"] = "https://例え.jp/商品/123"  # as written: LINE refuses it
+    with pytest.raises(LineApiError) as refusal:
+        hook.validate_push(wire)
+    assert refusal.value.details == [
+        {"message": "Must be a valid URI", "property": "messages[1].actions[0].linkUri"}
+    ]
