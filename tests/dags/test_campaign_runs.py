@@ -173,3 +173,16 @@ def test_quota_stop_suspends_and_the_resumed_run_finishes_next_month_without_dup
     assert not [row for row in ledger.rows("failed") if row.reason == "quota_exceeded"]
     facts = [RunFacts(resumed.run_id, str(resumed.state), start_date=resumed.start_date)]
     assert state_of(campaign, facts).value == "Finished"
+
+
+def test_a_short_line_outage_at_launch_is_retried_not_a_refusal(airflow_env, line):
+    """Before: one 503 from LINE's validate endpoint refused the launch ("LINE rejected the messages")."""
+    line.admin.configure(
+        faults={"outage_seconds": 1.5, "fault_endpoints": ["validate_push", "validate_multicast", "quota"]}
+    )
+    dag_run = run_dag(airflow_env, "e2e_dry", run_conf={"dry_run": True})
+
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    stats = line.admin.stats()
+    assert stats["faults"]["outage"] >= 1
+    assert line.admin.deliveries() == []
