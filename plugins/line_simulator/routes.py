@@ -14,7 +14,7 @@ from aiohttp import web
 from line_simulator import faults as fault_kinds
 from line_simulator.parsing import parse_json
 from line_simulator.runtime import SIMULATOR, Channel, Simulator
-from line_simulator.state import AcceptedKey, SendRecord
+from line_simulator.state import SendRecord
 from line_simulator.validation import (
     RETRY_KEY,
     BindingError,
@@ -284,9 +284,7 @@ def accept(
     bundle = sim.record.store_bundle(messages)
     state.consumption += billed
     if retry_key is not None:
-        state.retry_keys[retry_key] = AcceptedKey(
-            state.first_attempt(retry_key, now), request_id, sent_messages
-        )
+        state.accept_key(retry_key, now, request_id, sent_messages)
     if endpoint == "push" and rules.push_limit is not None:
         state.pushes_to.setdefault(body["to"], deque()).append(now)
     if recipients:

@@ -113,20 +113,35 @@ class ChannelState:
     first_attempts: dict[str, dt.datetime] = field(default_factory=dict)
     #: Accepted pushes per recipient (simulated times), for the per-recipient push limit.
     pushes_to: dict[str, deque[dt.datetime]] = field(default_factory=dict)
+    _forget_at: int = 10_000
 
     def first_attempt(self, key: str, now: dt.datetime) -> dt.datetime:
-        """Return when ``key`` was first attempted (now, if never or more than 24 h ago), noting it."""
+        """Return when ``key`` was first attempted (now, if never or more than 24 h ago), noting it.
+
+        An accepted key's first attempt is kept in its ``AcceptedKey``; here only keys not accepted
+        (yet) are remembered, and those older than 24 h are forgotten now and then (amortized).
+        """
+        accepted = self.retry_keys.get(key)
+        if accepted is not None and now - accepted.accepted_at < RETRY_KEY_LIFETIME:
+            return accepted.accepted_at
         first = self.first_attempts.get(key)
         if first is None or now - first >= RETRY_KEY_LIFETIME:
-            if len(self.first_attempts) > 100_000:
+            if len(self.first_attempts) >= self._forget_at:
                 self._forget_old_attempts(now)
             first = self.first_attempts[key] = now
         return first
+
+    def accept_key(self, key: str, now: dt.datetime, request_id: str, sent_messages: Any) -> None:
+        """Store ``key`` as accepted, its 24 h counted from its first attempt."""
+        first = self.first_attempt(key, now)
+        self.first_attempts.pop(key, None)
+        self.retry_keys[key] = AcceptedKey(first, request_id, sent_messages)
 
     def _forget_old_attempts(self, now: dt.datetime) -> None:
         for key, first in list(self.first_attempts.items()):
             if now - first >= RETRY_KEY_LIFETIME:
                 del self.first_attempts[key]
+        self._forget_at = max(10_000, 2 * len(self.first_attempts))
 
     def accepted_key(self, key: str, now: dt.datetime) -> AcceptedKey | None:
         """Return the still-valid acceptance of ``key``, forgetting it 24 h after its first attempt."""
