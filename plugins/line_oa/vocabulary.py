@@ -143,7 +143,8 @@ class Reason(StrEnum):
             Status.FAILED,
             False,
             "The id is not a LINE user id (`U` + 32 lower-case hex digits): found by the segment check, "
-            "or refused by LINE.",
+            "or refused by LINE. The log keeps at most 100 characters of it, with characters that are "
+            "not printable (controls, bytes that are not UTF-8) written as `\\uXXXX`.",
             "Fix the id in the CDP: a display id (`@shop`) or a phone number is not a user id.",
         ),
     )
@@ -173,7 +174,8 @@ class Reason(StrEnum):
             Status.FAILED,
             False,
             "The profile id cannot key the delivery log: longer than 256 characters, surrounded by "
-            "whitespace other than spaces, or shaped like a synthetic id; logged as "
+            "whitespace other than spaces, holding characters that are not printable (controls, NUL, "
+            "bytes that are not UTF-8), or shaped like a synthetic id; logged as "
             "`(invalid profile id) sha256:<16 hex>` with an excerpt in `line_message`.",
             "Fix the profile id in the CDP.",
         ),

@@ -61,6 +61,9 @@ DEFAULT_RECIPIENTS: dict[str, Any] = {
     "unknown": [],
     "unknown_fraction": 0.0,
     "multicast_unknown": "skip",
+    # LINE answers 429 to "a large number of messages sent to the same user" (push); off unless set.
+    "push_per_recipient_limit": None,
+    "push_per_recipient_window_seconds": 60,
 }
 
 
@@ -203,6 +206,12 @@ def _check_recipients(recipients: dict[str, Any]) -> None:
         _check_rate(recipients[key], f"recipients.{key}")
     if recipients["multicast_unknown"] not in ("skip", "reject"):
         raise ConfigError("recipients.multicast_unknown: must be 'skip' or 'reject'")
+    limit = recipients["push_per_recipient_limit"]
+    if limit is not None and (not _is_whole_number(limit) or limit < 1):
+        raise ConfigError("recipients.push_per_recipient_limit: a whole number >= 1, or null (no limit)")
+    window = recipients["push_per_recipient_window_seconds"]
+    if not isinstance(window, int | float) or isinstance(window, bool) or window <= 0:
+        raise ConfigError("recipients.push_per_recipient_window_seconds: a number of seconds > 0")
 
 
 def _check_faults(faults: dict[str, Any], now: dt.datetime) -> None:
@@ -219,6 +228,8 @@ def _check_faults(faults: dict[str, Any], now: dt.datetime) -> None:
         raise ConfigError("faults.seed: an integer is required")
     if faults["hang_then"] not in ("drop", "process"):
         raise ConfigError("faults.hang_then: must be 'drop' or 'process'")
+    if faults["fault_endpoints"] in ("all", ["all"]):
+        faults["fault_endpoints"] = list(ENDPOINTS)
     bad = set(faults["fault_endpoints"]) - set(ENDPOINTS)
     if bad:
         raise ConfigError(f"faults.fault_endpoints: unknown endpoint(s) {', '.join(sorted(bad))}")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
+from collections import deque
 from typing import Any
 
 from aiohttp import web
 
 from line_simulator import faults as fault_kinds
+from line_simulator.parsing import parse_json
 from line_simulator.runtime import SIMULATOR, Channel, Simulator
-from line_simulator.state import AcceptedKey, SendRecord
+from line_simulator.state import SendRecord
 from line_simulator.validation import (
     RETRY_KEY,
     BindingError,
@@ -45,7 +48,9 @@ UNAVAILABLE = {"message": "The service is temporarily unavailable. Try again lat
 METHOD_NOT_ALLOWED = {"message": "Method not allowed"}
 NOT_FOUND = {"message": "Not found"}
 SERVER_ERRORS = {500: INTERNAL_ERROR, 503: UNAVAILABLE}
+SEND_ENDPOINTS = frozenset({"push", "multicast"})
 
+logger = logging.getLogger(__name__)
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -101,6 +106,9 @@ async def _enter(
     channel = sim.channels_by_token.get(token.strip()) if scheme.lower() == "bearer" else None
     if channel is None:
         return sim, respond(sim, endpoint, 401, INVALID_TOKEN if scheme.lower() == "bearer" else MISSING_AUTH)
+    refused = _check_retry_key(sim, channel, request, endpoint)
+    if refused is not None:
+        return sim, refused
     if faulty:
         if faults.in_outage(sim.clock.now()):
             sim.record.faults[fault_kinds.OUTAGE] += 1
@@ -114,6 +122,26 @@ async def _enter(
         sim.record.events["rate_limited"] += 1
         return sim, respond(sim, endpoint, 429, RATE_LIMITED)
     return sim, channel
+
+
+def _check_retry_key(
+    sim: Simulator, channel: Channel, request: web.Request, endpoint: str
+) -> web.Response | None:
+    """Refuse a retry key where LINE does; note a well-formed key's first attempt on a send.
+
+    LINE: "If you specify a retry key for an API other than [push, multicast, narrowcast, broadcast],
+    a 400 error is returned", and a key is kept "for 24 hours from the first request"
+    (https://developers.line.biz/en/docs/messaging-api/retrying-api-request/).
+    """
+    retry_key = request.headers.get("X-Line-Retry-Key")
+    if retry_key is None:
+        return None
+    if endpoint not in SEND_ENDPOINTS:
+        return respond(sim, endpoint, 400, RETRY_KEY_UNSUPPORTED)
+    if RETRY_KEY.fullmatch(retry_key) is None:
+        return respond(sim, endpoint, 400, RETRY_KEY_INVALID)
+    channel.state.first_attempt(retry_key.lower(), sim.clock.now())
+    return None
 
 
 async def _inject_before(sim: Simulator, request: web.Request, endpoint: str) -> web.Response | None:
@@ -147,17 +175,10 @@ async def _read_json(sim: Simulator, request: web.Request, endpoint: str) -> dic
         return respond(sim, endpoint, 413, TOO_LARGE)
     if len(raw) > MAX_BODY:
         return respond(sim, endpoint, 413, TOO_LARGE)
-    try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as error:
-        line, column = error.lineno, error.colno
-    except UnicodeDecodeError:
-        line, column = 1, 1
-    else:
-        if isinstance(body, dict):
-            return body
-        line, column = 1, 1
-    message = f"The request body could not be parsed as JSON (line: {line}, column: {column})"
+    body, position = parse_json(raw)
+    if body is not None:
+        return body
+    message = "The request body could not be parsed as JSON (line: {}, column: {})".format(*position)
     return respond(sim, endpoint, 400, {"message": message})
 
 
@@ -180,10 +201,8 @@ async def send(request: web.Request, endpoint: str) -> web.Response:
     if isinstance(entered, web.Response):
         return entered
     sim, channel, body = entered
-    retry_key = request.headers.get("X-Line-Retry-Key")
+    retry_key = request.headers.get("X-Line-Retry-Key")  # well-formed: checked by _enter
     if retry_key is not None:
-        if RETRY_KEY.fullmatch(retry_key) is None:
-            return respond(sim, endpoint, 400, RETRY_KEY_INVALID)
         retry_key = retry_key.lower()
     try:
         if endpoint == "push":
@@ -232,6 +251,13 @@ def accept(
         if rules.is_unknown(body["to"]):
             sim.record.events["unknown_recipients"] += 1
             return respond(sim, endpoint, 400, FAILED_TO_SEND)
+        if rules.push_limit is not None and state.recent_pushes(body["to"], now, rules.push_window) >= (
+            rules.push_limit
+        ):
+            # LINE: 429 when "a large number of messages were sent to the same user"
+            # (https://developers.line.biz/en/reference/messaging-api/#send-push-message-error-response).
+            sim.record.events["rate_limited_per_recipient"] += 1
+            return respond(sim, endpoint, 429, RATE_LIMITED)
     else:
         recipients = list(dict.fromkeys(body["to"]))
         unknown = [user_id for user_id in recipients if rules.is_unknown(user_id)]
@@ -251,12 +277,16 @@ def accept(
             sim.record.events["quota_exceeded_by_reservation"] += 1
         return respond(sim, endpoint, 429, MONTHLY_LIMIT)
     messages = body["messages"]
+    # Everything that could fail comes before the first change of state: all or nothing.
     sent_messages = sim.record.sent_messages(messages) if endpoint == "push" else None
     response = respond(sim, endpoint, 200, {"sentMessages": sent_messages} if sent_messages else {})
     request_id = response.headers["X-Line-Request-Id"]
+    bundle = sim.record.store_bundle(messages)
     state.consumption += billed
     if retry_key is not None:
-        state.retry_keys[retry_key] = AcceptedKey(now, request_id, sent_messages)
+        state.accept_key(retry_key, now, request_id, sent_messages)
+    if endpoint == "push" and rules.push_limit is not None:
+        state.pushes_to.setdefault(body["to"], deque()).append(now)
     if recipients:
         send_record = SendRecord(
             channel.name,
@@ -266,7 +296,7 @@ def accept(
             retry_key,
             request_id,
             now.isoformat(),
-            sim.record.store_bundle(messages),
+            bundle,
             frozenset(skipped),
         )
         sim.record.add(send_record)
@@ -279,8 +309,6 @@ async def validate(request: web.Request, endpoint: str) -> web.Response:
     if isinstance(entered, web.Response):
         return entered
     sim, channel, body = entered
-    if "X-Line-Retry-Key" in request.headers:
-        return respond(sim, endpoint, 400, RETRY_KEY_UNSUPPORTED)
     try:
         details = check_messages(body)
     except BindingError as error:
@@ -315,6 +343,11 @@ def _handler(function, endpoint: str):
         except Dropped:
             # The transport is already closed; an empty response is discarded by aiohttp.
             return web.Response(status=500)
+        except Exception:  # a simulator bug: still LINE's shape, and the stats show it
+            logger.exception("%s: unexpected error", endpoint)
+            sim = request.app[SIMULATOR]
+            sim.record.events["internal_errors"] += 1
+            return respond(sim, endpoint, 500, INTERNAL_ERROR)
 
     handler.__name__ = f"{endpoint}_handler"
     return handler

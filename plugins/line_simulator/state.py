@@ -13,9 +13,11 @@ import itertools
 import json
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from line_simulator.message_types import QUOTABLE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -68,7 +70,10 @@ class TokenBucket:
 
 @dataclass(slots=True)
 class AcceptedKey:
-    """A retry key that was accepted: when, by which request, and push's answer to repeat in a 409."""
+    """A retry key that was accepted: its first attempt, the accepting request, push's answer for a 409.
+
+    ``accepted_at`` is the time of the key's *first attempt*, from which LINE counts its 24 hours.
+    """
 
     accepted_at: dt.datetime
     request_id: str
@@ -103,9 +108,43 @@ class ChannelState:
     reserved: int = 0
     retry_keys: dict[str, AcceptedKey] = field(default_factory=dict)
     buckets: dict[str, TokenBucket | None] = field(default_factory=dict)
+    #: When each retry key was first attempted: LINE keeps a key "for 24 hours from the first request"
+    #: (https://developers.line.biz/en/docs/messaging-api/retrying-api-request/), not from acceptance.
+    first_attempts: dict[str, dt.datetime] = field(default_factory=dict)
+    #: Accepted pushes per recipient (simulated times), for the per-recipient push limit.
+    pushes_to: dict[str, deque[dt.datetime]] = field(default_factory=dict)
+    _forget_at: int = 10_000
+
+    def first_attempt(self, key: str, now: dt.datetime) -> dt.datetime:
+        """Return when ``key`` was first attempted (now, if never or more than 24 h ago), noting it.
+
+        An accepted key's first attempt is kept in its ``AcceptedKey``; here only keys not accepted
+        (yet) are remembered, and those older than 24 h are forgotten now and then (amortized).
+        """
+        accepted = self.retry_keys.get(key)
+        if accepted is not None and now - accepted.accepted_at < RETRY_KEY_LIFETIME:
+            return accepted.accepted_at
+        first = self.first_attempts.get(key)
+        if first is None or now - first >= RETRY_KEY_LIFETIME:
+            if len(self.first_attempts) >= self._forget_at:
+                self._forget_old_attempts(now)
+            first = self.first_attempts[key] = now
+        return first
+
+    def accept_key(self, key: str, now: dt.datetime, request_id: str, sent_messages: Any) -> None:
+        """Store ``key`` as accepted, its 24 h counted from its first attempt."""
+        first = self.first_attempt(key, now)
+        self.first_attempts.pop(key, None)
+        self.retry_keys[key] = AcceptedKey(first, request_id, sent_messages)
+
+    def _forget_old_attempts(self, now: dt.datetime) -> None:
+        for key, first in list(self.first_attempts.items()):
+            if now - first >= RETRY_KEY_LIFETIME:
+                del self.first_attempts[key]
+        self._forget_at = max(10_000, 2 * len(self.first_attempts))
 
     def accepted_key(self, key: str, now: dt.datetime) -> AcceptedKey | None:
-        """Return the still-valid acceptance of ``key``, forgetting it once 24 h have passed."""
+        """Return the still-valid acceptance of ``key``, forgetting it 24 h after its first attempt."""
         accepted = self.retry_keys.get(key)
         if accepted is None:
             return None
@@ -113,6 +152,15 @@ class ChannelState:
             del self.retry_keys[key]
             return None
         return accepted
+
+    def recent_pushes(self, user_id: str, now: dt.datetime, window: dt.timedelta) -> int:
+        """Return how many pushes to ``user_id`` were accepted within ``window`` before ``now``."""
+        times = self.pushes_to.get(user_id)
+        if not times:
+            return 0
+        while times and now - times[0] >= window:
+            times.popleft()
+        return len(times)
 
 
 class Record:
@@ -139,7 +187,7 @@ class Record:
         result = []
         for message in messages:
             entry = {"id": str(next(self._message_ids))}
-            if message.get("type") != "imagemap":
+            if message.get("type") in QUOTABLE:
                 entry["quoteToken"] = secrets.token_urlsafe(48)
             result.append(entry)
         return result
@@ -192,6 +240,8 @@ class RecipientRules:
         self.blocked_fraction = float(recipients["blocked_fraction"])
         self.unknown_fraction = float(recipients["unknown_fraction"])
         self.multicast_reject_unknown = recipients["multicast_unknown"] == "reject"
+        self.push_limit: int | None = recipients["push_per_recipient_limit"]
+        self.push_window = dt.timedelta(seconds=recipients["push_per_recipient_window_seconds"])
 
     def is_unknown(self, user_id: str) -> bool:
         """Return whether ``user_id`` does not exist for the channel (explicitly or by fraction)."""

@@ -10,46 +10,57 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from line_simulator import message_types
+from line_simulator.fields import (
+    BindingError,
+    detail,
+    https_url,
+    integer,
+    link_uri,
+    mapping,
+    string,
+    utf16_length,
+)
+
+__all__ = ["BindingError", "check_messages", "details_body", "utf16_length"]
+
 USER_ID = re.compile(r"U[0-9a-f]{32}")
 #: Push also accepts group (C...) and room (R...) ids.
 PUSH_TARGET_ID = re.compile(r"[UCR][0-9a-f]{32}")
 RETRY_KEY = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 AGGREGATION_UNIT = re.compile(r"[a-zA-Z0-9_]{1,30}")
-URI_SCHEME = re.compile(r"(?i)(https?|line|tel):")
 
-SIMULATED_TYPES = ("text", "image", "sticker", "imagemap")
-TYPE_MESSAGE = "Must be one of the following values: [" + ", ".join(SIMULATED_TYPES) + "]"
+#: The message types LINE accepts (https://developers.line.biz/en/reference/messaging-api/#message-objects
+#: and the ``Message`` discriminator of line/line-openapi ``messaging-api.yml``).
+MESSAGE_TYPES = (
+    "text",
+    "textV2",
+    "sticker",
+    "image",
+    "video",
+    "audio",
+    "location",
+    "imagemap",
+    "template",
+    "flex",
+    "coupon",
+)
+TYPE_MESSAGE = "Must be one of the following values: [" + ", ".join(MESSAGE_TYPES) + "]"
 MAX_MESSAGES = 5
 MAX_MULTICAST_RECIPIENTS = 500
 MAX_TEXT = 5000
-MAX_URL = 2000
 MAX_ALT_TEXT = 1500
 MAX_IMAGEMAP_ACTIONS = 50
-MAX_LINK_URI = 1000
 MAX_ACTION_TEXT = 400
 MAX_LABEL = 100
+MAX_VIDEO_LINK_LABEL = 30
 MAX_EMOJIS = 20
 IMAGEMAP_WIDTH = 1040
-
-
-class BindingError(Exception):
-    """A property has the wrong JSON type or format; LINE names it and reports nothing else."""
-
-    def __init__(self, prop: str):
-        super().__init__(prop)
-        self.body = {"message": f"The property, {prop}, in the request body is invalid (line: -, column: -)"}
 
 
 def details_body(details: list[dict[str, str]]) -> dict[str, Any]:
     """Return LINE's ``The request body has N error(s)`` body for a list of details."""
     return {"message": f"The request body has {len(details)} error(s)", "details": details}
-
-
-def utf16_length(text: str) -> int:
-    """Count ``text`` in UTF-16 code units, as LINE does (a character outside the BMP counts 2)."""
-    if text.isascii():
-        return len(text)
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
 
 
 def check_push_target(body: dict[str, Any]) -> None:
@@ -116,91 +127,88 @@ def check_messages(body: dict[str, Any]) -> list[dict[str, str]]:
     return details
 
 
-def _string(
-    obj: dict[str, Any], key: str, where: str, details: list, *, limit: int, required: bool = True
-) -> str | None:
-    """Check one string property: present when required, not empty, at most ``limit`` characters."""
-    value = obj.get(key)
-    prop = f"{where}.{key}"
-    if value is None:
-        if required:
-            details.append({"message": "May not be empty", "property": prop})
-        return None
-    if not isinstance(value, str):
-        raise BindingError(prop)
-    if required and not value:
-        details.append({"message": "May not be empty", "property": prop})
-    elif utf16_length(value) > limit:
-        details.append({"message": f"Length must be between 0 and {limit}", "property": prop})
-    return value
-
-
-def _https_url(obj: dict[str, Any], key: str, where: str, details: list) -> None:
-    value = _string(obj, key, where, details, limit=MAX_URL)
-    if value and not value.lower().startswith("https://"):
-        details.append({"message": "Must be an HTTPS URL", "property": f"{where}.{key}"})
-
-
 def _check_text(message: dict[str, Any], where: str, details: list) -> None:
-    _string(message, "text", where, details, limit=MAX_TEXT)
+    text = string(message, "text", where, details, limit=MAX_TEXT)
     emojis = message.get("emojis")
-    if emojis is not None:
-        if not isinstance(emojis, list):
-            raise BindingError(f"{where}.emojis")
-        if len(emojis) > MAX_EMOJIS:
-            details.append(
-                {"message": f"Size must be between 0 and {MAX_EMOJIS}", "property": f"{where}.emojis"}
-            )
+    if emojis is None:
+        return
+    if not isinstance(emojis, list):
+        raise BindingError(f"{where}.emojis")
+    if len(emojis) > MAX_EMOJIS:
+        detail(details, f"Size must be between 0 and {MAX_EMOJIS}", f"{where}.emojis")
+    units = text.encode("utf-16-le", "surrogatepass") if isinstance(text, str) else b""
+    for index, emoji in enumerate(emojis):
+        _check_emoji(emoji, f"{where}.emojis[{index}]", units, details)
+
+
+def _check_emoji(emoji: Any, where: str, units: bytes, details: list) -> None:
+    """Check one LINE emoji: ``productId``, ``emojiId`` and an ``index`` that points at a ``$``.
+
+    https://developers.line.biz/en/reference/messaging-api/#text-message: "index: Index position for a
+    character in text ... The specified position must correspond to a $ character"; the index is in
+    UTF-16 code units, like every length of a text message.
+    """
+    if not isinstance(emoji, dict):
+        raise BindingError(where)
+    index = integer(emoji, "index", where, details, minimum=0)
+    string(emoji, "productId", where, details, limit=100)
+    string(emoji, "emojiId", where, details, limit=100)
+    if index is not None and units[2 * index : 2 * index + 2] != b"$\x00":
+        detail(details, "Must point at a $ character in text", f"{where}.index")
 
 
 def _check_image(message: dict[str, Any], where: str, details: list) -> None:
-    _https_url(message, "originalContentUrl", where, details)
-    _https_url(message, "previewImageUrl", where, details)
+    https_url(message, "originalContentUrl", where, details)
+    https_url(message, "previewImageUrl", where, details)
 
 
 def _check_sticker(message: dict[str, Any], where: str, details: list) -> None:
-    _string(message, "packageId", where, details, limit=100)
-    _string(message, "stickerId", where, details, limit=100)
-
-
-def _number(obj: dict[str, Any], key: str, where: str, details: list, *, minimum: int) -> int | None:
-    value = obj.get(key)
-    prop = f"{where}.{key}"
-    if value is None:
-        details.append({"message": "May not be null", "property": prop})
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise BindingError(prop)
-    if value < minimum:
-        details.append({"message": f"Must be greater than or equal to {minimum}", "property": prop})
-        return None
-    return value
+    string(message, "packageId", where, details, limit=100)
+    string(message, "stickerId", where, details, limit=100)
 
 
 def _check_imagemap(message: dict[str, Any], where: str, details: list) -> None:
-    _https_url(message, "baseUrl", where, details)
-    _string(message, "altText", where, details, limit=MAX_ALT_TEXT)
-    size = message.get("baseSize")
+    https_url(message, "baseUrl", where, details)
+    string(message, "altText", where, details, limit=MAX_ALT_TEXT)
+    size = mapping(message, "baseSize", where, details)
     width = height = None
-    if not isinstance(size, dict):
-        details.append({"message": "May not be null", "property": f"{where}.baseSize"})
-    else:
-        width = _number(size, "width", f"{where}.baseSize", details, minimum=1)
-        height = _number(size, "height", f"{where}.baseSize", details, minimum=1)
+    if size is not None:
+        width = integer(size, "width", f"{where}.baseSize", details, minimum=1)
+        height = integer(size, "height", f"{where}.baseSize", details, minimum=1)
         if width is not None and width != IMAGEMAP_WIDTH:
-            details.append({"message": f"Must be {IMAGEMAP_WIDTH}", "property": f"{where}.baseSize.width"})
+            detail(details, f"Must be {IMAGEMAP_WIDTH}", f"{where}.baseSize.width")
             width = None
+    video = mapping(message, "video", where, details, required=False)
+    if video is not None:
+        _check_imagemap_video(video, f"{where}.video", details, width, height)
     actions = message.get("actions")
     if not isinstance(actions, list):
-        details.append({"message": "May not be empty", "property": f"{where}.actions"})
+        if actions is not None:
+            raise BindingError(f"{where}.actions")
+        detail(details, "May not be empty", f"{where}.actions")
         return
     if not 1 <= len(actions) <= MAX_IMAGEMAP_ACTIONS:
-        details.append(
-            {"message": f"Size must be between 1 and {MAX_IMAGEMAP_ACTIONS}", "property": f"{where}.actions"}
-        )
+        detail(details, f"Size must be between 1 and {MAX_IMAGEMAP_ACTIONS}", f"{where}.actions")
         return
     for index, action in enumerate(actions):
         _check_imagemap_action(action, f"{where}.actions[{index}]", details, width, height)
+
+
+def _check_imagemap_video(
+    video: dict[str, Any], where: str, details: list, width: int | None, height: int | None
+) -> None:
+    """Check an imagemap's video: HTTPS content and preview, an area, an optional external link.
+
+    https://developers.line.biz/en/reference/messaging-api/#imagemap-message: ``externalLink.linkUri``
+    at most 1000 characters (http, https, line, tel), ``externalLink.label`` at most 30.
+    """
+    https_url(video, "originalContentUrl", where, details)
+    https_url(video, "previewImageUrl", where, details)
+    _check_area(video.get("area"), f"{where}.area", details, width, height)
+    link = mapping(video, "externalLink", where, details, required=False)
+    if link is not None:
+        link_uri(link, "linkUri", f"{where}.externalLink", details)
+        string(link, "label", f"{where}.externalLink", details, limit=MAX_VIDEO_LINK_LABEL)
 
 
 def _check_imagemap_action(
@@ -210,43 +218,31 @@ def _check_imagemap_action(
         raise BindingError(where)
     kind = action.get("type")
     if kind == "uri":
-        link = _string(action, "linkUri", where, details, limit=MAX_LINK_URI)
-        if link and URI_SCHEME.match(link) is None:
-            details.append(
-                {
-                    "message": "Invalid URI scheme (allowed: http, https, line, tel)",
-                    "property": f"{where}.linkUri",
-                }
-            )
+        link_uri(action, "linkUri", where, details)
     elif kind == "message":
-        _string(action, "text", where, details, limit=MAX_ACTION_TEXT)
+        string(action, "text", where, details, limit=MAX_ACTION_TEXT)
     elif kind == "clipboard":
-        _string(action, "clipboardText", where, details, limit=MAX_LINK_URI)
+        string(action, "clipboardText", where, details, limit=1000)
     else:
-        details.append(
-            {
-                "message": "Must be one of the following values: [uri, message, clipboard]",
-                "property": f"{where}.type",
-            }
-        )
-    _string(action, "label", where, details, limit=MAX_LABEL, required=False)
+        detail(details, "Must be one of the following values: [uri, message, clipboard]", f"{where}.type")
+    string(action, "label", where, details, limit=MAX_LABEL, required=False)
     _check_area(action.get("area"), f"{where}.area", details, width, height)
 
 
 def _check_area(area: Any, where: str, details: list, width: int | None, height: int | None) -> None:
-    if not isinstance(area, dict):
-        details.append({"message": "May not be null", "property": where})
+    if area is None:
+        detail(details, "May not be null", where)
         return
-    x = _number(area, "x", where, details, minimum=0)
-    y = _number(area, "y", where, details, minimum=0)
-    area_width = _number(area, "width", where, details, minimum=1)
-    area_height = _number(area, "height", where, details, minimum=1)
+    if not isinstance(area, dict):
+        raise BindingError(where)
+    x = integer(area, "x", where, details, minimum=0)
+    y = integer(area, "y", where, details, minimum=0)
+    area_width = integer(area, "width", where, details, minimum=1)
+    area_height = integer(area, "height", where, details, minimum=1)
     if None in (x, y, area_width, area_height, width, height):
         return
     if x + area_width > width or y + area_height > height:
-        details.append(
-            {"message": f"Area must be inside the base size ({width}x{height})", "property": where}
-        )
+        detail(details, f"Area must be inside the base size ({width}x{height})", where)
 
 
 _CHECKERS = {
@@ -254,4 +250,5 @@ _CHECKERS = {
     "image": _check_image,
     "sticker": _check_sticker,
     "imagemap": _check_imagemap,
+    **message_types.CHECKERS,
 }

@@ -195,3 +195,16 @@ def test_quota_stop_suspends_and_the_resumed_run_finishes_next_month_without_dup
     report = (airflow_env["base"] / "data" / "reports" / "e2e_quota").glob("*.html")
     text = next(report).read_text()
     assert "Suspended 1 time(s), resumed 1 time(s)." in text, "the report must show the suspension"
+
+
+def test_a_short_line_outage_at_launch_is_retried_not_a_refusal(airflow_env, line):
+    """Before: one 503 from LINE's validate endpoint refused the launch ("LINE rejected the messages")."""
+    line.admin.configure(
+        faults={"outage_seconds": 1.5, "fault_endpoints": ["validate_push", "validate_multicast", "quota"]}
+    )
+    dag_run = run_dag(airflow_env, "e2e_dry", run_conf={"dry_run": True})
+
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    stats = line.admin.stats()
+    assert stats["faults"]["outage"] >= 1
+    assert line.admin.deliveries() == []

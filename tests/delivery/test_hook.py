@@ -160,3 +160,85 @@ def test_preflight_refuses_a_bundle_line_rejects(line_conn, sim):
         preflight(
             LineOAHook(line_oa_conn_id=line_conn), [{"type": "text", "text": ""}], reachable=1, mode="push"
         )
+
+
+QUICK_RETRY = {"max_attempts": 3, "initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.02}
+
+
+@pytest.mark.parametrize("endpoint", ["validate_push", "quota", "quota_consumption"])
+def test_preflight_retries_a_short_outage_of_each_call_and_goes_on(line_conn, sim, endpoint):
+    from line_oa.campaign.model import Retry
+    from line_oa.integration.launch import preflight
+
+    sim.admin.configure(faults={"outage_seconds": 0.3, "fault_endpoints": [endpoint]})
+    policy = Retry(max_attempts=20, initial_backoff_seconds=0.05, max_backoff_seconds=0.1)
+
+    facts = preflight(LineOAHook(line_oa_conn_id=line_conn), TEXT, reachable=1, mode="push", retry=policy)
+
+    assert facts["fits"]
+    assert sim.admin.stats()["faults"]["outage"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "fault"),
+    [
+        ("validate_push", {"error_500_rate": 1}),
+        ("validate_multicast", {"error_503_rate": 1}),
+        ("quota", {"rate_limit_429_rate": 1}),
+        ("quota_consumption", {"error_500_rate": 1}),
+    ],
+)
+def test_preflight_gives_up_with_line_is_unavailable_not_a_rejection(line_conn, sim, endpoint, fault):
+    from line_oa.campaign.model import Retry
+    from line_oa.integration.launch import preflight
+    from line_oa.integration.pipeline import LaunchRefused
+
+    sim.admin.configure(faults={**fault, "fault_endpoints": [endpoint]})
+    mode = "multicast" if endpoint == "validate_multicast" else "push"
+
+    with pytest.raises(LaunchRefused) as refusal:
+        preflight(
+            LineOAHook(line_oa_conn_id=line_conn), TEXT, reachable=1, mode=mode, retry=Retry(**QUICK_RETRY)
+        )
+
+    assert str(refusal.value).startswith("LINE is unavailable, try again:")
+    assert "3 time(s)" in str(refusal.value)
+    assert "rejected the messages" not in str(refusal.value)
+    assert sum(sim.admin.stats()["requests"][endpoint].values()) == 3
+
+
+def test_fault_endpoints_all_means_every_endpoint(sim):
+    config = sim.admin.configure(faults={"fault_endpoints": "all"})
+
+    assert set(config["faults"]["fault_endpoints"]) >= {
+        "push",
+        "multicast",
+        "validate_push",
+        "validate_multicast",
+        "quota",
+        "quota_consumption",
+        "bot_info",
+    }
+
+
+def test_international_links_are_sent_in_the_form_line_accepts(line_conn, sim):
+    import yaml
+
+    from line_oa.campaign.validation import campaign_from_text
+    from tests.unit.campaign_docs import valid_document
+
+    doc = valid_document()
+    doc["content"]["messages"][0]["text"] = "新作 https://例え.jp/商品/123 をチェック"
+    doc["content"]["messages"][1]["actions"][0]["link_uri"] = "https://例え.jp/商品/123"
+    campaign, problems = campaign_from_text(yaml.safe_dump(doc, allow_unicode=True), "test_campaign.yaml")
+    assert problems == []
+    hook = LineOAHook(line_oa_conn_id=line_conn)
+    wire = campaign.wire_messages()
+
+    assert hook.validate_push(wire).status == 200
+    wire[1]["actions"][0]["linkUri"] = "https://例え.jp/商品/123"  # as written: LINE refuses it
+    with pytest.raises(LineApiError) as refusal:
+        hook.validate_push(wire)
+    assert refusal.value.details == [
+        {"message": "Must be a valid URI", "property": "messages[1].actions[0].linkUri"}
+    ]

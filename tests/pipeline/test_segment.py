@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 
@@ -257,7 +258,8 @@ def test_a_line_user_id_with_surrounding_spaces_is_the_same_recipient(tmp_path):
         "a": (None, None, GOOD[0]),
         "b": ("excluded", "duplicate_recipient", GOOD[0]),
         "c": (None, None, GOOD[1]),
-        "d": ("failed", "invalid_recipient_id", f"\t{GOOD[2]}"),  # only spaces are trimmed, in SQL
+        # only spaces are trimmed, in SQL; the log shows the tab as an escape
+        "d": ("failed", "invalid_recipient_id", f"\\u0009{GOOD[2]}"),
     }
 
 
@@ -417,3 +419,115 @@ def test_postgresql_normalizes_and_numbers_repeats_as_sqlite_does(tmp_path, monk
     assert _outcomes(logged, staged) == on_sqlite
     assert on_sqlite["p1 (repeat #1)"] == ("excluded", "duplicate_profile_id", GOOD[1])
     assert on_sqlite["p4"] == ("excluded", "duplicate_recipient", GOOD[2])
+
+
+@pytest.mark.parametrize(
+    ("sql", "quoted"),
+    [
+        ("SELECT profile_id, line_user_id FROM profiles WHERE nope = 1", "no such column: nope"),
+        ("SELECT profile_id, line_user_id FROM no_such_table", "no such table: no_such_table"),
+        ("SELECT profile_id, line_user_id FROM profiles WHERE", "syntax error"),
+    ],
+    ids=["an unknown column", "an unknown table", "a syntax error"],
+)
+def test_a_segment_sql_error_is_a_refusal_naming_the_file_and_quoting_the_database(
+    tmp_path, monkeypatch, sql, quoted
+):
+    import yaml
+
+    from line_oa.campaign.validation import campaign_from_text
+    from line_oa.integration import pipeline
+    from line_oa.integration.launch import count_reachable
+    from line_oa.integration.pipeline import SegmentQueryError, TriggerOptions
+    from line_oa.integration.segment import stream_rows
+    from tests.unit.campaign_docs import valid_document
+
+    segment_file = tmp_path / "sql" / "segments" / "customers" / "gold_members.sql"
+    segment_file.parent.mkdir(parents=True)
+    segment_file.write_text(sql)
+    _sqlite_cdp(tmp_path / "cdp.db", [("p1", GOOD[0])])
+    monkeypatch.setenv("AIRFLOW__LINE_OA__SQL_ROOT", str(tmp_path / "sql"))
+    monkeypatch.setenv("AIRFLOW__LINE_OA__DATA_DIR", str(tmp_path))
+    campaign = campaign_from_text(yaml.safe_dump(valid_document()), "test_campaign.yaml")[0]
+    expected = f"the segment SQL {segment_file} failed on the CDP connection"
+
+    with pytest.raises(SegmentQueryError, match=re.escape(expected)) as at_launch:
+        count_reachable(campaign, TriggerOptions())
+    rows = pipeline.run_segment_query(
+        campaign,
+        lambda: stream_rows(pipeline.cdp_hook(campaign), wrap_segment_sql(pipeline.segment_sql(campaign))),
+    )
+    with pytest.raises(SegmentQueryError, match=re.escape(expected)) as at_extraction:
+        list(rows)
+
+    for refusal in (at_launch.value, at_extraction.value):
+        assert str(refusal).startswith("target_audience.segment: ")
+        assert "OperationalError: " in str(refusal)
+        assert quoted in str(refusal)
+        assert refusal.__cause__ is None
+        assert refusal.__suppress_context__
+
+
+def test_bytes_that_are_not_utf8_in_a_sqlite_cdp_become_rows_with_reasons_and_safe_excerpts(tmp_path):
+    rows = [
+        (b"p\xff1", GOOD[0]),  # a profile id that is not UTF-8
+        ("p2", b"U\xfe" + b"0" * 31),  # a LINE user id that is not UTF-8
+        ("p3", "U\x00" + "0" * 31),  # NUL, which a PostgreSQL log could not store
+        ("p4", GOOD[1]),
+    ]
+    result, outcomes, logged = _extract_sqlite(tmp_path, rows)
+
+    invalid = [key for key in outcomes if key.startswith("(invalid profile id) sha256:")]
+    assert len(invalid) == 1
+    assert outcomes[invalid[0]] == ("failed", "invalid_profile_id", GOOD[0])
+    assert (
+        logged[invalid[0]].line_message == "profile id with characters that are not printable text: p\\udcff1"
+    )
+    assert outcomes["p2"] == ("failed", "invalid_recipient_id", "U\\udcfe" + "0" * 31)
+    assert outcomes["p3"] == ("failed", "invalid_recipient_id", "U\\u0000" + "0" * 31)
+    assert outcomes["p4"] == (None, None, GOOD[1])
+    assert result.failed == {"invalid_profile_id": 1, "invalid_recipient_id": 2}
+
+
+@pytest.mark.postgres
+def test_a_10000_character_profile_id_on_a_postgresql_log_is_one_row_and_the_run_goes_on(
+    tmp_path, monkeypatch
+):
+    import yaml
+
+    from line_oa.campaign.validation import campaign_from_text
+    from line_oa.delivery_log.store import ledger_hook
+    from line_oa.integration.pipeline import chunk_profiles
+    from tests.delivery.conftest import POSTGRES_CONN
+    from tests.unit.campaign_docs import valid_document
+
+    monkeypatch.setenv("AIRFLOW_CONN_LEDGER_PG_SEGMENT", json.dumps(POSTGRES_CONN))
+    monkeypatch.setenv("AIRFLOW__LINE_OA__DATA_DIR", str(tmp_path))
+    ledger = DeliveryLog(ledger_hook("ledger_pg_segment"), campaign_id="seg_pg", run_id=uuid.uuid4().hex)
+    rows = [
+        ("P" + "9" * 9_999, GOOD[0]),
+        ("p2", "U" + "\x00a" * 5_000),
+        ("p3", GOOD[1]),
+        (b"\xff" * 10_000, GOOD[2]),
+    ]
+    campaign = campaign_from_text(yaml.safe_dump(valid_document()), "test_campaign.yaml")[0]
+    try:
+        result, logged, staged = _extract_from(
+            _sqlite_cdp(tmp_path / "cdp.db", rows), ledger, tmp_path / "stage"
+        )
+        chunks = chunk_profiles(
+            result.to_dict(), campaign=campaign, ledger=ledger
+        )  # checks one row a profile
+
+        assert result.profiles == 4
+        assert [chunk["rows"] for chunk in chunks] == [1]
+        assert staged == [("p3", GOOD[1])]
+        assert sorted(row.reason for row in logged.values()) == [
+            "invalid_profile_id",
+            "invalid_profile_id",
+            "invalid_recipient_id",
+        ]
+        for row in logged.values():
+            assert max(len(row.profile_id), len(row.line_user_id or ""), len(row.line_message or "")) <= 300
+    finally:
+        ledger.close()

@@ -150,3 +150,22 @@ def test_requests_without_a_key_are_never_deduplicated(line, sim):
 
     assert sim.admin.delivery_counts(min_count=2) == {user_id(1): 2}
     assert uuid.UUID(sim.admin.deliveries()[0]["request_id"])
+
+
+def test_the_memory_of_first_attempts_stays_bounded_by_the_keys_not_accepted():
+    import datetime as dt
+
+    from line_simulator.state import ChannelState
+
+    state = ChannelState("default")
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    for n in range(30_000):  # a long run: every key accepted at its first attempt
+        key = f"{n:032x}"
+        state.first_attempt(key, start)
+        state.accept_key(key, start, "request", None)
+    assert (len(state.first_attempts), len(state.retry_keys)) == (0, 30_000)
+
+    later = start + dt.timedelta(hours=25)
+    for n in range(25_000):  # refused attempts a day later: the old ones are forgotten on the way
+        state.first_attempt(f"x{n}", start if n < 12_000 else later)
+    assert len(state.first_attempts) < 25_000

@@ -100,13 +100,14 @@ def test_utf16_length_matches_python_s_utf16_encoder(content):
 
 
 def test_every_problem_of_a_bundle_is_reported_with_its_property(line):
-    response = line.push(user_id(1), [text(""), {"type": "video"}, text("ok")])
+    response = line.push(user_id(1), [text(""), {"type": "richmenu"}, text("ok")])
 
     assert response.status_code == 400
     assert details(response) == [
         {"message": "May not be empty", "property": "messages[0].text"},
         {
-            "message": "Must be one of the following values: [text, image, sticker, imagemap]",
+            "message": "Must be one of the following values: "
+            "[text, textV2, sticker, image, video, audio, location, imagemap, template, flex, coupon]",
             "property": "messages[1].type",
         },
     ]

@@ -411,3 +411,51 @@ def test_tagged_length_is_checked_even_when_another_tab_has_a_problem():
 )
 def test_utf16_len_counts_like_line(text, expected):
     assert utf16_len(text) == expected
+
+
+def _campaign(doc: dict[str, Any]):
+    import yaml
+
+    from line_oa.campaign.validation import campaign_from_text
+
+    campaign, problems = campaign_from_text(yaml.safe_dump(doc, allow_unicode=True), "test_campaign.yaml")
+    assert problems == [], "\n".join(map(str, problems))
+    return campaign
+
+
+def test_an_international_link_in_a_uri_action_is_accepted_and_sent_percent_encoded():
+    doc = valid_document()
+    imagemap(doc)["actions"][0]["link_uri"] = "https://例え.jp/商品/123?色=赤"
+    text_message(doc)["text"] = "新作 https://shop.example.com/商品/123 をチェック"
+
+    text, imagemap_json = _campaign(doc).wire_messages()
+
+    tags = "utm_source=line&utm_medium=social"
+    assert imagemap_json["actions"][0]["linkUri"] == (
+        f"https://xn--r8jz45g.jp/%E5%95%86%E5%93%81/123?%E8%89%B2=%E8%B5%A4&{tags}"
+    )
+    assert text["text"] == f"新作 https://shop.example.com/%E5%95%86%E5%93%81/123?{tags} をチェック"
+
+
+# "商品" is 2 characters as written and 18 as sent (%E5%95%86%E5%93%81), plus 34 for the default tags.
+@pytest.mark.parametrize(
+    ("length", "problem"),
+    [(950, None), (951, "1001 characters after UTM tagging, LINE allows 1000")],
+    ids=[
+        "an international link that reaches 1000 characters as sent is accepted",
+        "an international link that is 1001 characters as sent is refused",
+    ],
+)
+def test_the_link_limit_is_checked_on_the_percent_encoded_link(length, problem):
+    doc = valid_document()
+    imagemap(doc)["actions"][0]["link_uri"] = url(length - 2) + "商品"
+    problems = problems_of(doc)
+    assert [p.message for p in problems] == ([problem] if problem else [])
+
+
+def test_a_control_character_in_an_international_link_is_still_refused():
+    doc = valid_document()
+    imagemap(doc)["actions"][0]["link_uri"] = "https://shop.example.com/商品\u200b/1\x07"
+    problems = problems_of(doc)
+    assert [p.path for p in problems] == ["content.messages[1].actions[0].link_uri"]
+    assert "must be percent-encoded" in problems[0].message

@@ -62,14 +62,22 @@ def check_length(value: str, limit: int, *, unit: str = "characters", counted: i
     return value
 
 
-def check_link(value: str, limit: int, schemes: tuple[str, ...] = LINK_SCHEMES) -> str:
-    """Raise a rule error unless ``value`` is a URL LINE accepts: length, encoding and scheme."""
+def check_link(value: str, limit: int, schemes: tuple[str, ...] = LINK_SCHEMES, *, iri: bool = False) -> str:
+    """Raise a rule error unless ``value`` is a URL LINE accepts: length, encoding and scheme.
+
+    :param iri: the link is sent through ``utm.sent_link``, which percent-encodes non-ASCII characters
+        and writes an IDN host in punycode, so printable non-ASCII characters are allowed (the length
+        limit is checked again on the form sent, see ``tagging_problems``).
+    """
     check_length(value, limit)
     for position, character in enumerate(value):
+        if iri and not character.isascii() and character.isprintable() and not character.isspace():
+            continue
         if character.isspace() or ord(character) > 0x7E or ord(character) < 0x21:
             raise rule_error(
-                f"contains {character!r} at position {position}; spaces and non-ASCII characters "
-                "must be percent-encoded (UTF-8)"
+                f"contains {character!r} at position {position}; spaces and "
+                + ("control" if iri else "non-ASCII")
+                + " characters must be percent-encoded (UTF-8)"
             )
     scheme = value.split(":", 1)[0].lower() if ":" in value else ""
     if scheme not in schemes:
@@ -228,7 +236,7 @@ class UriAction(WireModel):
     area: Area
     label: str | None = None
 
-    _link = field_validator("link_uri")(lambda value: check_link(value, LINK_URI_MAX))
+    _link = field_validator("link_uri")(lambda value: check_link(value, LINK_URI_MAX, iri=True))
     _label = field_validator("label")(lambda value: _check_label(value, ACTION_LABEL_MAX))
 
 
@@ -253,7 +261,7 @@ class ExternalLink(WireModel):
     link_uri: str
     label: str
 
-    _link = field_validator("link_uri")(lambda value: check_link(value, LINK_URI_MAX))
+    _link = field_validator("link_uri")(lambda value: check_link(value, LINK_URI_MAX, iri=True))
     _label = field_validator("label")(lambda value: check_length(value, VIDEO_LABEL_MAX))
 
 
@@ -327,10 +335,10 @@ class ImagemapMessage(WireModel):
         body = self.wire()
         for action in body["actions"]:
             if action["type"] == "uri":
-                action["linkUri"] = utm.tag_url(action["linkUri"], params)
+                action["linkUri"] = utm.sent_link(action["linkUri"], params)
         external_link = body.get("video", {}).get("externalLink")
         if external_link:
-            external_link["linkUri"] = utm.tag_url(external_link["linkUri"], params)
+            external_link["linkUri"] = utm.sent_link(external_link["linkUri"], params)
         return body
 
     def tagging_problems(self, params: dict[str, str]) -> list[tuple[Loc, str]]:
@@ -344,7 +352,7 @@ class ImagemapMessage(WireModel):
             links.append((("video", "external_link", "link_uri"), self.video.external_link.link_uri))
         problems = []
         for loc, link in links:
-            length = len(utm.tag_url(link, params))
+            length = len(utm.sent_link(link, params))
             if length > LINK_URI_MAX:
                 problems.append((loc, f"{length} characters after UTM tagging, LINE allows {LINK_URI_MAX}"))
         return problems

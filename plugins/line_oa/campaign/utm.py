@@ -6,12 +6,19 @@ Rules (the product's UTM Tracking tab):
 - parameters are merged into the link's query string: the link's own parameters keep their order and
   their values (a ``utm_source`` already in the link wins), new ones are appended in order;
 - empty values are never added, so an override set to ``""`` removes a default;
-- the fragment (``#...``) and any percent-encoding already in the link are kept as written.
+- the fragment (``#...``) and any percent-encoding already in the link are kept as written;
+- an international link (IRI: a non-ASCII path, query or fragment, an IDN host) is one link, tagged
+  after its whole path, and sent as the URI LINE requires: "URLs ... must be percent-encoded using
+  UTF-8" (https://developers.line.biz/en/reference/messaging-api/#url-encoding), the host in its
+  ASCII (punycode) form (RFC 3987 section 3.1, mapping an IRI to a URI). In a text message it is sent
+  in the same ASCII form, which the LINE app shows as one tappable link, and every length limit is
+  checked on what is sent.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_plus
 
@@ -24,8 +31,13 @@ PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 KNOWN_PLACEHOLDERS = ("campaign.id", "campaign.name")
 
 # ASCII characters allowed in a URL (RFC 3986) except "$", which LINE uses as the emoji placeholder in
-# text messages. A non-ASCII character (full-width punctuation, Japanese text) ends the link.
-_URL_IN_TEXT = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!&'()*+,;=%]+", re.IGNORECASE)
+# text messages.
+_URL_START = re.compile(r"https?://", re.IGNORECASE)
+_URL_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!&'()*+,;=%")
+# After one of these, a run of non-ASCII letters or digits is a segment of an IRI ("/商品", "?q=春");
+# after anything else ("saleをご覧ください") it is the sentence going on, unless the link goes on after it.
+_IRI_DELIMITERS = frozenset("/?#=&.-_~+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _TRAILING_PUNCTUATION = ".,;:!?'*"
 _CLOSERS = {")": "(", "]": "["}
 
@@ -59,8 +71,46 @@ def is_taggable(url: str) -> bool:
     return url[:8].lower().startswith(("http://", "https://"))
 
 
+def to_uri(link: str) -> str:
+    """Return ``link`` as LINE requires it: non-ASCII percent-encoded (UTF-8), an IDN host in punycode.
+
+    An ASCII link is returned as written (its own percent-encoding is kept).
+    """
+    if link.isascii():
+        return link
+    scheme, separator, rest = link.partition("://")
+    if not separator or scheme.lower() not in ("http", "https"):
+        return _percent_encode(link)
+    end = len(rest)
+    for delimiter in "/?#":
+        found = rest.find(delimiter)
+        if found != -1:
+            end = min(end, found)
+    authority, tail = rest[:end], rest[end:]
+    host, colon, port = (
+        authority.rpartition(":") if authority.rpartition(":")[2].isdigit() else (authority, "", "")
+    )
+    return f"{scheme}://{_ascii_host(host)}{colon}{port}{_percent_encode(tail)}"
+
+
+def _ascii_host(host: str) -> str:
+    if host.isascii():
+        return host
+    labels = []
+    for label in host.split("."):
+        try:
+            labels.append(label.encode("idna").decode("ascii") if label and not label.isascii() else label)
+        except UnicodeError:
+            labels.append(_percent_encode(label))  # not a valid IDN label: encoded, never dropped
+    return ".".join(labels)
+
+
+def _percent_encode(text: str) -> str:
+    return _NON_ASCII.sub(lambda match: quote(match.group(0), safe=""), text)
+
+
 def tag_url(url: str, params: Mapping[str, str]) -> str:
-    """Return ``url`` with ``params`` merged into its query string (see the module rules)."""
+    """Return ``url`` with ``params`` merged into its query string, as sent (see the module rules)."""
     if not is_taggable(url):
         return url
     before_fragment, hash_sign, fragment = url.partition("#")
@@ -72,18 +122,59 @@ def tag_url(url: str, params: Mapping[str, str]) -> str:
         if value and name not in present
     ]
     if not additions:
-        return url
+        return to_uri(url)
     separator = "" if not query or query.endswith("&") else "&"
-    return f"{address}?{query}{separator}{'&'.join(additions)}{hash_sign}{fragment}"
+    return to_uri(f"{address}?{query}{separator}{'&'.join(additions)}{hash_sign}{fragment}")
+
+
+def sent_link(url: str, params: Mapping[str, str]) -> str:
+    """Return a link of a ``uri`` action as sent: tagged when it is a web link, always a URI."""
+    return to_uri(tag_url(url, params))
 
 
 def find_urls(text: str) -> Iterator[tuple[int, int]]:
-    """Yield ``(start, end)`` of every http(s) link in free text, without trailing punctuation."""
-    for match in _URL_IN_TEXT.finditer(text):
-        start, end = match.span()
+    """Yield ``(start, end)`` of every http(s) link in free text, without trailing punctuation.
+
+    A link runs over RFC 3986 characters and over non-ASCII letters and digits that are part of it
+    (after ``/``, ``?``, ``#``, ``=``, ``&``, ``.``, ``://``..., or followed by more of the link), so
+    ``https://shop.example.com/商品/123`` and ``https://例え.jp/`` are whole links; it ends at a space,
+    at non-ASCII punctuation (``。``, ``」``, full-width space) and at ``$`` (a LINE emoji).
+    """
+    position = 0
+    while (match := _URL_START.search(text, position)) is not None:
+        start, end = match.start(), _link_end(text, match.end())
         end = start + len(_trim_trailing(text[start:end]))
-        if text[start:end].split("://", 1)[1]:
+        position = max(end, match.end())
+        if end > match.end():
             yield start, end
+
+
+def _is_iri_letter(character: str) -> bool:
+    return not character.isascii() and unicodedata.category(character)[0] in "LMN"
+
+
+def _link_end(text: str, index: int) -> int:
+    """Return where the link whose address starts at ``index`` ends."""
+    length = len(text)
+    while index < length:
+        character = text[index]
+        if character in _URL_ASCII:
+            index += 1
+            continue
+        if not _is_iri_letter(character):
+            break
+        run_end = index
+        while run_end < length and _is_iri_letter(text[run_end]):
+            run_end += 1
+        previous = text[index - 1]
+        follows = (
+            run_end < length and text[run_end] in _URL_ASCII and text[run_end] not in _TRAILING_PUNCTUATION
+        )
+        if previous in _IRI_DELIMITERS or follows:
+            index = run_end
+        else:
+            break
+    return index
 
 
 def _trim_trailing(url: str) -> str:

@@ -225,7 +225,9 @@ def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str,
             rows = sorted(segment.rows_for_test_send(options.test_recipients), key=lambda r: r[1])
         else:
             sql = segment.wrap_segment_sql(pipeline.segment_sql(campaign))
-            rows = segment.stream_rows(pipeline.cdp_hook(campaign), sql)
+            rows = pipeline.run_segment_query(
+                campaign, lambda: segment.stream_rows(pipeline.cdp_hook(campaign), sql)
+            )
         result = segment.extract_segment(
             rows=rows,
             ledger=ledger,

@@ -9,9 +9,13 @@ the run in the delivery log.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from line_oa import settings
+from line_oa.campaign.model import Retry
+from line_oa.delivery.answers import TRANSIENT
 from line_oa.errors import LineApiError, LineAuthError
 from line_oa.integration import pipeline
 from line_oa.integration.pipeline import LaunchRefused, TriggerOptions
@@ -44,7 +48,11 @@ def validate_for_launch(
     check_sender_account(campaign, hook)
     reachable = count_reachable(campaign, options)
     facts = preflight(
-        hook, campaign.wire_messages(), reachable=reachable, mode=campaign.content.delivery_mode
+        hook,
+        campaign.wire_messages(),
+        reachable=reachable,
+        mode=campaign.content.delivery_mode,
+        retry=campaign.activation.retry,
     )
     hook.close()
     if not facts["fits"] and not options.dry_run and not options.allow_partial_delivery:
@@ -137,32 +145,46 @@ def count_reachable(campaign: Campaign, options: TriggerOptions) -> int:
         return len(set(options.test_recipients))
     # Through the module, so that patching pipeline.cdp_hook sees every statement sent to the CDP.
     sql = pipeline.segment_sql(campaign)
-    reachable = int(pipeline.cdp_hook(campaign).get_first(count_sql(sql))[0] or 0)
+    first = pipeline.run_segment_query(
+        campaign, lambda: pipeline.cdp_hook(campaign).get_first(count_sql(sql))
+    )
+    reachable = int(first[0] or 0)
     if options.max_recipients is not None:
         reachable = min(reachable, options.max_recipients)
     return reachable
 
 
-def preflight(hook, messages: list[dict], *, reachable: int, mode: str) -> dict[str, Any]:
+def preflight(hook, messages: list[dict], *, reachable: int, mode: str, retry: Retry | None = None) -> dict:
     """Validate the bundle at LINE and compare the recipients with the remaining monthly quota.
 
+    Each call is retried on a transient answer (5xx, rate-limit 429, no answer) with the campaign's
+    retry policy; when the policy gives up, the launch is refused as "LINE is unavailable", never as
+    a refusal of the messages, which LINE did not judge.
+
     :param reachable: recipients the run will send to (LINE bills one per recipient reached).
+    :param retry: the campaign's ``activation.retry`` (its defaults when not given).
     :return: ``{"quota": ..., "consumption": n, "remaining": n|None, "needed": n, "fits": bool}``.
     """
+    call = _retrying(retry or Retry())
+    validate = hook.validate_multicast if mode == "multicast" else hook.validate_push
     try:
-        (hook.validate_multicast if mode == "multicast" else hook.validate_push)(messages)
+        call(validate, messages)
+        quota = call(hook.get_quota)
+        consumption = call(hook.get_quota_consumption)
     except LineAuthError as err:
         raise LaunchRefused(
             f"content.line_config: LINE refused the channel access token of {hook.line_oa_conn_id!r} "
             f"({err.status}: {err.line_message})"
+        ) from None
+    except _Unavailable as err:
+        raise LaunchRefused(
+            f"LINE is unavailable, try again: {err.what} failed {err.attempts} time(s), last: {err.last}"
         ) from None
     except LineApiError as err:
         details = "; ".join(f"{d.get('property', '')}: {d.get('message', '')}" for d in err.details)
         raise LaunchRefused(
             f"content: LINE rejected the messages: {err.line_message} {details}".strip()
         ) from None
-    quota = hook.get_quota()
-    consumption = hook.get_quota_consumption()
     remaining = None if quota.get("type") == "none" else max(0, int(quota.get("value", 0)) - consumption)
     return {
         "quota": quota,
@@ -171,6 +193,38 @@ def preflight(hook, messages: list[dict], *, reachable: int, mode: str) -> dict[
         "needed": reachable,
         "fits": remaining is None or reachable <= remaining,
     }
+
+
+class _Unavailable(Exception):
+    """A pre-flight call still failed transiently when the retry policy gave up."""
+
+    def __init__(self, what: str, attempts: int, last: Exception):
+        super().__init__(what)
+        self.what, self.attempts = what, attempts
+        self.last = f"{last.status} {last.line_message}" if isinstance(last, LineApiError) else str(last)
+
+
+def _retrying(policy: Retry):
+    """Return ``call(function, *args)``: retried on transient errors per ``policy`` (tenacity)."""
+
+    def call(function, *args):
+        retrying = Retrying(
+            stop=stop_after_attempt(policy.max_attempts),
+            wait=wait_exponential_jitter(
+                multiplier=policy.initial_backoff_seconds,
+                max=policy.max_backoff_seconds,
+                jitter=policy.initial_backoff_seconds,
+            ),
+            retry=retry_if_exception_type(TRANSIENT),
+            reraise=True,
+        )
+        try:
+            return retrying(function, *args)
+        except TRANSIENT as err:
+            name = getattr(function, "__name__", "call").removeprefix("get_")
+            raise _Unavailable(name, retrying.statistics.get("attempt_number", 1), err) from None
+
+    return call
 
 
 def enter_delivery(campaign: Campaign, *, run_id: str, options: TriggerOptions, ledger_factory) -> None:

@@ -10,6 +10,7 @@ extraction ``integration.segment``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,10 @@ DEFAULT_CDP_FILE = "cdp.db"
 
 class LaunchRefused(LineOAError):
     """The campaign must not deliver now (draft, not ready, already delivered, quota too small)."""
+
+
+class SegmentQueryError(LaunchRefused):
+    """The CDP refused the segment's SQL: the message names the file and quotes the database."""
 
 
 class RowCountMismatch(LineOAError):
@@ -88,6 +93,41 @@ def segment_sql(campaign: Campaign, sql_root: pathlib.Path | None = None) -> str
     if not path.is_file():
         raise LaunchRefused(f"target_audience: segment SQL {path} does not exist")
     return path.read_text(encoding="utf-8")
+
+
+def run_segment_query(campaign: Campaign, function, *args, sql_root: pathlib.Path | None = None):
+    """Call ``function(*args)`` that runs the segment's SQL on the CDP; a database error becomes a
+    ``SegmentQueryError`` naming the segment file and quoting the database's message.
+
+    A generator (streamed rows) is wrapped so that an error while fetching is turned the same way.
+    """
+    path = campaign.segment_sql_path(sql_root or settings.sql_root())
+    try:
+        result = function(*args)
+    except LineOAError:
+        raise
+    except Exception as err:  # each driver has its own classes; any of them means "the SQL failed"
+        raise _query_error(campaign, path, err) from None
+    if inspect.isgenerator(result):
+        return _rows_or_refusal(campaign, path, result)
+    return result
+
+
+def _rows_or_refusal(campaign: Campaign, path: pathlib.Path, rows):
+    try:
+        yield from rows
+    except LineOAError:
+        raise
+    except Exception as err:
+        raise _query_error(campaign, path, err) from None
+
+
+def _query_error(campaign: Campaign, path: pathlib.Path, err: Exception) -> SegmentQueryError:
+    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:500]
+    return SegmentQueryError(
+        f"target_audience.segment: the segment SQL {path} failed on the CDP connection "
+        f"{campaign.target_audience.cdp_conn_id!r}: {type(err).__name__}: {first_line}"
+    )
 
 
 # -- chunk ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -123,9 +124,16 @@ def count_sql(segment_sql: str) -> str:
 
 
 def stream_rows(hook: DbApiHook, sql: str) -> Iterator[tuple[Any, ...]]:
-    """Yield the rows of ``sql`` (all its columns) from ``hook`` in batches of ``FETCH_SIZE``."""
+    """Yield the rows of ``sql`` (all its columns) from ``hook`` in batches of ``FETCH_SIZE``.
+
+    A SQLite column may hold bytes that are not UTF-8 (SQLite does not check); they are read with
+    ``surrogateescape`` instead of failing the whole extraction, and ``classify`` records such a row
+    as an invalid id. PostgreSQL checks encodings itself, so its text is always valid.
+    """
     conn = hook.get_conn()
     try:
+        if isinstance(conn, sqlite3.Connection):
+            conn.text_factory = _lenient_text
         cursor = conn.cursor()
         cursor.execute(sql)
         while batch := cursor.fetchmany(FETCH_SIZE):
@@ -135,14 +143,36 @@ def stream_rows(hook: DbApiHook, sql: str) -> Iterator[tuple[Any, ...]]:
         conn.close()
 
 
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
 def _trim(value: Any) -> str:
     """Normalize an id as the wrapped SQL does: its text, without surrounding spaces."""
     return "" if value is None else str(value).strip(" ")
 
 
+def _escaped(text: str) -> str:
+    """Return ``text`` with every character that is not printable (controls, NUL, bytes that were not
+    UTF-8, read as lone surrogates) written as ``\\uXXXX``: safe to store in any log and to show."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+
+
 def _excerpt(text: str) -> str:
-    shown = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text[:PROFILE_ID_EXCERPT])
+    shown = _escaped(text[:PROFILE_ID_EXCERPT])
     return shown + ("…" if len(text) > PROFILE_ID_EXCERPT else "")
+
+
+def _logged_recipient(user: str) -> str | None:
+    """Return the LINE user id as the log keeps it: a well-formed one as is, another one as a safe,
+    bounded excerpt (``MAX_LOGGED_RECIPIENT_ID`` characters), a blank one as None."""
+    if not user.strip():
+        return None
+    if LINE_USER_ID.match(user):
+        return user
+    return _escaped(user[:MAX_LOGGED_RECIPIENT_ID])[:MAX_LOGGED_RECIPIENT_ID]
 
 
 def _invalid_profile(profile_id: str) -> tuple[str, str] | None:
@@ -153,6 +183,9 @@ def _invalid_profile(profile_id: str) -> tuple[str, str] | None:
         # Whitespace that TRIM leaves (tabs, newlines): stripping it in Python could make two ids
         # that the SQL told apart collide in the log.
         problem = "profile id with surrounding whitespace other than spaces"
+    elif not profile_id.isprintable():
+        # Control characters, NUL (which PostgreSQL text cannot hold) or bytes that were not UTF-8.
+        problem = "profile id with characters that are not printable text"
     elif (profile_id[0] == "(" or profile_id[-1] == ")") and _SYNTHETIC.search(profile_id):
         problem = "profile id in the form of a synthetic id"
     else:
@@ -186,7 +219,7 @@ def classify(
             counted[profile_id] += 1
             occurrence = counted[profile_id]
         user = _trim(raw_user)
-        logged_user = None if not user.strip() else user[:MAX_LOGGED_RECIPIENT_ID]
+        logged_user = _logged_recipient(user)
         if not profile_id.strip():
             missing += 1
             yield f"(no profile id) #{missing}", logged_user, EXCLUDED, MISSING_PROFILE_ID, None
