@@ -12,6 +12,7 @@ from aiohttp import web
 from line_simulator import faults as fault_kinds
 from line_simulator.runtime import SIMULATOR, Channel, Simulator
 from line_simulator.state import AcceptedKey, SendRecord
+from line_simulator.units import assign_unit
 from line_simulator.validation import (
     RETRY_KEY,
     BindingError,
@@ -268,6 +269,7 @@ def accept(
             now.isoformat(),
             sim.record.store_bundle(messages),
             frozenset(skipped),
+            assign_unit(sim, channel.name, body, now),
         )
         sim.record.add(send_record)
     return response
