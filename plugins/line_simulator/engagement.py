@@ -7,7 +7,7 @@ generator, so the same deliveries always give the same figures:
   ``fraction_of(user, "open:<unit>") < rate``, some hours to 13 days after it arrived (mostly the first
   day or two: LINE updates its figures for 14 days after sending);
 - an opener views message ``seq`` 1 always, each later message with 85 % of the previous chance;
-- each link of message ``seq`` has a click rate of 8-38 % of the openers (seeded by unit, seq and URL),
+- each link of message ``seq`` (an action's ``uri``/``linkUri``, or a URL in a text) has a click rate of 8-38 % of the openers (seeded by unit, seq and URL),
   tapped within the hour after opening; a third of the openers view or tap twice (``impression`` and
   ``click`` count views and taps, ``unique*`` count users);
 - an event counts once it has happened on the simulated clock.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 PRIVACY_THRESHOLD = 20
 MAX_DAYS = 13
 LINK_KEYS = ("linkUri", "uri")
+#: LINE turns URLs in a text message into links; they are counted like action links.
+TEXT_URL = re.compile(r"https?://[^\s<>\"]+")
 
 
 @dataclass
@@ -58,7 +61,9 @@ def links_of(messages: list[dict[str, Any]]) -> list[tuple[int, str]]:
 
 def _urls(node: Any) -> list[str]:
     if isinstance(node, dict):
-        urls = [
+        text = node.get("text") if node.get("type") == "text" else None
+        urls = TEXT_URL.findall(text) if isinstance(text, str) else []
+        urls += [
             value
             for key, value in node.items()
             if key in LINK_KEYS and isinstance(value, str) and value.startswith(("http://", "https://"))

@@ -6,7 +6,8 @@
   clicks of the unit's requests sent between two dates (``yyyyMMdd``, UTC+9, at most 30 days), from
   ``engagement``; ``{"status": "unready"}`` until the day (UTC+9) of the first of them has ended;
   60 requests an hour per channel (a token bucket holding an hour's worth), else 429.
-- ``GET``/``POST /_sim/insights``: ``{"unit_budget": N, "rate_limit_per_hour": N or null}``.
+- ``GET``/``POST /_sim/insights``: ``{"unit_budget": N, "rate_limit_per_hour": N or null,
+  "rate_limit_burst": N or null}`` (burst null: an hour's worth).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from line_simulator.units import JST, book_of, settings_of
 MAX_PERIOD_DAYS = 30
 LIST_MAX = 100
 UNREADY = {"status": "unready"}
+NULLABLE_SETTINGS = {"rate_limit_per_hour", "rate_limit_burst"}
 
 
 class BadRequest(Exception):
@@ -52,17 +54,19 @@ def _channel(request: web.Request, endpoint: str) -> tuple[Simulator, Channel | 
 
 def _insight_bucket(sim: Simulator, channel: Channel) -> TokenBucket | None:
     """Return the channel's bucket for the statistics endpoint (off with the channel's other limits)."""
-    per_hour = settings_of(sim).rate_limit_per_hour
+    settings = settings_of(sim)
+    per_hour = settings.rate_limit_per_hour
     if not channel.config["rate_limits"].get("other"):
         per_hour = None  # --no-rate-limits
+    shape = (per_hour, settings.rate_limit_burst)
     buckets = book_of(sim).buckets
     held = buckets.get(channel.name)
-    if held is None or held[0] != per_hour:
+    if held is None or held[0] != shape:
         bucket = None
         if per_hour:
             bucket = TokenBucket(per_hour / 3600)
-            bucket.capacity = bucket.tokens = float(per_hour)  # burst: an hour's worth
-        held = buckets[channel.name] = (per_hour, bucket)
+            bucket.capacity = bucket.tokens = float(settings.rate_limit_burst or per_hour)
+        held = buckets[channel.name] = (shape, bucket)
     return held[1]
 
 
@@ -155,11 +159,13 @@ async def post_settings(request: web.Request) -> web.Response:
         body = await request.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict) or set(body) - {"unit_budget", "rate_limit_per_hour"}:
-        return web.json_response({"message": "give unit_budget and/or rate_limit_per_hour"}, status=400)
+    if not isinstance(body, dict) or set(body) - NULLABLE_SETTINGS - {"unit_budget"}:
+        return web.json_response(
+            {"message": "give unit_budget, rate_limit_per_hour and/or rate_limit_burst"}, status=400
+        )
     current = settings_of(request.app[SIMULATOR])
     for key, value in body.items():
-        allowed_none = key == "rate_limit_per_hour"
+        allowed_none = key in NULLABLE_SETTINGS
         if (value is None and not allowed_none) or (
             value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0)
         ):

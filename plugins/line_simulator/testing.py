@@ -114,7 +114,7 @@ class SimulatorAdmin:
         return self._call("POST", "clock", json={"now": iso})["now"]
 
     def configure_insights(self, **settings: Any) -> dict[str, Any]:
-        """Set ``unit_budget`` and/or ``rate_limit_per_hour`` (None: off) of the insight endpoints."""
+        """Set ``unit_budget``, ``rate_limit_per_hour`` (None: off), ``rate_limit_burst`` of the insight endpoints."""
         return self._call("POST", "insights", json=settings)
 
 

@@ -32,9 +32,15 @@ class InsightSettings:
     unit_budget: int = DEFAULT_UNIT_BUDGET
     #: Requests per hour per channel on the statistics endpoint; ``None``: unlimited.
     rate_limit_per_hour: int | None = DEFAULT_INSIGHT_RATE_PER_HOUR
+    #: Requests the bucket holds when full; ``None``: an hour's worth (tests set 1 to see a 429 soon).
+    rate_limit_burst: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"unit_budget": self.unit_budget, "rate_limit_per_hour": self.rate_limit_per_hour}
+        return {
+            "unit_budget": self.unit_budget,
+            "rate_limit_per_hour": self.rate_limit_per_hour,
+            "rate_limit_burst": self.rate_limit_burst,
+        }
 
 
 @dataclass
@@ -44,7 +50,7 @@ class UnitBook:
     names: dict[tuple[str, str], dict[str, None]] = field(default_factory=dict)
     settings: InsightSettings = field(default_factory=InsightSettings)
     #: Per channel: the hourly limit a statistics bucket was made for, and the bucket (None: off).
-    buckets: dict[str, tuple[int | None, Any]] = field(default_factory=dict)
+    buckets: dict[str, tuple[tuple[int | None, int | None], Any]] = field(default_factory=dict)
 
     def used(self, channel: str, when: dt.datetime) -> list[str]:
         return list(self.names.get((channel, month_of(when)), {}))
