@@ -82,7 +82,7 @@ def test_render_of_an_invalid_campaign_prints_the_report_and_exits_1(capsys):
 def test_build_parser_lists_every_registered_command():
     parser = cli.build_parser()
     assert parser.parse_args(["render", "x.yaml"]).run is cli.run_render
-    assert set(cli.COMMANDS) == {"validate", "render", "status"}
+    assert set(cli.COMMANDS) == {"validate", "render", "status", "insights"}
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,8 @@ def validate_for_launch(
     facts = preflight(
         hook, campaign.wire_messages(), reachable=reachable, mode=campaign.content.delivery_mode
     )
+    if not options.is_test:  # test sends carry no unit
+        facts["aggregation_unit"] = check_unit_budget(hook, campaign.insight_unit)
     hook.close()
     if not facts["fits"] and not options.dry_run and not options.allow_partial_delivery:
         raise LaunchRefused(
@@ -137,6 +139,16 @@ def preflight(hook, messages: list[dict], *, reachable: int, mode: str) -> dict[
         "needed": reachable,
         "fits": remaining is None or reachable <= remaining,
     }
+
+
+def check_unit_budget(hook, unit: str) -> str:
+    """Refuse a launch whose aggregation unit LINE would drop (monthly budget); return the unit."""
+    from line_oa.insights.budget import unit_budget_problem
+
+    _used, problem = unit_budget_problem(hook, unit)
+    if problem:
+        raise LaunchRefused(problem)
+    return unit
 
 
 def enter_delivery(campaign: Campaign, *, run_id: str, options: TriggerOptions, ledger_factory) -> None:

@@ -151,6 +151,20 @@ def send_throughput(pushed: list[dict[str, Any]]) -> float:
     return (sum(r.get("sent", 0) for r in pushed) / send_seconds) if send_seconds else 0.0
 
 
+def insights_section(campaign_id: str, log_hook) -> str:
+    """Return the report's "LINE insights" section from the statistics beside the delivery log."""
+    from line_oa.insights.figures import campaign_figures
+    from line_oa.insights.section import insights_html
+    from line_oa.insights.store import InsightStore
+
+    store = InsightStore(log_hook)
+    try:
+        figures = campaign_figures(store.statistics(campaign_id), delivered=store.sent_count(campaign_id))
+    finally:
+        store.close()
+    return insights_html(figures)
+
+
 def write_report(campaign: Campaign, ledger: DeliveryLog, summary: dict[str, Any]) -> pathlib.Path:
     """Render the run's HTML report under ``report_dir()/<campaign>/<run>.html``; return its path."""
     from line_oa.integration.report import render_report_html
@@ -158,7 +172,12 @@ def write_report(campaign: Campaign, ledger: DeliveryLog, summary: dict[str, Any
     path = report_dir() / campaign.id / f"{safe_name(ledger.run_id)}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     html = render_report_html(
-        summary, send_rate=ledger.sent_per_second(), messages_preview=campaign.wire_messages()
+        summary,
+        send_rate=ledger.sent_per_second(),
+        messages_preview=campaign.wire_messages(),
+        insights_html=""
+        if summary.get("dry_run") or summary.get("test_send")
+        else insights_section(campaign.id, ledger.hook),
     )
     path.write_text(html, encoding="utf-8")
     return path
