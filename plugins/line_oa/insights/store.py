@@ -15,6 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from line_oa import settings
 from line_oa.delivery_log.connections import ledger_hook
 from line_oa.delivery_log.rows import SUMMARY_TABLE, TABLE
 from line_oa.vocabulary import Status
@@ -85,6 +86,9 @@ class InsightStore:
         if self.dialect == "sqlite":
             uri = hook.get_uri().replace("sqlite:///", "file:")
             self._conn = sqlite3.connect(uri, uri=True)
+            self._conn.execute(
+                f"PRAGMA busy_timeout={settings.log_busy_timeout_ms()}"
+            )  # beside delivery writes
         else:
             self._conn = hook.get_conn()
         self.ensure_schema()
@@ -102,6 +106,12 @@ class InsightStore:
         schema = importlib.resources.files("line_oa.delivery_log") / "schema" / f"insights_{self.dialect}.sql"
         cursor = self._conn.cursor()
         if self.dialect == "postgres":
+            # A role without CREATE rights may not even run CREATE ... IF NOT EXISTS: when an admin
+            # created the table up front (docs/operations.md), leave it at that.
+            cursor.execute("SELECT to_regclass(%s)", (STATISTICS_TABLE,))
+            if cursor.fetchone()[0] is not None:
+                self._conn.commit()
+                return
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (STATISTICS_TABLE,))
         for statement in schema.read_text(encoding="utf-8").split(";"):
             body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
