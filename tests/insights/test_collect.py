@@ -26,9 +26,11 @@ def hook(line_conn):
 class Delivered:
     """A campaign delivered through the real engine, its log and the statistics table on the same database."""
 
-    def __init__(self, line_conn, ledger_factory, people: int, *, sent_at: dt.datetime | None = None):
+    def __init__(
+        self, line_conn, ledger_factory, people: int, *, sent_at: dt.datetime | None = None, unit: str = ""
+    ):
         self.campaign_id = f"ins_{uuid.uuid4().hex[:10]}"
-        self.unit = self.campaign_id
+        self.unit = unit or self.campaign_id
         clock = (lambda: sent_at) if sent_at else None
         ledger = ledger_factory(campaign_id=self.campaign_id, **({"clock": clock} if clock else {}))
         result = run_chunk(
@@ -38,8 +40,11 @@ class Delivered:
         self.store = InsightStore(ledger.hook)
 
     def fetch(self, as_of: dt.datetime):
-        fetches = fetches_due(self.store, as_of=as_of, unit_of=lambda campaign_id: campaign_id)
+        fetches = fetches_due(self.store, as_of=as_of, unit_of=lambda campaign_id: self.unit)
         return next(fetch for fetch in fetches if fetch.campaign_id == self.campaign_id)
+
+    def rows(self) -> list[dict]:
+        return self.store.statistics(self.campaign_id)
 
 
 def now() -> dt.datetime:
@@ -70,6 +75,19 @@ def test_figures_are_stored_once_per_fetch_key_and_recollection_adds_no_rows(
     assert figures.open_rate.endswith("%")
 
 
+def test_two_campaigns_sharing_a_unit_keep_their_own_rows(line_conn, ledger_factory, sim, hook):
+    first = Delivered(line_conn, ledger_factory, 300, unit="shared_unit")
+    second = Delivered(line_conn, ledger_factory, 300, unit="shared_unit")
+    sim.admin.advance_clock(86400)
+    for campaign in (first, second):
+        collect(hook, campaign.store, campaign.fetch(now() + dt.timedelta(days=1)))
+    assert [row["kind"] for row in first.rows()] == ["click", "message", "overview"]
+    assert [row["campaign_id"] for row in second.rows()] == [second.campaign_id] * 3
+    both = next(row for row in second.rows() if row["kind"] == "overview")["unique_impression"]
+    assert both == next(row for row in first.rows() if row["kind"] == "overview")["unique_impression"]
+    assert both is not None, "LINE counts both campaigns' recipients under the shared unit"
+
+
 def test_a_later_day_adds_a_point_to_the_series(line_conn, ledger_factory, sim, hook):
     campaign = Delivered(line_conn, ledger_factory, 1500)
     for days in (1, 4):
@@ -89,14 +107,14 @@ def test_figures_are_unready_the_day_of_sending_and_nothing_is_stored(line_conn,
 
 
 def test_values_under_20_stay_null_and_read_fewer_than_20(line_conn, ledger_factory, sim, hook):
-    campaign = Delivered(line_conn, ledger_factory, 30)
+    campaign = Delivered(line_conn, ledger_factory, 19)  # at most 19 can open: always under 20
     sim.admin.advance_clock(14 * 86400)
     collect(hook, campaign.store, campaign.fetch(now() + dt.timedelta(days=13, hours=23)))
     rows = campaign.store.statistics(campaign.campaign_id)
     overview = next(row for row in rows if row["kind"] == "overview")
     assert overview["unique_impression"] is None
     assert overview["unique_click"] is None
-    figures = campaign_figures(rows, delivered=30)
+    figures = campaign_figures(rows, delivered=19)
     assert figures.unique_impressions.shown == "fewer than 20"
     assert figures.open_rate == "under 20 users"
     assert figures.links[0].unique_clicks.shown == "fewer than 20"

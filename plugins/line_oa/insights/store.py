@@ -1,7 +1,7 @@
 """The statistics table (``line_insight_statistics``) beside the delivery log, on the same connection.
 
-Each fetch of LINE's statistics per unit is stored under its fetch key (unit, period, day collected
-for) as rows: one ``overview``, one ``message`` per seq, one ``click`` per (seq, url). Saving the same
+Each fetch of LINE's statistics per unit is stored under its fetch key (campaign, unit, period, day
+collected for) as rows: one ``overview``, one ``message`` per seq, one ``click`` per (seq, url). Saving the same
 fetch key again updates those rows in place (an upsert in one transaction), so collecting twice never
 adds rows. LINE's ``null`` (fewer than 20 users) is stored as NULL, never as 0.
 """
@@ -26,9 +26,10 @@ if TYPE_CHECKING:
     from line_oa.insights.periods import Fetch
 
 STATISTICS_TABLE = "line_insight_statistics"
-KEY = ("unit", "date_from", "date_to", "as_of_day", "kind", "seq", "url")
+#: Campaigns sharing a unit (``aggregation_unit``) keep their own rows: the campaign is part of the key.
+KEY = ("campaign_id", "unit", "date_from", "date_to", "as_of_day", "kind", "seq", "url")
 VALUES = (
-    "campaign_id", "unique_impression", "unique_click", "unique_media_played", "impression", "click",
+    "unique_impression", "unique_click", "unique_media_played", "impression", "click",
     "fetched_at",
 )  # fmt: skip
 

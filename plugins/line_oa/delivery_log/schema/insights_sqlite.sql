@@ -1,9 +1,10 @@
 -- LINE's statistics per aggregation unit on SQLite, beside the delivery log. One fetch of
--- GET /v2/bot/insight/message/event/aggregation is identified by its fetch key (unit, date_from, date_to,
--- as_of_day) and stored as rows: one 'overview', one 'message' per seq, one 'click' per (seq, url).
+-- GET /v2/bot/insight/message/event/aggregation is identified by its fetch key (campaign_id, unit,
+-- date_from, date_to, as_of_day) and stored as rows: one 'overview', one 'message' per seq, one 'click' per (seq, url).
 -- Re-collecting the same fetch key replaces its values (upsert), so it never adds rows.
 -- NULL is a value LINE withheld for privacy (fewer than 20 users), never zero.
 CREATE TABLE IF NOT EXISTS line_insight_statistics (
+    campaign_id         TEXT    NOT NULL,
     unit                TEXT    NOT NULL,
     date_from           TEXT    NOT NULL,  -- yyyyMMdd, UTC+9
     date_to             TEXT    NOT NULL,  -- yyyyMMdd, UTC+9
@@ -11,13 +12,11 @@ CREATE TABLE IF NOT EXISTS line_insight_statistics (
     kind                TEXT    NOT NULL CHECK (kind IN ('overview', 'message', 'click')),
     seq                 INTEGER NOT NULL DEFAULT 0,
     url                 TEXT    NOT NULL DEFAULT '',
-    campaign_id         TEXT    NOT NULL,
     unique_impression   INTEGER,
     unique_click        INTEGER,
     unique_media_played INTEGER,
     impression          INTEGER,
     click               INTEGER,
     fetched_at          TEXT    NOT NULL,  -- ISO-8601 UTC
-    PRIMARY KEY (unit, date_from, date_to, as_of_day, kind, seq, url)
+    PRIMARY KEY (campaign_id, unit, date_from, date_to, as_of_day, kind, seq, url)
 );
-CREATE INDEX IF NOT EXISTS line_insight_statistics_campaign ON line_insight_statistics (campaign_id, as_of_day);
