@@ -56,10 +56,11 @@ async def deliveries(request: web.Request) -> web.StreamResponse:
             continue
         # Ids, keys and hashes were checked against strict patterns; only the channel name needs escaping.
         retry_key = "null" if send.retry_key is None else f'"{send.retry_key}"'
+        unit = "null" if send.unit is None else f'"{send.unit}"'  # [A-Za-z0-9_]: checked on the way in
         head = f'{{"channel":{json.dumps(send.channel)},"endpoint":"{send.endpoint}","to":"'
         tail = (
             f',"retry_key":{retry_key},"request_id":"{send.request_id}",'
-            f'"time":"{send.time}","messages_hash":"{send.messages_hash}"}}\n'
+            f'"time":"{send.time}","messages_hash":"{send.messages_hash}","unit":{unit}}}\n'
         )
         blocked, unknown = send.blocked, send.unknown
         for recipient in send.recipients:

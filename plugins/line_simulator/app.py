@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from line_simulator import admin, routes
+from line_simulator import admin, insights, routes
 from line_simulator.runtime import SIMULATOR, Simulator
 
 __all__ = ["Simulator", "create_app"]
@@ -16,5 +16,6 @@ def create_app(simulator: Simulator | None = None) -> web.Application:
     app[SIMULATOR] = simulator or Simulator()
     routes.add_routes(app)
     admin.add_routes(app)
+    insights.add_routes(app)
     app.router.add_route("*", "/{tail:.*}", routes.not_found)
     return app

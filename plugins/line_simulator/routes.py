@@ -15,6 +15,7 @@ from line_simulator import faults as fault_kinds
 from line_simulator.parsing import parse_json
 from line_simulator.runtime import SIMULATOR, Channel, Simulator
 from line_simulator.state import SendRecord
+from line_simulator.units import assign_unit
 from line_simulator.validation import (
     RETRY_KEY,
     BindingError,
@@ -298,6 +299,7 @@ def accept(
             now.isoformat(),
             bundle,
             frozenset(skipped),
+            assign_unit(sim, channel.name, body, now),
         )
         sim.record.add(send_record)
     return response

@@ -93,6 +93,7 @@ class SendRecord:
     time: str
     messages_hash: str
     unknown: frozenset[str] = frozenset()  # multicast recipients unknown to the channel, skipped
+    unit: str | None = None  # the customAggregationUnits name LINE counts the send under (None: none)
 
 
 @dataclass
@@ -214,6 +215,7 @@ class Record:
                     "request_id": send.request_id,
                     "time": send.time,
                     "messages_hash": send.messages_hash,
+                    "unit": send.unit,
                 }
 
     def delivery_counts(self, min_count: int = 1, channel: str | None = None) -> dict[str, int]:

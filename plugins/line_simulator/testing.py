@@ -113,6 +113,10 @@ class SimulatorAdmin:
         """Set the simulated clock to an ISO 8601 time; return it."""
         return self._call("POST", "clock", json={"now": iso})["now"]
 
+    def configure_insights(self, **settings: Any) -> dict[str, Any]:
+        """Set ``unit_budget``, ``rate_limit_per_hour`` (None: off), ``rate_limit_burst`` of the insight endpoints."""
+        return self._call("POST", "insights", json=settings)
+
 
 class SimulatorProcess:
     """Run ``python -m line_simulator --port 0`` in a subprocess; a context manager.

@@ -55,6 +55,10 @@ def e2e_campaigns() -> dict[str, dict]:
         "e2e_dry": _campaign("welcome_back", "e2e_dry"),
         "e2e_test_send": _campaign("welcome_back", "e2e_test_send"),
         "e2e_other_workspace": _campaign("welcome_back", "e2e_other_workspace", workspace="retail_kr"),
+        "e2e_insights": _campaign("spring_sale", "e2e_insights", delivery_schedule={"type": "immediate"}),
+        "e2e_unit_budget": _campaign(
+            "welcome_back", "e2e_unit_budget", aggregation_unit="a_new_unit_this_month"
+        ),
     }
     for document in files.values():
         schedule = document["delivery_schedule"]

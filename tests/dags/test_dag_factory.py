@@ -22,7 +22,20 @@ def test_the_dag_folder_imports_without_errors_and_has_one_dag_per_shipped_campa
         monkeypatch.delenv(name, raising=False)
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
-    assert sorted(bag.dag_ids) == sorted(f"line_campaign__{p.stem}" for p in SHIPPED.glob("*.yaml"))
+    assert sorted(bag.dag_ids) == sorted(
+        [*(f"line_campaign__{p.stem}" for p in SHIPPED.glob("*.yaml")), "line_campaign_insights"]
+    )
+
+
+def test_the_insights_dag_is_daily_and_collects_one_campaign_at_a_time():
+    from line_oa.integration.insights_dag import build_insights_dag
+
+    dag = build_insights_dag()
+    assert [t.task_id for t in dag.topological_sort()] == ["find_campaigns", "collect", "refresh_reports"]
+    assert dag.max_active_runs == 1
+    assert dag.task_dict["collect"].max_active_tis_per_dag == 1
+    assert (sorted(dag.tags), dag.default_args["retries"]) == (["insights", "line"], 2)
+    assert dag.schedule == "@daily"
 
 
 def test_every_generated_dag_has_the_pipeline_shape_and_the_house_policies():

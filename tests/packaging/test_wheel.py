@@ -180,6 +180,8 @@ def test_the_wheel_carries_both_packages_and_the_delivery_log_ddl(installed):
     names = zipfile.ZipFile(installed["wheel"]).namelist()
     assert "line_oa/delivery_log/schema/sqlite.sql" in names
     assert "line_oa/delivery_log/schema/postgres.sql" in names
+    assert "line_oa/delivery_log/schema/insights_sqlite.sql" in names
+    assert "line_oa/delivery_log/schema/insights_postgres.sql" in names
     assert "line_simulator/__main__.py" in names
     # User content stays out of the package.
     assert not [name for name in names if name.endswith(".yaml") or "segments/" in name]

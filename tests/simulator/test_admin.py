@@ -34,7 +34,9 @@ def test_deliveries_are_json_lines_one_per_recipient(line, sim, retry_key):
     assert [row["to"] for row in rows] == [user_id(1), user_id(2)]
     assert set(rows[0]) == {
         "channel", "endpoint", "to", "delivered", "unknown", "retry_key", "request_id", "time", "messages_hash",
+        "unit",
     }  # fmt: skip
+    assert rows[0]["unit"] is None  # no customAggregationUnits in the request
     assert rows[0]["endpoint"] == "multicast"
     assert rows[0]["messages_hash"] == rows[1]["messages_hash"]
     assert sim.admin.messages(rows[0]["messages_hash"]) == [text("hi")]

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from line_oa.campaign import utm
+from line_oa.campaign import units, utm
 from line_oa.campaign.messages import Loc, Message, rule_error, rule_errors
 
 if TYPE_CHECKING:
@@ -203,8 +203,22 @@ class Campaign(Section):
     delivery_schedule: DeliverySchedule
     activation: Activation = Field(default_factory=Activation)
     utm_tracking: UtmTracking = Field(default_factory=UtmTracking)
+    aggregation_unit: str | None = None
 
     _source_path: pathlib.Path | None = PrivateAttr(default=None)
+
+    @field_validator("aggregation_unit")
+    @classmethod
+    def _aggregation_unit_rule(cls, value: str | None) -> str | None:
+        problem = None if value is None else units.unit_problem(value)
+        if problem:
+            raise rule_error(problem)
+        return value
+
+    @property
+    def insight_unit(self) -> str:
+        """Return the unit LINE counts this campaign's impressions and clicks under."""
+        return self.aggregation_unit or units.unit_for_campaign(self.id)
 
     @property
     def source_path(self) -> pathlib.Path | None:

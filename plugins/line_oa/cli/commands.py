@@ -201,7 +201,19 @@ COMMANDS: dict[str, Command] = {
         lambda parser: _status().add_arguments(parser),
         lambda args: _status().run(args),
     ),
+    "insights": Command(
+        "print LINE's impressions and clicks of a campaign (default: every campaign collected)",
+        lambda parser: _insights().add_arguments(parser),
+        lambda args: _insights().run(args),
+    ),
 }
+
+
+def _insights():
+    """Import the insights command lazily: it reads the delivery log's database."""
+    from line_oa.cli import insights
+
+    return insights
 
 
 def _status():

@@ -2,8 +2,9 @@
 
 Sets up everything under ``data/demo`` (Airflow home on SQLite, a 50,000-profile sample CDP, the
 delivery log), starts the LINE simulator with some recipients blocked or unknown, runs the
-``welcome_back`` campaign's DAG for real with ``airflow dags test``, prints the summary, the report's
-path and the campaign's state, and stops the simulator.
+``welcome_back`` campaign's DAG for real with ``airflow dags test``, lets 1, 3 and 7 days pass at the
+simulator and runs ``line_campaign_insights`` for each, prints the summary, LINE's figures, the
+report's path and the campaign's state, and stops the simulator.
 
 It runs from a source checkout only: it uses the checkout's ``dags/`` and ``include/`` (campaign file,
 segment SQL), which a wheel does not carry.
@@ -23,6 +24,8 @@ import time
 from line_oa.paths import source_checkout
 
 DEMO_CAMPAIGN = "welcome_back"
+#: Days after sending on which the demo lets LINE's insights be collected (the simulator's clock moves).
+INSIGHT_DAYS = (1, 3, 7)
 
 
 def checkout_root() -> pathlib.Path:
@@ -92,7 +95,10 @@ def run_demo(profiles: int, home: pathlib.Path) -> int:
                 [*airflow, "dags", "test", dag_id], env=env, stdout=log, stderr=subprocess.STDOUT
             )
         stats = simulator.admin.stats()
-    print(f"the DAG run {'succeeded' if result.returncode == 0 else 'FAILED'} (full log: {log_path})")
+        print(f"the DAG run {'succeeded' if result.returncode == 0 else 'FAILED'} (full log: {log_path})")
+        if result.returncode == 0:
+            collect_insights(simulator, env, home)
+
     summary = _print_summary(env, log_path)
     print(f"LINE simulator: {stats['deliveries']:,} deliveries recorded, {stats['billed']:,} billed, "
           f"{stats['rate_limited']} rate-limited answers")  # fmt: skip
@@ -104,6 +110,28 @@ def run_demo(profiles: int, home: pathlib.Path) -> int:
         print(f"delivery report: {summary['report_path']}")
     print(f"demo finished in {time.monotonic() - started:.0f} s")
     return result.returncode
+
+
+def collect_insights(simulator, env: dict[str, str], home: pathlib.Path, days=INSIGHT_DAYS) -> None:
+    """Let days pass at the simulator and run ``line_campaign_insights`` for each; print the figures."""
+    from datetime import UTC, datetime, timedelta
+
+    sent = datetime.now(UTC)
+    log_path = home / "insights_dags_test.log"
+    with open(log_path, "w") as log:
+        for day in days:
+            simulator.admin.set_clock((sent + timedelta(days=day)).isoformat())
+            when = (sent + timedelta(days=day)).isoformat()
+            print(f"{day} days later at LINE: running line_campaign_insights for {when} ...", flush=True)
+            subprocess.run(
+                [sys.executable, "-m", "airflow", "dags", "test", "line_campaign_insights", when,
+                 "-c", json.dumps({"backoff_seconds": 5})],
+                env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
+            )  # fmt: skip
+    figures = subprocess.run(
+        [sys.executable, "-m", "line_oa", "insights", DEMO_CAMPAIGN], env=env, capture_output=True, text=True
+    )
+    print(figures.stdout.rstrip() or figures.stderr.strip() or f"no figures: see {log_path}")
 
 
 def _print_summary(env: dict[str, str], log_path: pathlib.Path) -> dict | None:

@@ -61,6 +61,7 @@ class DeliveryEngine:
     :param messages: the LINE ``messages`` bundle (wire JSON, UTM tagging applied).
     :param rates: requests per second this sender may use per kind (``{"push": .., "multicast": ..}``,
         its share of the channel's limits); ``rate`` sets both.
+    :param aggregation_unit: LINE's ``customAggregationUnits`` name for every request (None: none).
     :param max_in_flight: concurrent requests; about 100 sustain 2,000/s at 50 ms round trip.
     :param progress: called about every ``progress_interval`` seconds with ``ChunkResult.to_dict()``.
     :param on_request: called before each request leaves with the number of requests so far (tests
@@ -77,6 +78,7 @@ class DeliveryEngine:
         rate: float | None = None,
         rates: dict[str, float | None] | None = None,
         notification_disabled: bool = False,
+        aggregation_unit: str | None = None,
         max_in_flight: int = 128,
         progress: Callable[[dict], None] | None = None,
         progress_interval: float = 10.0,
@@ -89,6 +91,7 @@ class DeliveryEngine:
         self.policy = policy
         self.rates = {"push": rate, "multicast": rate, **(rates or {})}
         self.notification_disabled = notification_disabled
+        self.aggregation_unit = aggregation_unit
         self.max_in_flight = max_in_flight
         self.progress = progress
         self.progress_interval = progress_interval

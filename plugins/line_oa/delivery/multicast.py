@@ -57,7 +57,9 @@ class MulticastSender:
         to = [row.line_user_id for row in unit.rows]
 
         def send():
-            return client.multicast(to, engine.messages, unit.key, engine.notification_disabled)
+            return client.multicast(
+                to, engine.messages, unit.key, engine.notification_disabled, engine.aggregation_unit
+            )
 
         try:
             response = await engine.retrier.send(send, unit, result, counter)

@@ -73,7 +73,13 @@ class PushSender:
         row, counter = unit.rows[0], [0]
 
         def send():
-            return client.push(row.line_user_id, engine.messages, row.retry_key, engine.notification_disabled)
+            return client.push(
+                row.line_user_id,
+                engine.messages,
+                row.retry_key,
+                engine.notification_disabled,
+                engine.aggregation_unit,
+            )
 
         try:
             response = await engine.retrier.send(send, unit, result, counter)

@@ -15,6 +15,8 @@ import requests
 from airflow.sdk import BaseHook
 
 from line_oa.delivery.client import (
+    AGGREGATION_INFO,
+    AGGREGATION_LIST,
     BOT_INFO,
     DEFAULT_HOST,
     DEFAULT_MULTICAST_RATE_LIMIT,
@@ -24,6 +26,7 @@ from line_oa.delivery.client import (
     PUSH,
     QUOTA,
     QUOTA_CONSUMPTION,
+    STATISTICS_PER_UNIT,
     USER_AGENT,
     VALIDATE_MULTICAST,
     VALIDATE_PUSH,
@@ -31,6 +34,7 @@ from line_oa.delivery.client import (
     ChannelSettings,
     LineResponse,
     interpret_response,
+    send_body,
 )
 from line_oa.errors import LineAuthError, LineTransportError
 
@@ -118,7 +122,14 @@ class LineOAHook(BaseHook):
             raise LineAuthError(401, f"Connection {self.line_oa_conn_id!r} has no channel access token")
         return {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
 
-    def _call(self, method: str, path: str, payload: dict | None = None, retry_key: str | None = None):
+    def _call(
+        self,
+        method: str,
+        path: str,
+        payload: dict | None = None,
+        retry_key: str | None = None,
+        params: dict[str, Any] | None = None,
+    ):
         session = self.session
         headers = {"X-Line-Retry-Key": retry_key} if retry_key else None
         try:
@@ -126,6 +137,7 @@ class LineOAHook(BaseHook):
                 method,
                 self.settings.base_url + path,
                 json=payload,
+                params=params,
                 headers=headers,
                 timeout=self.settings.timeout,
             )
@@ -134,10 +146,16 @@ class LineOAHook(BaseHook):
         return interpret_response(response.status_code, response.content, response.headers)
 
     def push(
-        self, to: str, messages: list[dict], *, retry_key: str | None = None, notification_disabled=False
+        self,
+        to: str,
+        messages: list[dict],
+        *,
+        retry_key: str | None = None,
+        notification_disabled=False,
+        aggregation_unit: str | None = None,
     ):
         """Send ``messages`` to one recipient (``POST /v2/bot/message/push``)."""
-        body = {"to": to, "messages": messages, "notificationDisabled": notification_disabled}
+        body = send_body(to, messages, notification_disabled, aggregation_unit)
         return self._call("POST", PUSH, body, retry_key)
 
     def multicast(
@@ -147,9 +165,10 @@ class LineOAHook(BaseHook):
         *,
         retry_key: str | None = None,
         notification_disabled=False,
+        aggregation_unit: str | None = None,
     ):
         """Send ``messages`` to up to 500 user IDs (``POST /v2/bot/message/multicast``)."""
-        body = {"to": to, "messages": messages, "notificationDisabled": notification_disabled}
+        body = send_body(to, messages, notification_disabled, aggregation_unit)
         return self._call("POST", MULTICAST, body, retry_key)
 
     def validate_push(self, messages: list[dict]) -> LineResponse:
@@ -171,6 +190,22 @@ class LineOAHook(BaseHook):
     def get_bot_info(self) -> dict[str, Any]:
         """Return the bot's basic information (``GET /v2/bot/info``)."""
         return self._call("GET", BOT_INFO).body
+
+    def get_aggregation_unit_count(self) -> int:
+        """Return how many aggregation units this month's requests used (``.../aggregation/info``)."""
+        return int(self._call("GET", AGGREGATION_INFO).body.get("numOfCustomAggregationUnits", 0))
+
+    def get_aggregation_unit_names(self, *, limit: int = 100, start: str | None = None) -> dict[str, Any]:
+        """Return one page of this month's unit names: ``{"customAggregationUnits": [...], "next": ...}``."""
+        params: dict[str, Any] = {"limit": limit}
+        if start:
+            params["start"] = start
+        return self._call("GET", AGGREGATION_LIST, params=params).body
+
+    def get_statistics_per_unit(self, unit: str, date_from: str, date_to: str) -> dict[str, Any]:
+        """Return LINE's impressions and clicks of ``unit`` between two dates (yyyyMMdd, UTC+9)."""
+        params = {"customAggregationUnit": unit, "from": date_from, "to": date_to}
+        return self._call("GET", STATISTICS_PER_UNIT, params=params).body
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the token against ``GET /v2/bot/info`` (the UI's Test button)."""

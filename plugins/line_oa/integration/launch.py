@@ -54,6 +54,8 @@ def validate_for_launch(
         mode=campaign.content.delivery_mode,
         retry=campaign.activation.retry,
     )
+    if not options.is_test:  # test sends carry no unit
+        facts["aggregation_unit"] = check_unit_budget(hook, campaign.insight_unit)
     hook.close()
     if not facts["fits"] and not options.dry_run and not options.allow_partial_delivery:
         raise LaunchRefused(
@@ -225,6 +227,16 @@ def _retrying(policy: Retry):
             raise _Unavailable(name, retrying.statistics.get("attempt_number", 1), err) from None
 
     return call
+
+
+def check_unit_budget(hook, unit: str) -> str:
+    """Refuse a launch whose aggregation unit LINE would drop (monthly budget); return the unit."""
+    from line_oa.insights.budget import unit_budget_problem
+
+    _used, problem = unit_budget_problem(hook, unit)
+    if problem:
+        raise LaunchRefused(problem)
+    return unit
 
 
 def enter_delivery(campaign: Campaign, *, run_id: str, options: TriggerOptions, ledger_factory) -> None:

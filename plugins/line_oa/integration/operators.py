@@ -135,6 +135,7 @@ class LineOAPushOperator(BaseOperator):
             self.hook.settings.conn_id,
         )  # fmt: skip
         retry = campaign.activation.retry
+        is_test = self.is_test or bool(chunk.get("is_test"))
         return {
             "client_factory": lambda: self.hook.async_client(max_in_flight=self.max_in_flight),
             "messages": campaign.wire_messages(),
@@ -143,8 +144,10 @@ class LineOAPushOperator(BaseOperator):
                 retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds
             ),
             "rates": rates,
-            "is_test": self.is_test or bool(chunk.get("is_test")),
+            "is_test": is_test,
             "notification_disabled": campaign.content.notification_disabled,
+            # Test sends carry no unit: they must not count in the campaign's LINE statistics.
+            "aggregation_unit": None if is_test else campaign.insight_unit,
             "max_in_flight": self.max_in_flight,
             "progress": functools.partial(self._log_progress, total=len(recipients)),
             "progress_interval": self.progress_interval,

@@ -50,7 +50,11 @@ td.count { text-align: right; white-space: nowrap; }
 
 
 def render_report_html(
-    summary: Mapping[str, Any], *, send_rate: Sequence[tuple[str, int]], messages_preview: Sequence[Mapping]
+    summary: Mapping[str, Any],
+    *,
+    send_rate: Sequence[tuple[str, int]],
+    messages_preview: Sequence[Mapping],
+    insights_html: str = "",
 ) -> str:
     """Return the delivery report of one run as a complete HTML document.
 
@@ -58,6 +62,7 @@ def render_report_html(
     :param send_rate: ``(bucket label, recipients sent in that bucket)`` in time order; long series
         are summed into at most :data:`MAX_CHART_POINTS` bars.
     :param messages_preview: the campaign's messages as LINE wire JSON.
+    :param insights_html: the "LINE insights" section (``line_oa.insights.section``), escaped already.
     """
     name = str(summary.get("campaign_name") or summary.get("campaign_id") or "campaign")
     title = f"Delivery report: {name} ({summary.get('run_id', '')})"
@@ -67,6 +72,7 @@ def render_report_html(
         _history(summary),
         "<h2>Outcomes</h2>",
         _outcome_chart(summary),
+        insights_html,
         "<h2>Send rate</h2>",
         _send_rate_chart(send_rate),
         "<h2>Failures and exclusions</h2>",

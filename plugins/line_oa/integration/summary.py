@@ -168,6 +168,20 @@ def sending_seconds(send_rate: list[tuple[str, int]]) -> float:
     return (last - first).total_seconds() + 1.0
 
 
+def insights_section(campaign_id: str, log_hook) -> str:
+    """Return the report's "LINE insights" section from the statistics beside the delivery log."""
+    from line_oa.insights.figures import campaign_figures
+    from line_oa.insights.section import insights_html
+    from line_oa.insights.store import InsightStore
+
+    store = InsightStore(log_hook)
+    try:
+        figures = campaign_figures(store.statistics(campaign_id), delivered=store.sent_count(campaign_id))
+    finally:
+        store.close()
+    return insights_html(figures)
+
+
 def write_report(
     campaign: Campaign, ledger: DeliveryLog, summary: dict[str, Any], send_rate: list[tuple[str, int]]
 ) -> pathlib.Path:
@@ -176,6 +190,13 @@ def write_report(
 
     path = report_dir() / campaign.id / f"{safe_name(ledger.run_id)}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    html = render_report_html(summary, send_rate=send_rate, messages_preview=campaign.wire_messages())
+    html = render_report_html(
+        summary,
+        send_rate=send_rate,
+        messages_preview=campaign.wire_messages(),
+        insights_html=""
+        if summary.get("dry_run") or summary.get("test_send")
+        else insights_section(campaign.id, ledger.hook),
+    )
     path.write_text(html, encoding="utf-8")
     return path
