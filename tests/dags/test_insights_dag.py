@@ -48,6 +48,15 @@ def test_delivery_then_days_at_line_then_the_insights_dag_fills_the_report(airfl
     test_send = run_dag(airflow_env, "e2e_insights", run_conf={"test_recipients": [tester]})
     assert str(test_send.state) == "success", task_states(test_send)
     assert [d["unit"] for d in line.admin.deliveries() if d["to"] == tester] == [None]
+    recorded = InsightStore.connect()
+    try:
+        assert [
+            f.unit
+            for f in recorded.delivered_since(datetime.now(UTC) - timedelta(hours=1))
+            if f.campaign_id == "e2e_insights"
+        ] == ["e2e_insights"]  # recorded by the validate task
+    finally:
+        recorded.close()
 
     now = datetime.now(UTC)
     same_day = insights_run(airflow_env, now)

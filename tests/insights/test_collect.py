@@ -37,6 +37,7 @@ class Delivered:
             line_conn, ledger, recipients(people), mode="multicast", aggregation_unit=self.unit
         )
         assert result.sent == people
+        self.run_id = ledger.run_id
         self.store = InsightStore(ledger.hook)
 
     def fetch(self, as_of: dt.datetime):
@@ -86,6 +87,20 @@ def test_two_campaigns_sharing_a_unit_keep_their_own_rows(line_conn, ledger_fact
     both = next(row for row in second.rows() if row["kind"] == "overview")["unique_impression"]
     assert both == next(row for row in first.rows() if row["kind"] == "overview")["unique_impression"]
     assert both is not None, "LINE counts both campaigns' recipients under the shared unit"
+
+
+def test_the_unit_a_run_recorded_is_asked_for_even_if_the_file_changed_since(
+    line_conn, ledger_factory, sim, hook
+):
+    campaign = Delivered(line_conn, ledger_factory, 300, unit="unit_at_send_time")
+    campaign.store.record_unit(campaign.campaign_id, campaign.run_id, "unit_at_send_time", now())
+    sim.admin.advance_clock(86400)
+    fetches = fetches_due(campaign.store, as_of=now() + dt.timedelta(days=1), unit_of=lambda _: "unit_now")
+    fetch = next(fetch for fetch in fetches if fetch.campaign_id == campaign.campaign_id)
+    assert fetch.unit == "unit_at_send_time"
+    collect(hook, campaign.store, fetch)
+    overview = next(row for row in campaign.rows() if row["kind"] == "overview")
+    assert overview["unique_impression"] is not None
 
 
 def test_a_later_day_adds_a_point_to_the_series(line_conn, ledger_factory, sim, hook):

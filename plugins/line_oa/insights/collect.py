@@ -44,10 +44,16 @@ class Backoff:
 def fetches_due(
     store: InsightStore, *, as_of: dt.datetime, unit_of: Callable[[str], str] = unit_for_campaign
 ) -> list[Fetch]:
-    """Return one fetch per campaign with real sends in the 14 days before ``as_of`` (LINE's updates)."""
+    """Return one fetch per campaign and unit with real sends in the 14 days before ``as_of``.
+
+    The unit is the one its runs recorded; ``unit_of`` names it for runs that recorded none.
+    """
     return [
         fetch_for(
-            campaign.campaign_id, unit_of(campaign.campaign_id), first_sent=campaign.first_sent, as_of=as_of
+            campaign.campaign_id,
+            campaign.unit or unit_of(campaign.campaign_id),
+            first_sent=campaign.first_sent,
+            as_of=as_of,
         )
         for campaign in store.delivered_since(collection_since(as_of))
     ]

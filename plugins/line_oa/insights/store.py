@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from line_oa.insights.periods import Fetch
 
 STATISTICS_TABLE = "line_insight_statistics"
+UNIT_TABLE = "line_insight_unit"
 #: Campaigns sharing a unit (``aggregation_unit``) keep their own rows: the campaign is part of the key.
 KEY = ("campaign_id", "unit", "date_from", "date_to", "as_of_day", "kind", "seq", "url")
 VALUES = (
@@ -36,9 +37,10 @@ VALUES = (
 
 @dataclass(frozen=True)
 class DeliveredCampaign:
-    """A campaign with real sends (not test sends) in the delivery log since a given time."""
+    """A campaign's real sends (not test sends) under one unit in the delivery log since a given time."""
 
     campaign_id: str
+    unit: str | None  # the unit its runs recorded (None: runs from before units were recorded)
     first_sent: dt.datetime
     last_sent: dt.datetime
     sent: int
@@ -103,14 +105,14 @@ class InsightStore:
         self._conn.close()
 
     def ensure_schema(self) -> None:
-        """Create the statistics table from ``schema/insights_<dialect>.sql`` when missing."""
+        """Create the statistics and unit tables from ``schema/insights_<dialect>.sql`` when missing."""
         schema = importlib.resources.files("line_oa.delivery_log") / "schema" / f"insights_{self.dialect}.sql"
         cursor = self._conn.cursor()
         if self.dialect == "postgres":
             # A role without CREATE rights may not even run CREATE ... IF NOT EXISTS: when an admin
             # created the table up front (docs/operations.md), leave it at that.
-            cursor.execute("SELECT to_regclass(%s)", (STATISTICS_TABLE,))
-            if cursor.fetchone()[0] is not None:
+            cursor.execute("SELECT to_regclass(%s), to_regclass(%s)", (STATISTICS_TABLE, UNIT_TABLE))
+            if all(cursor.fetchone()):
                 self._conn.commit()
                 return
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (STATISTICS_TABLE,))
@@ -124,20 +126,32 @@ class InsightStore:
         return when if self.dialect == "postgres" else when.astimezone(dt.UTC).isoformat()
 
     def delivered_since(self, since: dt.datetime) -> list[DeliveredCampaign]:
-        """Return the campaigns with real sends since ``since``: first and last send, recipients sent."""
+        """Return each campaign's real sends since ``since`` per recorded unit: first, last, how many."""
         sql = (
-            f"SELECT campaign_id, MIN(sent_at), MAX(sent_at), COUNT(*) FROM {TABLE} "
-            f"WHERE status = '{Status.SENT}' AND is_test = 0 AND sent_at >= {self._p} "
-            "GROUP BY campaign_id ORDER BY campaign_id"
+            f"SELECT log.campaign_id, unit.unit, MIN(log.sent_at), MAX(log.sent_at), COUNT(*) FROM {TABLE} log "
+            f"LEFT JOIN {UNIT_TABLE} unit ON unit.campaign_id = log.campaign_id AND unit.run_id = log.run_id "
+            f"WHERE log.status = '{Status.SENT}' AND log.is_test = 0 AND log.sent_at >= {self._p} "
+            "GROUP BY log.campaign_id, unit.unit ORDER BY log.campaign_id, unit.unit"
         )
         cursor = self._conn.cursor()
         cursor.execute(sql, (self._time(since),))
         found = [
-            DeliveredCampaign(str(campaign), _aware(first), _aware(last), int(sent))
-            for campaign, first, last, sent in cursor.fetchall()
+            DeliveredCampaign(str(campaign), unit, _aware(first), _aware(last), int(sent))
+            for campaign, unit, first, last, sent in cursor.fetchall()
         ]
         self._conn.commit()
         return found
+
+    def record_unit(self, campaign_id: str, run_id: str, unit: str, now: dt.datetime) -> None:
+        """Record the unit a real run sends under (again for a resumed run: the latest wins)."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"INSERT INTO {UNIT_TABLE} (campaign_id, run_id, unit, recorded_at) "
+            f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}) ON CONFLICT (campaign_id, run_id) "
+            "DO UPDATE SET unit = excluded.unit, recorded_at = excluded.recorded_at",
+            (campaign_id, run_id, unit, self._time(now)),
+        )
+        self._conn.commit()
 
     def save(self, fetch: Fetch, body: dict[str, Any], fetched_at: dt.datetime) -> int:
         """Store one fetch's rows under its fetch key, replacing the values of an earlier save of it."""

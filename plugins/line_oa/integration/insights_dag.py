@@ -3,7 +3,8 @@
 find_campaigns ─▶ collect[campaign] (mapped, one at a time) ─▶ refresh_reports
 
 - ``find_campaigns``: the campaigns with real sends in the 14 days before the run's date (LINE updates
-  a message's figures for 14 days), each with its unit, period (UTC+9) and sender account;
+  a message's figures for 14 days), each with the unit its runs recorded, the period (UTC+9) and the
+  sender account;
 - ``collect``: one statistics request per campaign through ``LineOAHook``, 429s waited out with
   exponential backoff, rows upserted into the statistics table. LINE allows 60 insight requests an hour
   per channel: the tasks run one at a time (``max_active_tis_per_dag=1``, one run at a time), in the pool
@@ -63,17 +64,18 @@ def find_campaigns() -> list[dict[str, str]]:
     as_of = _as_of(get_current_context())
     facts: dict[str, tuple[str, str]] = {}
 
-    def unit_of(campaign_id: str) -> str:
-        facts[campaign_id] = campaign_facts(campaign_id)
-        return facts[campaign_id][0]
+    def facts_of(campaign_id: str) -> tuple[str, str]:
+        if campaign_id not in facts:
+            facts[campaign_id] = campaign_facts(campaign_id)
+        return facts[campaign_id]
 
     store = InsightStore.connect()
     try:
-        fetches = fetches_due(store, as_of=as_of, unit_of=unit_of)
+        fetches = fetches_due(store, as_of=as_of, unit_of=lambda campaign_id: facts_of(campaign_id)[0])
     finally:
         store.close()
     log.info("as of %s: %d campaigns sent in the last 14 days", as_of.isoformat(), len(fetches))
-    return [{**fetch.to_dict(), "line_config": facts[fetch.campaign_id][1]} for fetch in fetches]
+    return [{**fetch.to_dict(), "line_config": facts_of(fetch.campaign_id)[1]} for fetch in fetches]
 
 
 @task

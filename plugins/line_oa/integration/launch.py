@@ -65,6 +65,7 @@ def validate_for_launch(
     if not (options.is_test or options.dry_run):
         # Last: a launch refused for any other reason records nothing.
         enter_delivery(campaign, run_id=run_id, options=options, ledger_factory=ledger_factory)
+        record_unit(campaign, run_id=run_id, ledger_factory=ledger_factory)
     return {
         "campaign_id": campaign.id,
         "reachable": reachable,
@@ -237,6 +238,21 @@ def check_unit_budget(hook, unit: str) -> str:
     if problem:
         raise LaunchRefused(problem)
     return unit
+
+
+def record_unit(campaign: Campaign, *, run_id: str, ledger_factory) -> None:
+    """Record the aggregation unit this real run sends under (the insights DAG asks LINE for it)."""
+    from line_oa.insights.store import InsightStore
+
+    ledger = ledger_factory(campaign.id, run_id)
+    try:
+        store = InsightStore(ledger.hook)
+        try:
+            store.record_unit(campaign.id, run_id, campaign.insight_unit, datetime.now(UTC))
+        finally:
+            store.close()
+    finally:
+        ledger.close()
 
 
 def enter_delivery(campaign: Campaign, *, run_id: str, options: TriggerOptions, ledger_factory) -> None:

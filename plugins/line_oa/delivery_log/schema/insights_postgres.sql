@@ -20,3 +20,12 @@ CREATE TABLE IF NOT EXISTS line_insight_statistics (
     fetched_at          TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (campaign_id, unit, date_from, date_to, as_of_day, kind, seq, url)
 );
+-- The aggregation unit each real run of a campaign sends under, recorded by its validate task, so that
+-- the collection asks LINE for the unit the requests carried even if the campaign file changed since.
+CREATE TABLE IF NOT EXISTS line_insight_unit (
+    campaign_id TEXT    NOT NULL,
+    run_id      TEXT    NOT NULL,
+    unit        TEXT    NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (campaign_id, run_id)
+);
