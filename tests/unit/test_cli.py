@@ -84,7 +84,6 @@ def test_build_parser_lists_every_registered_command():
     assert parser.parse_args(["render", "x.yaml"]).run is cli.run_render
     assert parser.parse_args(["preview", "x.yaml", "-o", "x.html"]).run is cli.run_preview
     assert set(cli.COMMANDS) == {"validate", "render", "preview", "status", "insights"}
-    assert set(cli.COMMANDS) == {"validate", "render", "status", "insights"}
 
 
 @pytest.mark.parametrize(
