@@ -128,6 +128,15 @@ class Reason(StrEnum):
             "Nothing; merge the duplicate profiles in the CDP if this is unexpected.",
         ),
     )
+    SUPPRESSED = (
+        "suppressed",
+        _Reason(
+            Status.EXCLUDED,
+            False,
+            "The profile or its LINE user id is on a suppression list (include/sql/suppressions): no campaign may message it.",
+            "Nothing; remove it from the suppression list's source if it should receive campaigns again.",
+        ),
+    )
     OVER_MAX_RECIPIENTS = (
         "over_max_recipients",
         _Reason(

@@ -37,6 +37,9 @@ def e2e_campaigns() -> dict[str, dict]:
         "e2e_immediate": _campaign("welcome_back", "e2e_immediate"),
         "e2e_push": _campaign("welcome_back", "e2e_push", **{"content.delivery_mode": "push"}),
         "e2e_pages": _campaign("welcome_back", "e2e_pages"),
+        "e2e_suppressed": _campaign(
+            "welcome_back", "e2e_suppressed", **{"target_audience.suppression_lists": ["e2e_optouts"]}
+        ),
         "e2e_quota": _campaign(
             "welcome_back", "e2e_quota", **{"content.delivery_mode": "push", "activation.chunk_size": 500}
         ),

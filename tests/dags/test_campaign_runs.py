@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pathlib
+import shutil
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 
+from line_oa.integration.segment import LINE_USER_ID
 from line_simulator import DEFAULT_TOKEN
 
 from .conftest import (
@@ -19,6 +23,7 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.slow
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_immediate_campaign_delivers_every_eligible_recipient_once(airflow_env, line):
@@ -209,3 +214,27 @@ def test_a_short_line_outage_at_launch_is_retried_not_a_refusal(airflow_env, lin
     stats = line.admin.stats()
     assert stats["faults"]["outage"] >= 1
     assert line.admin.deliveries() == []
+
+
+def test_suppressed_profiles_are_logged_and_never_sent(airflow_env, line, tmp_path, monkeypatch):
+    root = tmp_path / "sql"
+    shutil.copytree(ROOT / "include" / "sql", root)
+    (root / "suppressions" / "lists").mkdir(parents=True, exist_ok=True)
+    (root / "suppressions" / "lists" / "e2e_optouts.sql").write_text(
+        "-- every profile whose id ends in 7, by profile id\n"
+        "SELECT profile_id, NULL AS line_user_id FROM profiles WHERE profile_id LIKE '%7'\n"
+    )
+    monkeypatch.setenv("AIRFLOW__LINE_OA__SQL_ROOT", str(root))
+    dag_run = run_dag(airflow_env, "e2e_suppressed")
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    ledger = ledger_of("e2e_suppressed", dag_run.run_id)
+    suppressed_users = {row.line_user_id for row in ledger.rows("excluded") if row.reason == "suppressed"}
+    with sqlite3.connect(airflow_env["base"] / "cdp.db") as conn:
+        listed = conn.execute(
+            "SELECT TRIM(line_user_id) FROM profiles WHERE opted_in = 1 AND profile_id LIKE '%7'"
+        ).fetchall()
+    eligible_listed = {user for (user,) in listed if user and LINE_USER_ID.match(user)}
+    assert suppressed_users == eligible_listed, "a listed person (by any of their profiles) is suppressed"
+    delivered = {d["to"] for d in line.admin.deliveries()}
+    assert not delivered & suppressed_users, "a suppressed LINE user was messaged"
+    assert assert_log_matches_record(ledger, line) == eligible_profiles(airflow_env) - len(suppressed_users)

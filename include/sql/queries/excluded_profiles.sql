@@ -7,7 +7,7 @@
 --
 -- Reasons: missing_recipient_id (no LINE user id in the CDP), duplicate_recipient (another profile of
 -- the segment has the same LINE user id and got the messages), over_max_recipients (beyond the run's
--- max_recipients). Malformed ids are failed rows (invalid_recipient_id): see failures_by_reason.sql.
+-- max_recipients), suppressed (on a suppression list). Malformed ids are failed rows (invalid_recipient_id): see failures_by_reason.sql.
 SELECT
     reason,
     profile_id,

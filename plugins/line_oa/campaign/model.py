@@ -52,6 +52,8 @@ class TargetAudience(Section):
     parent_segment: Slug
     segment: Slug
     cdp_conn_id: ConnectionId = "line_oa_cdp"
+    # extra suppression lists (include/sql/suppressions/lists/<name>.sql), beside the global ones
+    suppression_lists: list[Slug] = Field(default_factory=list, max_length=20)
 
 
 class Content(Section):

@@ -297,29 +297,45 @@ _SQL_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 
 
 def _check_segment_sql(audience: TargetAudience, sql_root: pathlib.Path, collector: ProblemCollector) -> None:
-    """Require the segment's SQL file to exist and to be one query returning the two id columns."""
+    """Require the segment's SQL file, and every suppression list the campaign uses, to exist and to be
+    one query returning the two id columns."""
     sql_path = pathlib.Path(sql_root) / "segments" / audience.parent_segment / f"{audience.segment}.sql"
+    _check_query_file(
+        sql_path, ("target_audience", "segment"), "segment SQL file", "fix parent_segment/segment", collector
+    )
+    folder = pathlib.Path(sql_root) / "suppressions"
+    for path in sorted(folder.glob("*.sql")):
+        _check_query_file(path, ("target_audience",), "suppression list", "fix or remove it", collector)
+    for index, name in enumerate(audience.suppression_lists):
+        loc = ("target_audience", "suppression_lists", index)
+        _check_query_file(
+            folder / "lists" / f"{name}.sql", loc, "suppression list", "fix the name", collector
+        )
+
+
+def _check_query_file(
+    sql_path: pathlib.Path, loc: Loc, what: str, remedy: str, collector: ProblemCollector
+) -> None:
+    """Require ``sql_path`` to exist and hold one SELECT returning ``profile_id`` and ``line_user_id``."""
     shown = _display(sql_path)
-    loc = ("target_audience", "segment")
     try:
         sql = sql_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        collector.add(loc, f"segment SQL file {shown} not found; create it or fix parent_segment/segment")
+        collector.add(loc, f"{what} {shown} not found; create it or {remedy}")
         return
     except (OSError, UnicodeDecodeError) as error:
-        collector.add(loc, f"segment SQL file {shown} cannot be read: {error}")
+        collector.add(loc, f"{what} {shown} cannot be read: {error}")
         return
     query = _SQL_COMMENT.sub(" ", sql).strip().rstrip(";").strip()
     first_word = query.split(None, 1)[0].lower() if query else ""
     if first_word not in ("select", "with"):
-        collector.add(loc, f"segment SQL file {shown} must hold one SELECT query (it may start with WITH)")
+        collector.add(loc, f"{what} {shown} must hold one SELECT query (it may start with WITH)")
     elif ";" in query:
-        collector.add(loc, f"segment SQL file {shown} holds more than one statement; keep one SELECT query")
+        collector.add(loc, f"{what} {shown} holds more than one statement; keep one SELECT query")
     for column in ("profile_id", "line_user_id"):
         if not re.search(rf"\b{column}\b", query, re.IGNORECASE):
             collector.add(
-                loc,
-                f"segment SQL file {shown} does not return the column {column} (needed: profile_id, line_user_id)",
+                loc, f"{what} {shown} does not return the column {column} (needed: profile_id, line_user_id)"
             )
 
 

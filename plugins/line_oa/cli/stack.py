@@ -226,7 +226,7 @@ def run(port: int, home: pathlib.Path, profiles: int) -> int:
             status = 0
         finally:
             stack.stop()
-            print("stopped", flush=True)
+            print("every process has stopped", flush=True)
     return status
 
 

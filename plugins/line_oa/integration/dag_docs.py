@@ -72,6 +72,12 @@ def describe(campaign: Campaign) -> str:
         f"- **Campaign**: `{campaign.id}` · status **{campaign.status}** · workspace `{campaign.workspace}`",
         f"- **Audience**: segment `{campaign.target_audience.parent_segment}/{campaign.target_audience.segment}`"
         f" from connection `{campaign.target_audience.cdp_conn_id}`",
+        "- **Suppression lists**: every `suppressions/*.sql`"
+        + (
+            f", and {', '.join(f'`lists/{n}.sql`' for n in campaign.target_audience.suppression_lists)}"
+            if campaign.target_audience.suppression_lists
+            else ""
+        ),  # fmt: skip
         f"- **Sender account**: connection `{campaign.content.line_config}` · mode {campaign.content.delivery_mode}",
         f"- **Schedule**: {when}",
         f"- **Retries**: {campaign.activation.retry.max_attempts} attempts, backoff "

@@ -224,7 +224,8 @@ def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str,
         if options.is_test:
             rows = sorted(segment.rows_for_test_send(options.test_recipients), key=lambda r: r[1])
         else:
-            sql = segment.wrap_segment_sql(pipeline.segment_sql(campaign))
+            suppressions = pipeline.suppression_sqls(campaign)
+            sql = segment.wrap_segment_sql(pipeline.segment_sql(campaign), suppressions)
             rows = pipeline.run_segment_query(
                 campaign, lambda: segment.stream_rows(pipeline.cdp_hook(campaign), sql)
             )

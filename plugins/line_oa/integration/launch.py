@@ -147,10 +147,8 @@ def count_reachable(campaign: Campaign, options: TriggerOptions) -> int:
     if options.is_test:
         return len(set(options.test_recipients))
     # Through the module, so that patching pipeline.cdp_hook sees every statement sent to the CDP.
-    sql = pipeline.segment_sql(campaign)
-    first = pipeline.run_segment_query(
-        campaign, lambda: pipeline.cdp_hook(campaign).get_first(count_sql(sql))
-    )
+    sql = count_sql(pipeline.segment_sql(campaign), pipeline.suppression_sqls(campaign))
+    first = pipeline.run_segment_query(campaign, lambda: pipeline.cdp_hook(campaign).get_first(sql))
     reachable = int(first[0] or 0)
     if options.max_recipients is not None:
         reachable = min(reachable, options.max_recipients)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import pathlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,6 @@ from line_oa.delivery_log.store import DeliveryLog, data_dir, sql_hook
 from line_oa.errors import LineOAError
 
 if TYPE_CHECKING:
-    import pathlib
-
     from line_oa.campaign import Campaign
 
 log = logging.getLogger(__name__)
@@ -93,6 +92,28 @@ def segment_sql(campaign: Campaign, sql_root: pathlib.Path | None = None) -> str
     if not path.is_file():
         raise LaunchRefused(f"target_audience: segment SQL {path} does not exist")
     return path.read_text(encoding="utf-8")
+
+
+SUPPRESSIONS = "suppressions"
+
+
+def suppression_files(campaign: Campaign, sql_root: pathlib.Path | None = None) -> list[pathlib.Path]:
+    """Return the suppression lists of a campaign: every ``suppressions/*.sql`` (all campaigns) and the
+    campaign's own ``suppressions/lists/<name>.sql`` (``target_audience.suppression_lists``)."""
+    folder = pathlib.Path(sql_root or settings.sql_root()) / SUPPRESSIONS
+    files = sorted(folder.glob("*.sql"))
+    files += [folder / "lists" / f"{name}.sql" for name in campaign.target_audience.suppression_lists]
+    return files
+
+
+def suppression_sqls(campaign: Campaign, sql_root: pathlib.Path | None = None) -> list[str]:
+    """Return the SQL of the campaign's suppression lists; refuse a named list that does not exist."""
+    sqls = []
+    for path in suppression_files(campaign, sql_root):
+        if not path.is_file():
+            raise LaunchRefused(f"target_audience.suppression_lists: {path} does not exist")
+        sqls.append(path.read_text(encoding="utf-8"))
+    return sqls
 
 
 def run_segment_query(campaign: Campaign, function, *args, sql_root: pathlib.Path | None = None):

@@ -32,7 +32,7 @@ from line_oa.vocabulary import Reason
 
 if TYPE_CHECKING:
     import pathlib
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Sequence
 
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
@@ -47,6 +47,7 @@ MISSING_RECIPIENT_ID = Reason.MISSING_RECIPIENT_ID
 INVALID_RECIPIENT_ID = Reason.INVALID_RECIPIENT_ID
 DUPLICATE_RECIPIENT = Reason.DUPLICATE_RECIPIENT
 OVER_MAX_RECIPIENTS = Reason.OVER_MAX_RECIPIENTS
+SUPPRESSED = Reason.SUPPRESSED
 MISSING_PROFILE_ID = Reason.MISSING_PROFILE_ID
 DUPLICATE_PROFILE_ID = Reason.DUPLICATE_PROFILE_ID
 INVALID_PROFILE_ID = Reason.INVALID_PROFILE_ID
@@ -63,7 +64,7 @@ _SYNTHETIC = re.compile(r"^\((?:no|invalid) profile id\)| \(repeat #\d+\)$")
 # first occurrence is the one with a non-empty LINE user id, lowest first.
 _PROFILE = "TRIM(CAST(segment.profile_id AS VARCHAR))"
 _USER = "TRIM(CAST(segment.line_user_id AS VARCHAR))"
-_WRAPPED = f"""SELECT profile_id, line_user_id, occurrence FROM (
+_WRAPPED = f"""SELECT profile_id, line_user_id, occurrence, suppressed FROM (
 SELECT
     {_PROFILE} AS profile_id,
     {_USER} AS line_user_id,
@@ -71,10 +72,11 @@ SELECT
         PARTITION BY {_PROFILE}
         ORDER BY CASE WHEN {_USER} IS NULL OR {_USER} = '' THEN 1 ELSE 0 END, {_USER}, segment.profile_id
     ) AS occurrence,
+    {{suppressed}} AS suppressed,
     segment.profile_id AS profile_order
 FROM (
 {{body}}
-) AS segment
+) AS segment{{joins}}
 ) AS normalized
 ORDER BY line_user_id, profile_order, occurrence"""
 
@@ -105,22 +107,55 @@ def _body(segment_sql: str) -> str:
     return segment_sql.strip().rstrip(";").strip()
 
 
-def wrap_segment_sql(segment_sql: str) -> str:
-    """Return the query streaming ``(profile_id, line_user_id, occurrence)`` ordered by LINE user id.
+def wrap_segment_sql(segment_sql: str, suppressions: Sequence[str] = ()) -> str:
+    """Return the query streaming ``(profile_id, line_user_id, occurrence, suppressed)`` by LINE user id.
 
     Both ids are trimmed in SQL before ordering (``" Uxxx"`` and ``"Uxxx"`` sort together);
     ``occurrence`` is 1 for a profile id's first row and 2, 3, … for its repeats (portable SQL:
     ``TRIM``, ``CAST … AS VARCHAR`` and ``ROW_NUMBER() OVER``, as in SQLite, PostgreSQL and Trino).
+    ``suppressed`` is 1 when the profile id or the LINE user id is on one of the ``suppressions``
+    (queries returning ``profile_id, line_user_id``, either may be NULL), else 0.
     """
     body = _body(segment_sql)
     if ";" in body:
         raise LineOAError("segment SQL must be a single SELECT statement (found ';' inside it)")
-    return _WRAPPED.format(body=body)
+    joins, suppressed = _suppression_joins(suppressions)
+    return _WRAPPED.format(body=body, joins=joins, suppressed=_suppressed_per_user(suppressed))
 
 
-def count_sql(segment_sql: str) -> str:
-    """Return a query counting the segment's distinct LINE user ids, trimmed and non-empty (quota pre-flight)."""
-    return f"SELECT COUNT(DISTINCT {_USER}) FROM (\n{_body(segment_sql)}\n) AS segment WHERE {_USER} <> ''"
+def _suppression_joins(suppressions: Sequence[str]) -> tuple[str, str]:
+    """Return the LEFT JOINs of the suppression lists and the expression that is 1 for a suppressed row."""
+    if not suppressions:
+        return "", "0"
+    union = "\nUNION ALL\n".join(
+        "SELECT TRIM(CAST(listed.profile_id AS VARCHAR)) AS profile_id, "
+        f"TRIM(CAST(listed.line_user_id AS VARCHAR)) AS line_user_id FROM (\n{_body(sql)}\n) AS listed"
+        for sql in suppressions
+    )
+    if any(";" in _body(sql) for sql in suppressions):
+        raise LineOAError("a suppression list must be a single SELECT statement (found ';' inside it)")
+    joins = (
+        f"\nLEFT JOIN (SELECT DISTINCT line_user_id AS id FROM (\n{union}\n) AS lists WHERE line_user_id <> '') "
+        f"AS suppressed_user ON suppressed_user.id = {_USER}"
+        f"\nLEFT JOIN (SELECT DISTINCT profile_id AS id FROM (\n{union}\n) AS lists WHERE profile_id <> '') "
+        f"AS suppressed_profile ON suppressed_profile.id = {_PROFILE}"
+    )
+    return joins, "CASE WHEN suppressed_user.id IS NULL AND suppressed_profile.id IS NULL THEN 0 ELSE 1 END"
+
+
+def _suppressed_per_user(suppressed: str) -> str:
+    """A LINE user is suppressed when any of its profiles is: one person, however many profiles."""
+    return suppressed if suppressed == "0" else f"MAX({suppressed}) OVER (PARTITION BY {_USER})"
+
+
+def count_sql(segment_sql: str, suppressions: Sequence[str] = ()) -> str:
+    """Return a query counting the segment's distinct LINE user ids, trimmed and non-empty, that no
+    suppression list holds (quota pre-flight)."""
+    joins, suppressed = _suppression_joins(suppressions)
+    return (
+        f"SELECT COUNT(DISTINCT {_USER}) FROM (\n{_body(segment_sql)}\n) AS segment{joins} "
+        f"WHERE {_USER} <> '' AND {suppressed} = 0"
+    )
 
 
 def stream_rows(hook: DbApiHook, sql: str) -> Iterator[tuple[Any, ...]]:
@@ -199,7 +234,7 @@ def classify(
 ) -> Iterator[tuple[str, str | None, str | None, str | None, str | None]]:
     """Yield (profile_id, line_user_id, status, reason, message), one per row ordered by LINE user id.
 
-    ``rows`` are ``(profile_id, line_user_id, occurrence)`` as ``wrap_segment_sql`` returns them, or
+    ``rows`` are ``(profile_id, line_user_id, occurrence, suppressed)`` as ``wrap_segment_sql`` returns them, or
     ``(profile_id, line_user_id)``: then occurrences are counted here (small in-memory lists only,
     such as a test send's). ``status`` is ``None`` for an eligible profile; otherwise ``excluded`` or
     ``failed`` with a reason. ``profile_id`` is the log key: the normalized id, or a synthetic one for a
@@ -234,6 +269,9 @@ def classify(
             yield profile_id, None, EXCLUDED, MISSING_RECIPIENT_ID, None
         elif not LINE_USER_ID.match(user):
             yield profile_id, logged_user, FAILED, INVALID_RECIPIENT_ID, None
+        elif len(row) > 3 and row[3]:
+            previous = user
+            yield profile_id, user, EXCLUDED, SUPPRESSED, None
         elif user == previous:
             yield profile_id, user, EXCLUDED, DUPLICATE_RECIPIENT, None
         elif max_recipients is not None and eligible >= max_recipients:

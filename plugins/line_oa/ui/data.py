@@ -242,7 +242,7 @@ def reach_estimate(campaign: Any) -> Reach:
 
     reasons: Counter[str] = Counter()
     profiles = effective = 0
-    sql = segment.wrap_segment_sql(pipeline.segment_sql(campaign))
+    sql = segment.wrap_segment_sql(pipeline.segment_sql(campaign), pipeline.suppression_sqls(campaign))
     for _profile, _user, row_status, reason, _message in segment.classify(
         segment.stream_rows(pipeline.cdp_hook(campaign), sql)
     ):
