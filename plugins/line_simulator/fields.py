@@ -21,8 +21,8 @@ MAX_LINK_URI = 1000
 #: https://developers.line.biz/en/reference/messaging-api/#uri-action ("http, https, line, tel").
 URI_SCHEMES = ("http", "https", "line", "tel")
 _SCHEME = re.compile(r"(?i)([a-z][a-z0-9+.-]*):")
-#: What may appear in a URI LINE accepts: RFC 3986 characters only, because LINE requires URLs in
-#: request bodies to be percent-encoded UTF-8
+#: What may appear in a URI LINE accepts: RFC 3986 characters only, because "Domain names, paths,
+#: query parameters, and fragments in the property should be percent-encoded using UTF-8"
 #: (https://developers.line.biz/en/reference/messaging-api/#url-encoding).
 _URI_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _HTTP_AUTHORITY = re.compile(r"(?i)https?://[^/?#\s]+")

@@ -256,7 +256,7 @@ def accept(
             rules.push_limit
         ):
             # LINE: 429 when "a large number of messages were sent to the same user"
-            # (https://developers.line.biz/en/reference/messaging-api/#send-push-message-error-response).
+            # (https://developers.line.biz/en/reference/messaging-api/#send-push-message).
             sim.record.events["rate_limited_per_recipient"] += 1
             return respond(sim, endpoint, 429, RATE_LIMITED)
     else:

@@ -144,9 +144,9 @@ def _check_text(message: dict[str, Any], where: str, details: list) -> None:
 def _check_emoji(emoji: Any, where: str, units: bytes, details: list) -> None:
     """Check one LINE emoji: ``productId``, ``emojiId`` and an ``index`` that points at a ``$``.
 
-    https://developers.line.biz/en/reference/messaging-api/#text-message: "index: Index position for a
-    character in text ... The specified position must correspond to a $ character"; the index is in
-    UTF-16 code units, like every length of a text message.
+    https://developers.line.biz/en/reference/messaging-api/#text-message: "If you specify a position
+    that doesn't match the position of $, the API returns HTTP 400 Bad request"; positions are "the
+    position of the code unit when encoded in UTF-16".
     """
     if not isinstance(emoji, dict):
         raise BindingError(where)

@@ -432,7 +432,8 @@ def test_an_international_link_in_a_uri_action_is_accepted_and_sent_percent_enco
 
     tags = "utm_source=line&utm_medium=social"
     assert imagemap_json["actions"][0]["linkUri"] == (
-        f"https://xn--r8jz45g.jp/%E5%95%86%E5%93%81/123?%E8%89%B2=%E8%B5%A4&{tags}"
+        # LINE: "Domain names, paths, query parameters, and fragments ... percent-encoded using UTF-8"
+        f"https://%E4%BE%8B%E3%81%88.jp/%E5%95%86%E5%93%81/123?%E8%89%B2=%E8%B5%A4&{tags}"
     )
     assert text["text"] == f"新作 https://shop.example.com/%E5%95%86%E5%93%81/123?{tags} をチェック"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from line_oa.campaign.utm import find_urls, tag_text, tag_url, utm_parameters
+from line_oa.campaign.utm import find_urls, sent_link, tag_text, tag_url, utm_parameters
 
 LINE_SOCIAL = {"utm_source": "line", "utm_medium": "social"}
 WITH_CAMPAIGN = {"utm_source": "line", "utm_medium": "social", "utm_campaign": "spring_sale"}
@@ -253,3 +253,39 @@ def test_utm_parameters(overrides, expected):
 def test_find_urls_reports_spans_without_punctuation():
     text = "A https://a.example.com/x. B"
     assert [text[start:end] for start, end in find_urls(text)] == ["https://a.example.com/x"]
+
+
+# What a uri action sends: LINE's reference example (#url-encoding) and international links.
+ACTION_CASES = [
+    (
+        "LINE's own example: spaces in query and fragment are percent-encoded",
+        "https://example.com/path?q=Good morning#Good afternoon",
+        {},
+        "https://example.com/path?q=Good%20morning#Good%20afternoon",
+    ),
+    (
+        "an IDN host is percent-encoded as LINE's reference asks of domain names",
+        "https://例え.jp/商品",
+        LINE_SOCIAL,
+        "https://%E4%BE%8B%E3%81%88.jp/%E5%95%86%E5%93%81?utm_source=line&utm_medium=social",
+    ),
+    (
+        "a line link with Japanese text is percent-encoded and not tagged",
+        "line://msg/text/こんにちは",
+        LINE_SOCIAL,
+        "line://msg/text/%E3%81%93%E3%82%93%E3%81%AB%E3%81%A1%E3%81%AF",
+    ),
+    (
+        "an ASCII link is sent as written, tags added",
+        "https://shop.example.com/a%20b",
+        LINE_SOCIAL,
+        "https://shop.example.com/a%20b?utm_source=line&utm_medium=social",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("link", "params", "sent"), [c[1:] for c in ACTION_CASES], ids=[c[0] for c in ACTION_CASES]
+)
+def test_sent_link(link, params, sent):
+    assert sent_link(link, params) == sent

@@ -8,11 +8,12 @@ Rules (the product's UTM Tracking tab):
 - empty values are never added, so an override set to ``""`` removes a default;
 - the fragment (``#...``) and any percent-encoding already in the link are kept as written;
 - an international link (IRI: a non-ASCII path, query or fragment, an IDN host) is one link, tagged
-  after its whole path, and sent as the URI LINE requires: "URLs ... must be percent-encoded using
-  UTF-8" (https://developers.line.biz/en/reference/messaging-api/#url-encoding), the host in its
-  ASCII (punycode) form (RFC 3987 section 3.1, mapping an IRI to a URI). In a text message it is sent
-  in the same ASCII form, which the LINE app shows as one tappable link, and every length limit is
-  checked on what is sent.
+  after its whole path. In a ``uri`` action it is sent as LINE's reference requires: "Domain names,
+  paths, query parameters, and fragments in the property should be percent-encoded using UTF-8"
+  (https://developers.line.biz/en/reference/messaging-api/#url-encoding). In a text message, where
+  the LINE app finds links itself, it is sent as plain ASCII that every linkifier and browser reads
+  as one link: the host in punycode (IDNA, RFC 3987 section 3.1), the rest percent-encoded (UTF-8).
+  Every length limit is checked on what is sent.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ _URL_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 # After one of these, a run of non-ASCII letters or digits is a segment of an IRI ("/商品", "?q=春");
 # after anything else ("saleをご覧ください") it is the sentence going on, unless the link goes on after it.
 _IRI_DELIMITERS = frozenset("/?#=&.-_~+")
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+# Anything RFC 3986 does not allow in a URI as written (non-ASCII, spaces, controls, quotes, ...).
+_NOT_URI = re.compile(r"[^A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _TRAILING_PUNCTUATION = ".,;:!?'*"
 _CLOSERS = {")": "(", "]": "["}
 
@@ -71,12 +73,14 @@ def is_taggable(url: str) -> bool:
     return url[:8].lower().startswith(("http://", "https://"))
 
 
-def to_uri(link: str) -> str:
-    """Return ``link`` as LINE requires it: non-ASCII percent-encoded (UTF-8), an IDN host in punycode.
+def to_uri(link: str, *, host: str = "punycode") -> str:
+    """Return ``link`` as a URI: other characters percent-encoded (UTF-8), an IDN host as ``host`` says.
 
-    An ASCII link is returned as written (its own percent-encoding is kept).
+    :param host: ``"punycode"`` (``xn--…``, for text) or ``"percent"`` (percent-encoded UTF-8, what
+        LINE's reference asks of URL properties such as a ``uri`` action's).
+    A link that is already a URI is returned as written (its own percent-encoding is kept).
     """
-    if link.isascii():
+    if _NOT_URI.search(link) is None:
         return link
     scheme, separator, rest = link.partition("://")
     if not separator or scheme.lower() not in ("http", "https"):
@@ -87,10 +91,11 @@ def to_uri(link: str) -> str:
         if found != -1:
             end = min(end, found)
     authority, tail = rest[:end], rest[end:]
-    host, colon, port = (
+    name, colon, port = (
         authority.rpartition(":") if authority.rpartition(":")[2].isdigit() else (authority, "", "")
     )
-    return f"{scheme}://{_ascii_host(host)}{colon}{port}{_percent_encode(tail)}"
+    name = _percent_encode(name) if host == "percent" else _ascii_host(name)
+    return f"{scheme}://{name}{colon}{port}{_percent_encode(tail)}"
 
 
 def _ascii_host(host: str) -> str:
@@ -106,11 +111,11 @@ def _ascii_host(host: str) -> str:
 
 
 def _percent_encode(text: str) -> str:
-    return _NON_ASCII.sub(lambda match: quote(match.group(0), safe=""), text)
+    return _NOT_URI.sub(lambda match: quote(match.group(0), safe=""), text)
 
 
-def tag_url(url: str, params: Mapping[str, str]) -> str:
-    """Return ``url`` with ``params`` merged into its query string, as sent (see the module rules)."""
+def tag_url(url: str, params: Mapping[str, str], *, host: str = "punycode") -> str:
+    """Return ``url`` with ``params`` merged into its query string, in ASCII (see ``to_uri``)."""
     if not is_taggable(url):
         return url
     before_fragment, hash_sign, fragment = url.partition("#")
@@ -122,14 +127,15 @@ def tag_url(url: str, params: Mapping[str, str]) -> str:
         if value and name not in present
     ]
     if not additions:
-        return to_uri(url)
+        return to_uri(url, host=host)
     separator = "" if not query or query.endswith("&") else "&"
-    return to_uri(f"{address}?{query}{separator}{'&'.join(additions)}{hash_sign}{fragment}")
+    return to_uri(f"{address}?{query}{separator}{'&'.join(additions)}{hash_sign}{fragment}", host=host)
 
 
 def sent_link(url: str, params: Mapping[str, str]) -> str:
-    """Return a link of a ``uri`` action as sent: tagged when it is a web link, always a URI."""
-    return to_uri(tag_url(url, params))
+    """Return the link of a ``uri`` action as sent: tagged when it is a web link, percent-encoded UTF-8
+    throughout, the domain name included, as LINE's reference asks (see the module rules)."""
+    return to_uri(tag_url(url, params, host="percent"), host="percent")
 
 
 def find_urls(text: str) -> Iterator[tuple[int, int]]:
