@@ -53,6 +53,9 @@ ENDPOINTS = (
     "quota",
     "quota_consumption",
     "bot_info",
+    "aggregation_info",
+    "aggregation_list",
+    "statistics_per_unit",
 )
 
 DEFAULT_RECIPIENTS: dict[str, Any] = {

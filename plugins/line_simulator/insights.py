@@ -18,13 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from line_simulator import engagement
-from line_simulator.routes import (
-    INVALID_TOKEN,
-    METHOD_NOT_ALLOWED,
-    MISSING_AUTH,
-    RATE_LIMITED,
-    respond,
-)
+from line_simulator.routes import RATE_LIMITED, _enter, respond
 from line_simulator.runtime import SIMULATOR, Channel, Simulator
 from line_simulator.state import TokenBucket
 from line_simulator.units import JST, book_of, settings_of
@@ -39,17 +33,9 @@ class BadRequest(Exception):
     """A query parameter LINE would refuse: the message of its 400 answer."""
 
 
-def _channel(request: web.Request, endpoint: str) -> tuple[Simulator, Channel | web.Response]:
-    sim = request.app[SIMULATOR]
-    if request.method != "GET":
-        return sim, respond(sim, endpoint, 405, METHOD_NOT_ALLOWED)
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return sim, respond(sim, endpoint, 401, MISSING_AUTH)
-    channel = sim.channels_by_token.get(token.strip())
-    if channel is None:
-        return sim, respond(sim, endpoint, 401, INVALID_TOKEN)
-    return sim, channel
+async def _channel(request: web.Request, endpoint: str) -> tuple[Simulator, Channel | web.Response]:
+    """What every endpoint does first (``routes._enter``): method, faults, auth, the retry-key rule."""
+    return await _enter(request, endpoint, "GET")
 
 
 def _insight_bucket(sim: Simulator, channel: Channel) -> TokenBucket | None:
@@ -72,7 +58,7 @@ def _insight_bucket(sim: Simulator, channel: Channel) -> TokenBucket | None:
 
 async def aggregation_info(request: web.Request) -> web.Response:
     """Answer how many unit names the channel used this month."""
-    sim, channel = _channel(request, "aggregation_info")
+    sim, channel = await _channel(request, "aggregation_info")
     if not isinstance(channel, Channel):
         return channel
     used = book_of(sim).used(channel.name, sim.clock.now())
@@ -81,7 +67,7 @@ async def aggregation_info(request: web.Request) -> web.Response:
 
 async def aggregation_list(request: web.Request) -> web.Response:
     """Answer one page of the channel's unit names of this month."""
-    sim, channel = _channel(request, "aggregation_list")
+    sim, channel = await _channel(request, "aggregation_list")
     if not isinstance(channel, Channel):
         return channel
     used = book_of(sim).used(channel.name, sim.clock.now())
@@ -127,7 +113,7 @@ def period(query: Any) -> tuple[str, dt.date, dt.date]:
 async def statistics(request: web.Request) -> web.Response:
     """Answer the unit's impressions and clicks, ``unready`` before they exist, 429 over the limit."""
     endpoint = "statistics_per_unit"
-    sim, channel = _channel(request, endpoint)
+    sim, channel = await _channel(request, endpoint)
     if not isinstance(channel, Channel):
         return channel
     bucket = _insight_bucket(sim, channel)

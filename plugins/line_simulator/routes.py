@@ -118,7 +118,7 @@ async def _enter(
             injected = await _inject_before(sim, request, endpoint)
             if injected is not None:
                 return sim, injected
-    bucket = channel.buckets[endpoint]
+    bucket = channel.buckets.get(endpoint)  # the insight endpoints keep their own (hourly) bucket
     if bucket is not None and not bucket.take():
         sim.record.events["rate_limited"] += 1
         return sim, respond(sim, endpoint, 429, RATE_LIMITED)

@@ -31,6 +31,9 @@ RATE_LIMIT_KEY = {
     "quota": "quota",
     "quota_consumption": "quota",
     "bot_info": "other",
+    "aggregation_info": "other",
+    "aggregation_list": "other",
+    # statistics_per_unit: its own hourly bucket (line_simulator.insights)
 }
 
 

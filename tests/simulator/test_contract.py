@@ -28,6 +28,12 @@ ENDPOINTS = {
     "quota": ("GET", "/v2/bot/message/quota"),
     "quota_consumption": ("GET", "/v2/bot/message/quota/consumption"),
     "bot_info": ("GET", "/v2/bot/info"),
+    "aggregation_info": ("GET", "/v2/bot/message/aggregation/info"),
+    "aggregation_list": ("GET", "/v2/bot/message/aggregation/list"),
+    "statistics_per_unit": (
+        "GET",
+        "/v2/bot/insight/message/event/aggregation?customAggregationUnit=spring_sale&from=20261201&to=20261202",
+    ),
 }
 SENDS = ("push", "multicast")
 POSTS = ("push", "multicast", "validate_push", "validate_multicast")
@@ -82,6 +88,14 @@ def check_success_shape(endpoint: str, body: Any) -> None:
     elif endpoint == "quota_consumption":
         assert set(body) == {"totalUsage"}
         assert isinstance(body["totalUsage"], int)
+    elif endpoint == "aggregation_info":
+        assert set(body) == {"numOfCustomAggregationUnits"}
+        assert isinstance(body["numOfCustomAggregationUnits"], int)
+    elif endpoint == "aggregation_list":
+        assert set(body) <= {"customAggregationUnits", "next"}
+        assert isinstance(body["customAggregationUnits"], list)
+    elif endpoint == "statistics_per_unit":
+        assert body == {"status": "unready"} or {"overview", "messages", "clicks"} <= set(body)
     else:
         assert set(body) >= {"userId", "basicId", "displayName", "chatMode", "markAsReadMode"}
         assert re.fullmatch(r"U[0-9a-f]{32}", body["userId"])
@@ -266,7 +280,12 @@ def test_the_rate_limit_of_each_endpoint_answers_429_with_a_request_id(line, sim
     key = {"push": "push", "multicast": "multicast", "bot_info": "other"}.get(endpoint, "validate")
     if endpoint.startswith("quota"):
         key = "quota"
-    sim.admin.configure(channels=[{"name": "default", "rate_limits": {key: 1}}])
+    if endpoint.startswith("aggregation"):
+        key = "other"
+    if endpoint == "statistics_per_unit":  # LINE: 60 an hour; a burst of 1 shows the 429 at once
+        sim.admin.configure_insights(rate_limit_per_hour=60, rate_limit_burst=1)
+    else:
+        sim.admin.configure(channels=[{"name": "default", "rate_limits": {key: 1}}])
     answers = [call(line, endpoint, body=valid_body(endpoint)) for _ in range(3)]
 
     assert [a.status_code for a in answers].count(429) >= 1
