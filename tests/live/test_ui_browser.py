@@ -76,7 +76,7 @@ def deliver_demo(stack: Stack, timeout: float = 600.0) -> str:
     dag = "/dags/line_campaign__welcome_back"
     deadline = time.monotonic() + timeout
     while api(stack, "GET", dag)[0] != 200:  # the dag-processor has not parsed it yet
-        assert time.monotonic() < deadline, "the dag-processor never parsed the campaigns"
+        assert time.monotonic() < deadline, "the dag-processor never parsed the campaigns:\n" + tails(stack)
         time.sleep(2)
     status, run = api(stack, "POST", f"{dag}/dagRuns", {"logical_date": None, "conf": {}})
     assert status == 200, (status, run)
@@ -86,10 +86,19 @@ def deliver_demo(stack: Stack, timeout: float = 600.0) -> str:
         ]
         if state in ("success", "failed"):
             break
-        assert time.monotonic() < deadline, f"the demo run is still {state}"
+        assert time.monotonic() < deadline, f"the demo run is still {state}:\n" + tails(stack)
         time.sleep(3)
-    assert state == "success", f"the demo run {state}: see {stack.home}/components"
+    assert state == "success", f"the demo run {state}:\n" + tails(stack)
     return run["dag_run_id"]
+
+
+def tails(stack: Stack, lines: int = 25) -> str:
+    """The last lines of each component's output, for a failure message (the folder is temporary)."""
+    parts = []
+    for log in sorted((stack.home / "components").glob("*.log")):
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {log.name}\n" + "\n".join(text))
+    return "\n".join(parts)
 
 
 def token_of(stack: Stack) -> str:

@@ -148,7 +148,11 @@ def one_off_file(directory, *, recurring: bool = False) -> tuple[str, str]:
 
 
 def launch(campaign_file: str, run_id: str, log, *, ledger_class=DeliveryLog, **params) -> dict:
-    """Run the validate task's body for ``run_id`` against the simulator, the small CDP and ``log``."""
+    """Run the validate task's body for ``run_id`` against the simulator, the small CDP and ``log``.
+
+    A ``scheduled__`` run id stands for the scheduler's run (a scheduled or recurring campaign delivers
+    for real only in those, or with ``send_now``).
+    """
     from line_oa.integration.dag_factory import _line_hook
 
     return validate_for_launch(
@@ -157,6 +161,7 @@ def launch(campaign_file: str, run_id: str, log, *, ledger_class=DeliveryLog, **
         options=TriggerOptions.from_params(params),
         hook_factory=_line_hook,
         ledger_factory=lambda campaign_id, run: log(campaign_id, run, ledger_class),
+        scheduled_run=run_id.startswith("scheduled__"),
     )
 
 
@@ -242,8 +247,9 @@ def test_redeliver_passes_and_a_recurring_campaign_s_runs_are_never_blocked(rel_
     assert log.entered(one_off_id) == {"manual__1", "manual__2"}
 
     recurring, recurring_id = one_off_file(tmp_path, recurring=True)
-    for week in ("scheduled__2026-11-23", "scheduled__2026-11-30", "manual__extra"):
+    for week in ("scheduled__2026-11-23", "scheduled__2026-11-30"):
         launch(recurring, week, log)
+    launch(recurring, "manual__extra", log, send_now=True)
     assert log.entered(recurring_id) == {"scheduled__2026-11-23", "scheduled__2026-11-30", "manual__extra"}
 
 
