@@ -35,10 +35,10 @@ test-live: install ## Run only the live tests: Airflow's components as processes
 	$(BIN)/python -m pytest -m live
 
 chaos: install ## Chaos run: 100,000 recipients through every fault at once, push task SIGKILLed mid-chunk
-	LINE_OA_CHAOS_RECIPIENTS=$${LINE_OA_CHAOS_RECIPIENTS:-100000} $(BIN)/python -m pytest tests/reliability -m chaos
+	LINE_OA_CHAOS_RECIPIENTS=$${LINE_OA_CHAOS_RECIPIENTS:-100000} $(BIN)/python -m pytest tests/reliability -m chaos --timeout=0
 
 chaos-model: install ## Exactly-once model checker: 10,000 random fault sequences (5,000 per log: SQLite, PostgreSQL), prints the counts
-	LINE_OA_MODEL_EXAMPLES=$${LINE_OA_MODEL_EXAMPLES:-5000} $(BIN)/python -m pytest tests/reliability/test_exactly_once_model.py -p no:cacheprovider
+	LINE_OA_MODEL_EXAMPLES=$${LINE_OA_MODEL_EXAMPLES:-5000} $(BIN)/python -m pytest tests/reliability/test_exactly_once_model.py -p no:cacheprovider --timeout=0
 
 demo: install ## Deliver the demo campaign end to end (SQLite CDP, LINE simulator, real DAG run)
 	$(BIN)/python -m line_oa.cli.demo

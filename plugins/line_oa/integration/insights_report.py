@@ -27,6 +27,7 @@ def refresh_report(campaign_id: str, *, conn_id: str | None = None) -> pathlib.P
     campaign = load_campaign(path)
     ledger = DeliveryLog.connect(conn_id, campaign_id=campaign_id, run_id=summary["run_id"])
     try:
+        summary["history"] = ledger.run_history()
         return write_report(campaign, ledger, summary)
     finally:
         ledger.close()

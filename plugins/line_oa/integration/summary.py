@@ -183,9 +183,17 @@ def insights_section(campaign_id: str, log_hook) -> str:
 
 
 def write_report(
-    campaign: Campaign, ledger: DeliveryLog, summary: dict[str, Any], send_rate: list[tuple[str, int]]
+    campaign: Campaign,
+    ledger: DeliveryLog,
+    summary: dict[str, Any],
+    send_rate: list[tuple[str, int]] | None = None,
 ) -> pathlib.Path:
-    """Render the run's HTML report under ``report_dir()/<campaign>/<run>.html``; return its path."""
+    """Render the run's HTML report under ``report_dir()/<campaign>/<run>.html``; return its path.
+
+    :param send_rate: the log's ``(second, recipients sent)`` buckets (read from ``ledger`` when None).
+    """
+    if send_rate is None:
+        send_rate = ledger.sent_per_second()
     from line_oa.integration.report import render_report_html
 
     path = report_dir() / campaign.id / f"{safe_name(ledger.run_id)}.html"
