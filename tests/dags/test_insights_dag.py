@@ -92,6 +92,11 @@ def test_delivery_then_days_at_line_then_the_insights_dag_fills_the_report(airfl
     assert f"{100 * latest['unique_impression'] / delivered:.1f}%" in page
     assert "https://shop.example.com/sale/spring</td>" in page, "the banner link without its UTM parameters"
     assert page.count("<polyline") == 2
+    from line_oa.campaign.loading import load_campaign
+    from line_oa.ui.data import insights_html
+
+    tab = insights_html(load_campaign(airflow_env["campaigns"] / "e2e_insights.yaml"))
+    assert f"{latest['unique_impression']:,}" in tab, "the Campaign tab shows LINE's figures too"
 
     code, text = cli("insights", "e2e_insights")
     assert code == 0

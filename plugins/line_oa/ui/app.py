@@ -73,6 +73,10 @@ def create_app() -> FastAPI:
             from line_oa.campaign.preview import render_preview
 
             preview_html = render_preview(entry.campaign, problems=entry.problems)
+            try:
+                preview_html += data.insights_html(entry.campaign)
+            except (LineOAError, OSError) as err:
+                preview_html += pages.message_section("LINE insights", f"not readable: {err}")
             if reach:
                 try:
                     estimate = data.reach_estimate(entry.campaign)

@@ -268,3 +268,15 @@ def reach_estimate(campaign: Any) -> Reach:
     except LineOAError as err:
         reach.error = f"LINE quota unavailable: {err}"
     return reach
+
+
+def insights_html(campaign: Any) -> str:
+    """Return the campaign's "LINE insights" section (impressions, clicks per link, the days since sending)."""
+    from line_oa.delivery_log.store import DeliveryLog
+    from line_oa.integration.summary import insights_section
+
+    ledger = DeliveryLog.connect(campaign_id=campaign.id, run_id="insights")
+    try:
+        return insights_section(campaign.id, ledger.hook)
+    finally:
+        ledger.close()

@@ -39,6 +39,8 @@ form.filters{margin:0 0 12px;display:flex;gap:8px;align-items:center}
 .kind{font-weight:700;font-size:15px} a{color:#0969da}
 .grid{display:grid;grid-template-columns:auto 1fr;gap:2px 16px;max-width:720px}
 iframe.report{width:100%;height:1400px;border:1px solid #d0d7de}
+.tiles{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0} .tile{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px}
+.tile .value{font-size:20px;font-weight:600} .tile .label,.meta{color:#656d76;font-size:12px}
 """
 
 
@@ -238,6 +240,10 @@ def delivery_tab(entry: CampaignEntry, view: RunView) -> str:
         f'<p class="kind" id="kind">{e(KIND_TEXT[view.kind])}</p>{progress}{history}{report}'
     )
     return page(f"{entry.name} — {view.run_id}", body, refresh_seconds=5 if running else None)
+
+
+def message_section(title: str, text: str) -> str:
+    return f'<h2>{e(title)}</h2><p class="muted">{e(text)}</p>'
 
 
 def message_page(title: str, text: str) -> str:
