@@ -46,8 +46,12 @@ def test_every_generated_dag_has_the_pipeline_shape_and_the_house_policies():
     names = {c.dag_id: c.name for c in map(load_campaign, SHIPPED.glob("*.yaml"))}
     for dag in dags.values():
         assert [t.task_id for t in dag.topological_sort() if not t.task_id.startswith("kind_")] == [
-            "validate", "extract_segment", "chunk_profiles", "push", "summarize",
+            "validate", "quiet_hours", "extract_segment", "chunk_profiles", "push", "summarize",
         ]  # fmt: skip
+        assert dag.get_task("quiet_hours").upstream_task_ids == {"validate"}
+        assert dag.get_task("quiet_hours").downstream_task_ids == {"extract_segment"}, (
+            "a held run extracts its segment when quiet hours end, not before"
+        )
         kinds = {t.task_id: t.task_display_name for t in dag.tasks if t.task_id.startswith("kind_")}
         assert kinds == {
             "kind_delivery": "real delivery",

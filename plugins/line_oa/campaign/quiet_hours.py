@@ -70,9 +70,14 @@ def _first_instant_at(wall: datetime, zone: zoneinfo.ZoneInfo) -> datetime:
     return datetime.fromtimestamp(high, zone)
 
 
+def window_text(start: str, end: str, timezone: str) -> str:
+    """Return how a quiet-hours window reads in messages: ``quiet hours 21:00–09:00 Asia/Tokyo``."""
+    return f"quiet hours {start}–{end} {timezone}"
+
+
 def held_sentence(start: str, end: str, timezone: str, resumes_at: datetime) -> str:
     """Return the sentence a held launch shows: which quiet hours, and when delivery starts."""
     return (
-        f"inside quiet hours {start}–{end} {timezone}: delivery starts at "
+        f"inside {window_text(start, end, timezone)}: delivery starts at "
         f"{resumes_at.isoformat(timespec='minutes')}"
     )

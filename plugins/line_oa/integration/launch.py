@@ -19,6 +19,7 @@ from line_oa.delivery.answers import TRANSIENT
 from line_oa.errors import LineApiError, LineAuthError
 from line_oa.integration import pipeline
 from line_oa.integration.pipeline import LaunchRefused, TriggerOptions
+from line_oa.integration.quiet_hours import quiet_hours_note
 from line_oa.integration.segment import LINE_USER_ID, count_sql
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def validate_for_launch(
         "campaign_id": campaign.id,
         "reachable": reachable,
         **facts,
+        "quiet_hours": quiet_hours_note(campaign, options),
         "started_at": datetime.now(UTC).isoformat(),
     }
 
