@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import zoneinfo
 from datetime import UTC, datetime, timedelta
@@ -65,8 +66,17 @@ def test_a_dry_run_inside_quiet_hours_is_not_held(airflow_env, line):
     assert line.admin.deliveries() == []
 
 
-def test_a_push_task_started_inside_quiet_hours_defers_and_sends_nothing(airflow_env, line, tmp_path):
+@pytest.mark.parametrize(
+    "where",
+    ["campaign", "sender account"],
+    ids=["quiet hours of the campaign", "quiet hours of the sender account"],
+)
+def test_a_push_task_started_inside_quiet_hours_defers_and_sends_nothing(
+    airflow_env, line, tmp_path, monkeypatch, where
+):
     """A push task retried or cleared inside quiet hours (the quiet_hours task is behind it) still waits."""
+    import json
+
     from airflow.sdk.exceptions import TaskDeferred
 
     from line_oa.integration.chunks import write_chunks
@@ -75,9 +85,14 @@ def test_a_push_task_started_inside_quiet_hours_defers_and_sends_nothing(airflow
     now = datetime.now(TOKYO).replace(second=0, microsecond=0)
     start, end = now - timedelta(hours=1), now + timedelta(hours=1)
     document = yaml.safe_load((airflow_env["campaigns"] / "e2e_quiet.yaml").read_text(encoding="utf-8"))
-    document["delivery_schedule"]["quiet_hours"] = {
-        "start": start.strftime("%H:%M"), "end": end.strftime("%H:%M"), "timezone": "Asia/Tokyo",
-    }  # fmt: skip
+    window = {"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M"), "timezone": "Asia/Tokyo"}
+    if where == "campaign":
+        document["delivery_schedule"]["quiet_hours"] = window
+    else:
+        document["delivery_schedule"].pop("quiet_hours")
+        connection = json.loads(os.environ["AIRFLOW_CONN_LINE_OA_DEFAULT"])
+        connection["extra"]["quiet_hours"] = window
+        monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_DEFAULT", json.dumps(connection))
     campaign_file = tmp_path / "e2e_quiet.yaml"
     campaign_file.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     recipients = [(f"p{i}", f"U{i:032x}") for i in range(1, 6)]

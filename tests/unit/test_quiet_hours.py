@@ -167,3 +167,46 @@ def test_quiet_hours_crossing_midnight_are_accepted_on_every_schedule(tmp_path, 
 )
 def test_quiet_hours_problems_name_the_field_and_the_rule(tmp_path, quiet_hours, expected):
     assert _problems(tmp_path, quiet_hours) == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, None),
+        (
+            {"quiet_hours": {"start": "22:00", "end": "08:00", "timezone": "Europe/Berlin"}},
+            ("22:00", "08:00"),
+        ),
+        ({"quiet_hours": '{"start": "22:00", "end": "08:00", "timezone": "UTC"}'}, ("22:00", "08:00")),
+        ({"quiet_hours": {"start": "22:00", "end": "22:00", "timezone": "UTC"}}, "the same as start"),
+        (
+            {"quiet_hours": {"start": "22:00", "timezone": "Tokyo"}},
+            "end: Field required; timezone: 'Tokyo' is not an IANA timezone",
+        ),
+        ({"quiet_hours": "21:00-09:00"}, "is not a window such as"),
+    ],
+    ids=[
+        "a connection without the extra sets no default window",
+        "a window in the extra is the sender account's default",
+        "the extra may be JSON text, as a form field holds it",
+        "an empty window in the extra is refused",
+        "a missing end and a bad timezone in the extra are named",
+        "text that is not a window is refused with an example",
+    ],
+)
+def test_the_sender_accounts_default_quiet_hours_come_from_the_connection_extra(monkeypatch, extra, expected):
+    import json
+
+    from line_oa.errors import LineOAError
+    from line_oa.integration.hooks import LineOAHook
+
+    connection = {"conn_type": "line_oa", "host": "http://127.0.0.1:9", "password": "t", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_QUIET_TEST", json.dumps(connection))
+    hook = LineOAHook(line_oa_conn_id="line_oa_quiet_test")
+    if expected is None or isinstance(expected, tuple):
+        window = hook.quiet_hours
+        assert (window and (window.start, window.end)) == expected
+    else:
+        with pytest.raises(LineOAError, match="connection extra quiet_hours") as refused:
+            _ = hook.quiet_hours
+        assert expected in str(refused.value)

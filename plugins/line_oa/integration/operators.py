@@ -132,11 +132,12 @@ class LineOAPushOperator(BaseOperator):
         if self.is_test or chunk.get("is_test"):
             return
         options = TriggerOptions.from_params(dict(context.get("params") or {}))
-        resumes = held_until(self.campaign, options)
+        sender = self.hook.quiet_hours
+        resumes = held_until(self.campaign, options, sender=sender)
         if resumes is not None:
             self.log.info(
                 "chunk %d: %s; nothing sent, waiting in the triggerer",
-                chunk["index"], quiet_hours_note(self.campaign, options),
+                chunk["index"], quiet_hours_note(self.campaign, options, sender=sender),
             )  # fmt: skip
             defer_until(self, resumes)
 

@@ -22,24 +22,35 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-    from line_oa.campaign.model import Campaign
+    from line_oa.campaign.model import Campaign, QuietHours
     from line_oa.integration.pipeline import TriggerOptions
 
 
-def held_until(campaign: Campaign, options: TriggerOptions, now: datetime | None = None) -> datetime | None:
+def window_of(campaign: Campaign, sender: QuietHours | None = None) -> QuietHours | None:
+    """Return the quiet hours that apply: the campaign's own, else its sender account's default."""
+    return campaign.delivery_schedule.quiet_hours or sender
+
+
+def held_until(
+    campaign: Campaign, options: TriggerOptions, now: datetime | None = None, sender: QuietHours | None = None
+) -> datetime | None:
     """Return when a run of the campaign may send, when ``now`` is inside its quiet hours; else ``None``.
 
     Dry runs and test sends are never held.
+
+    :param sender: the sender account's default window (``LineOAHook.quiet_hours``).
     """
-    window = campaign.delivery_schedule.quiet_hours
+    window = window_of(campaign, sender)
     if window is None or options.dry_run or options.is_test:
         return None
     return window.end_after(now or datetime.now(UTC))
 
 
-def quiet_hours_note(campaign: Campaign, options: TriggerOptions, now: datetime | None = None) -> str | None:
+def quiet_hours_note(
+    campaign: Campaign, options: TriggerOptions, now: datetime | None = None, sender: QuietHours | None = None
+) -> str | None:
     """Return what a launch at ``now`` inside quiet hours means: when delivery starts, or that it is not held."""
-    window = campaign.delivery_schedule.quiet_hours
+    window = window_of(campaign, sender)
     if window is None:
         return None
     resumes = window.end_after(now or datetime.now(UTC))
@@ -75,16 +86,18 @@ class QuietHoursOperator(BaseOperator):
     def execute(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Defer until the quiet hours end when inside them; return ``{"held": bool, "sending_from": iso}``."""
         from line_oa.campaign.loading import load_campaign
+        from line_oa.integration.hooks import LineOAHook
         from line_oa.integration.pipeline import TriggerOptions
 
         campaign = load_campaign(self.campaign_file)
         options = TriggerOptions.from_params(dict(context["params"]))
+        sender = LineOAHook(line_oa_conn_id=campaign.content.line_config).quiet_hours
         now = datetime.now(UTC)
-        resumes = held_until(campaign, options, now)
+        resumes = held_until(campaign, options, now, sender)
         if resumes is not None:
-            self.log.info("%s; waiting in the triggerer", quiet_hours_note(campaign, options, now))
+            self.log.info("%s; waiting in the triggerer", quiet_hours_note(campaign, options, now, sender))
             defer_until(self, resumes)
-        note = quiet_hours_note(campaign, options, now)
+        note = quiet_hours_note(campaign, options, now, sender)
         if event is not None:
             self.log.info("quiet hours over at %s: delivery starts", now.isoformat(timespec="seconds"))
         elif note:
