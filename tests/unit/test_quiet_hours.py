@@ -210,3 +210,29 @@ def test_the_sender_accounts_default_quiet_hours_come_from_the_connection_extra(
         with pytest.raises(LineOAError, match="connection extra quiet_hours") as refused:
             _ = hook.quiet_hours
         assert expected in str(refused.value)
+
+
+def test_a_malformed_default_window_on_the_sender_account_refuses_the_launch(monkeypatch):
+    import json
+
+    from line_oa.campaign.loading import load_campaign
+    from line_oa.integration.hooks import LineOAHook
+    from line_oa.integration.launch import check_sender_account
+    from line_oa.integration.pipeline import LaunchRefused
+
+    from .campaign_docs import FIXTURES
+
+    campaign = load_campaign(FIXTURES / "valid" / "full_featured.yaml")
+    extra = {
+        "workspaces": campaign.workspace,
+        "quiet_hours": {"start": "21:00", "end": "9", "timezone": "UTC"},
+    }
+    connection = {"conn_type": "line_oa", "host": "http://127.0.0.1:9", "password": "t", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_QUIET_TEST", json.dumps(connection))
+    with pytest.raises(LaunchRefused) as refused:
+        check_sender_account(campaign, LineOAHook(line_oa_conn_id="line_oa_quiet_test"))
+    assert str(refused.value) == (
+        f"content.line_config: sender account {campaign.content.line_config!r}: connection extra quiet_hours "
+        'is not a window such as {"start": "21:00", "end": "09:00", "timezone": "Asia/Tokyo"}: '
+        "end: '9' is not a time of day written HH:MM (00:00 to 23:59)"
+    )
