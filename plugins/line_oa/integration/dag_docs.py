@@ -59,7 +59,7 @@ def trigger_params() -> dict[str, Param]:
 def quiet_hours_line(window: QuietHours | None) -> str:
     """Return the DAG docs' quiet-hours entry: the window and what it does to a run, or none."""
     if window is None:
-        return "none"
+        return "none of its own (the sender account's connection may set a default: extra `quiet_hours`)"
     return (
         f"no sending {window.start}–{window.end} ({window.timezone}): a real delivery launched inside "
         "waits, deferred, in the `quiet_hours` task and sends when the window ends; dry runs and test "
