@@ -63,6 +63,7 @@ def test_quiet_hours_end_in_asia_tokyo(start, end, now, expected):
         ("01:00", "02:30", datetime(2026, 3, 29, 0, 30, tzinfo=UTC), "2026-03-29T03:00:00+02:00"),
         ("01:00", "02:30", datetime(2026, 10, 25, 0, 15, tzinfo=UTC), "2026-10-25T02:30:00+02:00"),
         ("01:00", "02:30", datetime(2026, 10, 25, 0, 30, tzinfo=UTC), None),
+        ("01:00", "02:30", datetime(2026, 10, 25, 1, 15, tzinfo=UTC), None),
     ],
     ids=[
         "a night over the spring change ends at 08:00 summer time",
@@ -70,6 +71,7 @@ def test_quiet_hours_end_in_asia_tokyo(start, end, now, expected):
         "an end inside the spring gap ends when the clock jumps to 03:00",
         "an end the clock passes twice in autumn ends at its first occurrence",
         "at the first occurrence of the end the window is over",
+        "when the clock falls back into the window after its end, the window stays over",
     ],
 )
 def test_quiet_hours_end_across_daylight_saving_in_europe_berlin(start, end, now, expected):

@@ -36,7 +36,7 @@ def quiet_hours_end(start: str, end: str, timezone: str, now: datetime) -> datet
     ``timezone``; ``start`` after ``end`` means the window crosses midnight. The end is the first
     instant at which the local clock reads ``end`` or later: on a day when ``end`` falls in a
     daylight-saving gap (the clock jumps past it), that is the jump; when ``end`` occurs twice (the
-    clock falls back), the first occurrence.
+    clock falls back), the first occurrence, and the window does not reopen in the repeated hour.
 
     :param now: an aware instant (naive values are refused: they have no place on the clock).
     """
@@ -50,7 +50,9 @@ def quiet_hours_end(start: str, end: str, timezone: str, now: datetime) -> datet
     day = local.date()
     if opens > closes and local.time() >= opens:
         day += timedelta(days=1)  # before midnight: the window ends tomorrow
-    return _first_instant_at(datetime.combine(day, closes), zone)
+    ends = _first_instant_at(datetime.combine(day, closes), zone)
+    # The clock fell back after the first `end` and reads a quiet time again: the window is over.
+    return ends if ends > now else None
 
 
 def _first_instant_at(wall: datetime, zone: zoneinfo.ZoneInfo) -> datetime:
