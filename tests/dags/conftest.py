@@ -56,6 +56,12 @@ def e2e_campaigns() -> dict[str, dict]:
         ),
         "e2e_draft": _campaign("summer_preview", "e2e_draft"),
         "e2e_dry": _campaign("welcome_back", "e2e_dry"),
+        # its window is rewritten around the clock by the test that runs it
+        "e2e_quiet": _campaign(
+            "welcome_back",
+            "e2e_quiet",
+            **{"delivery_schedule.quiet_hours": {"start": "03:00", "end": "03:01", "timezone": "Asia/Tokyo"}},
+        ),
         "e2e_test_send": _campaign("welcome_back", "e2e_test_send"),
         "e2e_other_workspace": _campaign("welcome_back", "e2e_other_workspace", workspace="retail_kr"),
         "e2e_insights": _campaign("spring_sale", "e2e_insights", delivery_schedule={"type": "immediate"}),

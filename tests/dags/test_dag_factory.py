@@ -46,8 +46,12 @@ def test_every_generated_dag_has_the_pipeline_shape_and_the_house_policies():
     names = {c.dag_id: c.name for c in map(load_campaign, SHIPPED.glob("*.yaml"))}
     for dag in dags.values():
         assert [t.task_id for t in dag.topological_sort() if not t.task_id.startswith("kind_")] == [
-            "validate", "extract_segment", "chunk_profiles", "push", "summarize",
+            "validate", "quiet_hours", "extract_segment", "chunk_profiles", "push", "summarize",
         ]  # fmt: skip
+        assert dag.get_task("quiet_hours").upstream_task_ids == {"validate"}
+        assert dag.get_task("quiet_hours").downstream_task_ids == {"extract_segment"}, (
+            "a held run extracts its segment when quiet hours end, not before"
+        )
         kinds = {t.task_id: t.task_display_name for t in dag.tasks if t.task_id.startswith("kind_")}
         assert kinds == {
             "kind_delivery": "real delivery",
@@ -74,6 +78,24 @@ def test_every_generated_dag_has_the_pipeline_shape_and_the_house_policies():
         )
         assert dag.get_task("summarize").retries >= 1
         assert dag.get_task("push").retries >= 1, "a killed push task must be retried"
+
+
+def test_doc_md_tells_the_quiet_hours_and_that_tests_are_not_held(tmp_path):
+    from line_oa.campaign.loading import load_campaign
+
+    document = yaml.safe_load((SHIPPED / "welcome_back.yaml").read_text())
+    document["delivery_schedule"]["quiet_hours"] = {
+        "start": "21:00",
+        "end": "09:00",
+        "timezone": "Asia/Tokyo",
+    }
+    (tmp_path / "welcome_back.yaml").write_text(yaml.safe_dump(document, allow_unicode=True))
+    doc = describe(load_campaign(tmp_path / "welcome_back.yaml"))
+    assert "- **Quiet hours**: no sending 21:00–09:00 (Asia/Tokyo)" in doc
+    assert "dry runs and test sends are not held" in doc
+    assert "- **Quiet hours**: none of its own (the sender account's" in describe(
+        load_campaign(SHIPPED / "welcome_back.yaml")
+    )
 
 
 def test_doc_md_tells_the_audience_schedule_and_tagged_links():

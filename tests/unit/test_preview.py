@@ -309,3 +309,20 @@ def test_a_broken_message_keeps_the_numbers_of_the_messages_after_it(tmp_path):
         "message 2 (imagemap), area 1"
     ]
     assert "content.messages[0].text: 5001 characters" in _tab_groups(page)["content"]
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["a valid file", "a file with a broken message"])
+def test_the_heading_says_when_the_campaign_does_not_send(tmp_path, broken):
+    document = valid_document()
+    document["delivery_schedule"]["quiet_hours"] = {
+        "start": "21:00",
+        "end": "09:00",
+        "timezone": "Asia/Tokyo",
+    }
+    if broken:
+        document["content"]["messages"][0]["text"] = "x" * 5001
+    path = tmp_path / "test_campaign.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    page = parse(preview_file(path, sql_root=SQL_ROOT).page())
+    meta = [text_of(p) for p in page.iter("p") if p.get("class") == "lo-meta"]
+    assert any("· not in quiet hours 21:00–09:00 Asia/Tokyo ·" in line for line in meta), meta

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from line_oa.campaign import units, utm
+from line_oa.campaign import quiet_hours, units, utm
 from line_oa.campaign.messages import Loc, Message, rule_error, rule_errors
 
 if TYPE_CHECKING:
@@ -74,25 +74,64 @@ class Content(Section):
         return value
 
 
-class ImmediateSchedule(Section):
-    """Send as soon as the campaign's DAG is triggered."""
-
-    type: Literal["immediate"]
-
-
-class ScheduledSchedule(Section):
-    """Send once at ``send_at`` (a date and time with a timezone offset)."""
-
-    type: Literal["scheduled"]
-    send_at: AwareDatetime
-
-
 def _check_timezone(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise rule_error(f"'{name}' is not an IANA timezone name such as 'Asia/Tokyo' or 'UTC'") from None
     return name
+
+
+def _check_time_of_day(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 21:00 as the sexagesimal number 1260
+        raise rule_error(f"put the time in quotes: '{value // 60:02d}:{value % 60:02d}'")
+    if isinstance(value, str):
+        try:
+            quiet_hours.parse_hh_mm(value)
+        except ValueError as err:
+            raise rule_error(str(err)) from None
+    return value
+
+
+class QuietHours(Section):
+    """A daily window, on the local clock of ``timezone``, in which the campaign does not send."""
+
+    start: str
+    end: str
+    timezone: str
+
+    _times = field_validator("start", "end", mode="before")(_check_time_of_day)
+    _timezone = field_validator("timezone")(_check_timezone)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise rule_errors([(("end",), f"{self.end} is the same as start: the window would be empty")])
+        return self
+
+    def end_after(self, now: datetime) -> datetime | None:
+        """Return when the quiet hours around ``now`` end, or ``None`` when ``now`` is outside them."""
+        return quiet_hours.quiet_hours_end(self.start, self.end, self.timezone, now)
+
+
+class ScheduleSection(Section):
+    """Base of every delivery schedule: the optional quiet hours apply to all of them."""
+
+    quiet_hours: QuietHours | None = None
+
+
+class ImmediateSchedule(ScheduleSection):
+    """Send as soon as the campaign's DAG is triggered."""
+
+    type: Literal["immediate"]
+
+
+class ScheduledSchedule(ScheduleSection):
+    """Send once at ``send_at`` (a date and time with a timezone offset)."""
+
+    type: Literal["scheduled"]
+    send_at: AwareDatetime
 
 
 def _check_cron(expression: str) -> str:
@@ -110,7 +149,7 @@ def _check_cron(expression: str) -> str:
     return expression
 
 
-class RecurringSchedule(Section):
+class RecurringSchedule(ScheduleSection):
     """Send on every ``cron`` tick in ``timezone``, between ``start_at`` and ``end_at`` when given."""
 
     type: Literal["recurring"]

@@ -32,6 +32,7 @@ from line_oa.campaign.model import (
 from line_oa.campaign.preview_chat import chat_screen, escape, link
 from line_oa.campaign.preview_style import STYLE
 from line_oa.campaign.problems import ProblemCollector
+from line_oa.campaign.quiet_hours import window_text
 from line_oa.campaign.validation import load_yaml, read_campaign_text, validate_campaign_file
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class PreviewContent:
     schedule: str
     messages: tuple[dict[str, Any] | None, ...]
     links: tuple[TaggedLink, ...]
+    quiet_hours: str = ""  # "quiet hours 21:00–09:00 Asia/Tokyo", or empty
 
     @classmethod
     def of(cls, campaign: Campaign) -> PreviewContent:
@@ -100,6 +102,7 @@ class PreviewContent:
             schedule_text(campaign.delivery_schedule),
             tuple(campaign.wire_messages()),
             tuple(tagged_links(campaign.content.messages, params)),
+            quiet_hours_text(campaign.delivery_schedule),
         )
 
     @classmethod
@@ -114,9 +117,10 @@ class PreviewContent:
             tracking = UtmTracking()
         params = utm_parameters_of(str(data.get("id") or ""), str(data.get("name") or ""), tracking)
         try:
-            schedule = schedule_text(_schedule(data))
+            valid_schedule = _schedule(data)
+            schedule, quiet = schedule_text(valid_schedule), quiet_hours_text(valid_schedule)
         except ValidationError:
-            schedule = "schedule not valid"
+            schedule, quiet = "schedule not valid", ""
         return cls(
             str(data.get("id") or "?"),
             str(data.get("name") or data.get("id") or "Untitled campaign"),
@@ -126,6 +130,7 @@ class PreviewContent:
             schedule,
             tuple(None if model is None else model.wire_tagged(params) for model in models),
             tuple(tagged_links(models, params)),
+            quiet,
         )
 
 
@@ -156,6 +161,12 @@ def schedule_text(schedule: Any) -> str:
     if isinstance(schedule, RecurringSchedule):
         return f"every {schedule.cron} ({schedule.timezone})"
     return "when the campaign is triggered"
+
+
+def quiet_hours_text(schedule: Any) -> str:
+    """Say when the campaign does not send (its own quiet hours), or nothing."""
+    window = getattr(schedule, "quiet_hours", None)
+    return "" if window is None else window_text(window.start, window.end, window.timezone)
 
 
 def tagged_links(
@@ -242,7 +253,9 @@ def _summary(content: PreviewContent) -> str:
         f"<code>{escape(content.workspace)}</code> &#183; "
         f'<span class="lo-badge{" lo-draft" if draft else ""}">{escape(badge)}</span></p>'
         f'<p class="lo-meta">Sender account <code>{escape(content.sender)}</code> &#183; '
-        f"sends {escape(content.schedule)} &#183; {len(content.messages)} message(s)</p>"
+        f"sends {escape(content.schedule)}"
+        + (f" &#183; not in {escape(content.quiet_hours)}" if content.quiet_hours else "")
+        + f" &#183; {len(content.messages)} message(s)</p>"
     )
 
 

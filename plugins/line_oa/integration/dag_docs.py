@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from airflow.sdk import Param
 
 if TYPE_CHECKING:
-    from line_oa.campaign.model import Campaign
+    from line_oa.campaign.model import Campaign, QuietHours
 
 
 def trigger_params() -> dict[str, Param]:
@@ -56,6 +56,17 @@ def trigger_params() -> dict[str, Param]:
     }
 
 
+def quiet_hours_line(window: QuietHours | None) -> str:
+    """Return the DAG docs' quiet-hours entry: the window and what it does to a run, or none."""
+    if window is None:
+        return "none of its own (the sender account's connection may set a default: extra `quiet_hours`)"
+    return (
+        f"no sending {window.start}–{window.end} ({window.timezone}): a real delivery launched inside "
+        "waits, deferred, in the `quiet_hours` task and sends when the window ends; dry runs and test "
+        "sends are not held"
+    )
+
+
 def describe(campaign: Campaign) -> str:
     """Return the DAG's ``doc_md``: audience, schedule, messages and tagged links."""
     schedule = campaign.delivery_schedule
@@ -80,6 +91,7 @@ def describe(campaign: Campaign) -> str:
         ),  # fmt: skip
         f"- **Sender account**: connection `{campaign.content.line_config}` · mode {campaign.content.delivery_mode}",
         f"- **Schedule**: {when}",
+        f"- **Quiet hours**: {quiet_hours_line(schedule.quiet_hours)}",
         f"- **Retries**: {campaign.activation.retry.max_attempts} attempts, backoff "
         f"{campaign.activation.retry.initial_backoff_seconds}-{campaign.activation.retry.max_backoff_seconds} s",
         "",

@@ -23,6 +23,7 @@ from line_oa.delivery.plan import MULTICAST_MAX_RECIPIENTS
 from line_oa.errors import CampaignFileError, LineOAError
 from line_oa.integration.dag_docs import describe, trigger_params
 from line_oa.integration.operators import LineOAPushOperator
+from line_oa.integration.quiet_hours import QuietHoursOperator
 
 if TYPE_CHECKING:
     from line_oa.campaign.model import Campaign
@@ -126,7 +127,13 @@ def build_campaign_dag(campaign: Campaign) -> DAG:
         # Refusals raise AirflowFailException, which is never retried; retries cover infrastructure
         # failures (a task killed before it ran, an API timeout). Both tasks are idempotent.
         validation = validate(campaign_file)
+        # Between validate and the segment: a held run extracts when the window ends (today's opt-outs),
+        # and waits deferred, in the triggerer. The push tasks check again right before sending.
+        quiet = QuietHoursOperator(
+            task_id="quiet_hours", task_display_name="wait out quiet hours", campaign_file=campaign_file
+        )
         segment = extract_segment(campaign_file, validation)
+        validation >> quiet >> segment
         chunks = chunk_profiles(campaign_file, segment)
         pool = channel_pool(campaign.content.line_config)
         pushed = LineOAPushOperator.partial(
@@ -209,6 +216,8 @@ def validate(campaign_file: str) -> dict[str, Any]:
         facts["reachable"], facts["quota"].get("type"), facts["remaining"] if facts["remaining"] is not None else "no limit",
         " (dry run)" if options.dry_run else "",
     )  # fmt: skip
+    if facts.get("quiet_hours"):
+        log.info("%s", facts["quiet_hours"])
     return facts
 
 

@@ -8,6 +8,7 @@ and the channel access token is registered with Airflow's secrets masker as soon
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +37,12 @@ from line_oa.delivery.client import (
     interpret_response,
     send_body,
 )
-from line_oa.errors import LineAuthError, LineTransportError
+from line_oa.errors import LineAuthError, LineOAError, LineTransportError
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+
+    from line_oa.campaign.model import QuietHours
 
 __all__ = ["AsyncLineClient", "ChannelSettings", "LineOAHook", "LineResponse", "interpret_response"]
 
@@ -49,7 +52,8 @@ class LineOAHook(BaseHook):
 
     The connection's host is the API base URL (``https://api.line.me`` when empty; the LINE simulator's
     address for rehearsals), its password the channel access token. Extras: ``push_rate_limit``,
-    ``multicast_rate_limit``, ``workspaces`` (comma-separated), ``concurrent_senders`` and ``timeout``.
+    ``multicast_rate_limit``, ``workspaces`` (comma-separated), ``concurrent_senders``, ``timeout`` and
+    ``quiet_hours`` (the sender account's default window, ``{"start", "end", "timezone"}``).
 
     Why ``BaseHook`` and not the http provider's ``HttpHook``: what this hook must do is what
     ``HttpHook`` does differently. ``HttpHook.get_conn`` looks the connection up on every call, turns a
@@ -81,6 +85,35 @@ class LineOAHook(BaseHook):
 
             mask_secret(conn.password)
         return conn
+
+    @cached_property
+    def quiet_hours(self) -> QuietHours | None:
+        """Read the sender account's default quiet hours (extra ``quiet_hours``); a campaign's own win.
+
+        :raises LineOAError: the extra is not a ``{"start", "end", "timezone"}`` window the campaign
+            file would accept.
+        """
+        from pydantic import ValidationError
+
+        from line_oa.campaign.model import QuietHours
+
+        raw = self.connection.extra_dejson.get("quiet_hours")
+        if not raw:
+            return None
+        try:
+            if isinstance(raw, str):  # a form field holds text
+                raw = json.loads(raw)
+            return QuietHours.model_validate(raw)
+        except (ValueError, ValidationError) as err:
+            problems = (
+                [f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in err.errors()]
+                if isinstance(err, ValidationError)
+                else [str(err)]
+            )
+            raise LineOAError(
+                f"connection extra quiet_hours is not a window such as "
+                f'{{"start": "21:00", "end": "09:00", "timezone": "Asia/Tokyo"}}: {"; ".join(problems)}'
+            ) from None
 
     @cached_property
     def settings(self) -> ChannelSettings:

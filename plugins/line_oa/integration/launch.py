@@ -19,6 +19,7 @@ from line_oa.delivery.answers import TRANSIENT
 from line_oa.errors import LineApiError, LineAuthError
 from line_oa.integration import pipeline
 from line_oa.integration.pipeline import LaunchRefused, TriggerOptions
+from line_oa.integration.quiet_hours import quiet_hours_note
 from line_oa.integration.segment import LINE_USER_ID, count_sql
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def validate_for_launch(
     if not options.is_test:  # test sends carry no unit
         facts["aggregation_unit"] = check_unit_budget(hook, campaign.insight_unit)
     hook.close()
+    facts["quiet_hours"] = quiet_hours_note(campaign, options, sender=hook.quiet_hours)
     if not facts["fits"] and not options.dry_run and not options.allow_partial_delivery:
         raise LaunchRefused(
             f"quota: {facts['needed']} recipients but only {facts['remaining']} messages left this month "
@@ -131,6 +133,7 @@ def check_sender_account(campaign: Campaign, hook) -> None:
     """Refuse a sender account whose connection cannot be read or is not assigned to the campaign's workspace."""
     try:
         channel = hook.settings
+        hook.quiet_hours  # noqa: B018 - read now, so that a broken default window refuses the launch
     except Exception as err:
         raise LaunchRefused(
             f"content.line_config: sender account {campaign.content.line_config!r}: {err}"

@@ -92,8 +92,12 @@ class LineOAPushOperator(BaseOperator):
         """Return the LINE hook of the sender account: ``line_oa_conn_id``, else the campaign's ``line_config``."""
         return LineOAHook(line_oa_conn_id=self.line_oa_conn_id or self.campaign.content.line_config)
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Send the chunk's rows that are not final yet; return the chunk's summary (its XCom)."""
+    def execute(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Send the chunk's rows that are not final yet; return the chunk's summary (its XCom).
+
+        Inside the campaign's quiet hours a real delivery sends nothing: the task defers until they end
+        and then runs ``execute`` again (``event`` is the trigger's, unused).
+        """
         from line_oa.integration.chunks import read_chunk
 
         campaign = self.campaign
@@ -101,6 +105,7 @@ class LineOAPushOperator(BaseOperator):
         recipients = read_chunk(chunk)
         if str(self.dry_run).lower() in ("true", "1"):
             return self._dry_run(chunk, recipients)
+        self._wait_out_quiet_hours(context, chunk)
         options = self._sending_options(chunk, recipients)
         ledger = DeliveryLog.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
         try:
@@ -118,6 +123,23 @@ class LineOAPushOperator(BaseOperator):
         )  # fmt: skip
         raise_if_stopped(result)
         return summary
+
+    def _wait_out_quiet_hours(self, context: Context, chunk: dict[str, Any]) -> None:
+        """Defer, sending nothing, while a real delivery is inside the campaign's quiet hours."""
+        from line_oa.integration.pipeline import TriggerOptions
+        from line_oa.integration.quiet_hours import defer_until, held_until, quiet_hours_note
+
+        if self.is_test or chunk.get("is_test"):
+            return
+        options = TriggerOptions.from_params(dict(context.get("params") or {}))
+        sender = self.hook.quiet_hours
+        resumes = held_until(self.campaign, options, sender=sender)
+        if resumes is not None:
+            self.log.info(
+                "chunk %d: %s; nothing sent, waiting in the triggerer",
+                chunk["index"], quiet_hours_note(self.campaign, options, sender=sender),
+            )  # fmt: skip
+            defer_until(self, resumes)
 
     def _dry_run(self, chunk: dict[str, Any], recipients: list[tuple[str, str]]) -> dict[str, Any]:
         self.log.info(

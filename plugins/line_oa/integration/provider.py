@@ -50,6 +50,12 @@ def get_provider_info() -> dict:
                         "label": "Request timeout (s)",
                         "schema": {"type": ["number", "null"], "minimum": 0.1, "default": 10},
                     },
+                    "quiet_hours": {
+                        "label": "Quiet hours (default of every campaign)",
+                        "schema": {"type": ["string", "null"]},
+                        "description": 'JSON: {"start": "21:00", "end": "09:00", "timezone": "Asia/Tokyo"}; '
+                        "a campaign's delivery_schedule.quiet_hours replaces it.",
+                    },
                 },
             }
         ],
