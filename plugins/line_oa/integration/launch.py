@@ -264,7 +264,10 @@ def enter_delivery(campaign: Campaign, *, run_id: str, options: TriggerOptions, 
     ledger = ledger_factory(campaign.id, run_id)
     try:
         blocking = ledger.enter_delivery(
-            one_off=campaign.delivery_schedule.type != "recurring", redeliver=options.redeliver
+            one_off=campaign.delivery_schedule.type != "recurring",
+            redeliver=options.redeliver,
+            workspace=campaign.workspace,
+            sender_account=campaign.content.line_config,
         )
     finally:
         ledger.close()
