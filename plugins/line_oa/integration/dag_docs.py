@@ -56,6 +56,20 @@ def trigger_params() -> dict[str, Param]:
     }
 
 
+def _frequency_cap_line(campaign: Campaign) -> str:
+    """Return the DAG docs' line on the campaign's frequency cap."""
+    cap = campaign.target_audience.frequency_cap
+    if cap is None:
+        return "- **Frequency cap**: none (this campaign's deliveries still count for capped campaigns)"
+    where = f"workspace `{campaign.workspace}`" if cap.scope == "workspace" else (
+        f"sender account `{campaign.content.line_config}`"
+    )  # fmt: skip
+    return (
+        f"- **Frequency cap**: at most {cap.max_deliveries} campaign deliveries per LINE user in "
+        f"{cap.window_hours} h, counted over {where}; users over it are excluded `frequency_capped`"
+    )
+
+
 def describe(campaign: Campaign) -> str:
     """Return the DAG's ``doc_md``: audience, schedule, messages and tagged links."""
     schedule = campaign.delivery_schedule
@@ -78,6 +92,7 @@ def describe(campaign: Campaign) -> str:
             if campaign.target_audience.suppression_lists
             else ""
         ),  # fmt: skip
+        _frequency_cap_line(campaign),
         f"- **Sender account**: connection `{campaign.content.line_config}` · mode {campaign.content.delivery_mode}",
         f"- **Schedule**: {when}",
         f"- **Retries**: {campaign.activation.retry.max_attempts} attempts, backoff "
