@@ -250,3 +250,52 @@ def test_two_campaigns_extracting_at_once_never_both_take_the_last_slot(open_log
     assert eligible == Counter(users), (
         "a user was eligible in more (or fewer) than one of the racing campaigns"
     )
+
+
+def test_validation_names_the_file_the_key_and_the_rule(tmp_path):
+    import pathlib
+
+    from line_oa.campaign.validation import validate_campaign_file
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    document = yaml.safe_load((root / "include" / "campaigns" / "welcome_back.yaml").read_text())
+    document["target_audience"]["frequency_cap"] = {
+        "max_deliveries": 0,
+        "window_hours": 24,
+        "scope": "channel",
+    }
+    document["target_audience"]["frequency_cap"]["per_day"] = 3
+    path = tmp_path / "welcome_back.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    problems = [str(p) for p in validate_campaign_file(path).problems]
+    cap = "target_audience.frequency_cap"
+    assert any(f"{cap}.max_deliveries: " in p and "greater than or equal to 1" in p for p in problems), (
+        problems
+    )
+    assert any(f"{cap}.scope: " in p and "'workspace' or 'sender_account'" in p for p in problems), problems
+    assert any(f"{cap}.per_day: " in p for p in problems), problems
+    assert all(p.startswith(f"{path}:") for p in problems), "each problem names the file and line"
+
+
+def test_the_sender_account_default_applies_when_the_campaign_file_has_no_cap(workspace):
+    from line_oa.delivery.client import ChannelSettings
+    from line_oa.integration.launch import decide_frequency_cap
+    from line_oa.integration.pipeline import LaunchRefused
+
+    default = '{"max_deliveries": 3, "window_hours": 12, "scope": "sender_account"}'
+    channel = ChannelSettings(conn_id="line_oa_default", base_url="http://x", frequency_cap=default)
+    uncapped = campaign("uncapped", workspace, None)
+    decided = decide_frequency_cap(uncapped, channel)
+    assert decided == {"max_deliveries": 3, "window_hours": 12, "scope": "sender_account"}
+    capped = campaign("capped", workspace, {"max_deliveries": 1, "window_hours": 24})
+    assert decide_frequency_cap(capped, channel)["max_deliveries"] == 1, "the campaign file's cap wins"
+    assert decide_frequency_cap(uncapped, ChannelSettings(conn_id="c", base_url="http://x")) is None
+    check = FrequencyCheck.for_run(uncapped, ledger=None, real=True, validation={"frequency_cap": decided})
+    assert (check.cap.max_deliveries, check.cap.scope) == (3, "sender_account")
+    broken = ChannelSettings(
+        conn_id="line_oa_default", base_url="http://x", frequency_cap={"window_hours": 0}
+    )
+    with pytest.raises(
+        LaunchRefused, match=r"'line_oa_default': extra frequency_cap\.(max_deliveries|window_hours)"
+    ):
+        decide_frequency_cap(uncapped, broken)

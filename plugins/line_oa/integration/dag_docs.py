@@ -60,7 +60,10 @@ def _frequency_cap_line(campaign: Campaign) -> str:
     """Return the DAG docs' line on the campaign's frequency cap."""
     cap = campaign.target_audience.frequency_cap
     if cap is None:
-        return "- **Frequency cap**: none (this campaign's deliveries still count for capped campaigns)"
+        return (
+            "- **Frequency cap**: none in the file (the sender account's default applies, if its connection"
+            " sets one; this campaign's deliveries count for capped campaigns)"
+        )
     where = f"workspace `{campaign.workspace}`" if cap.scope == "workspace" else (
         f"sender account `{campaign.content.line_config}`"
     )  # fmt: skip

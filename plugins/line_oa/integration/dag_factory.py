@@ -226,7 +226,9 @@ def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str,
         if options.is_test:  # test sends are exempt from frequency caps, and never counted
             rows = sorted(segment.rows_for_test_send(options.test_recipients), key=lambda r: r[1])
         else:
-            frequency = FrequencyCheck.for_run(campaign, ledger, real=not options.dry_run)
+            frequency = FrequencyCheck.for_run(
+                campaign, ledger, real=not options.dry_run, validation=validation
+            )
             suppressions = pipeline.suppression_sqls(campaign)
             sql = segment.wrap_segment_sql(pipeline.segment_sql(campaign), suppressions)
             rows = pipeline.run_segment_query(

@@ -45,11 +45,23 @@ class FrequencyCheck:
     registered: set[str] = field(default_factory=set)
 
     @classmethod
-    def for_run(cls, campaign: Campaign, ledger: DeliveryLog, *, real: bool) -> FrequencyCheck:
-        """Return the check of a run of ``campaign`` (``real``: neither a dry run nor a test send)."""
+    def for_run(
+        cls, campaign: Campaign, ledger: DeliveryLog, *, real: bool, validation: dict | None = None
+    ) -> FrequencyCheck:
+        """Return the check of a run of ``campaign`` (``real``: neither a dry run nor a test send).
+
+        The cap is the one the validate task decided (``validation["frequency_cap"]``: the campaign
+        file's, or the sender account's default); without that decision, the campaign file's.
+        """
+        from line_oa.campaign.model import FrequencyCap
+
+        cap = campaign.target_audience.frequency_cap
+        if validation is not None and "frequency_cap" in validation:
+            decided = validation["frequency_cap"]
+            cap = FrequencyCap.model_validate(decided) if decided is not None else None
         return cls(
             ledger=ledger,
-            cap=campaign.target_audience.frequency_cap,
+            cap=cap,
             workspace=campaign.workspace,
             sender_account=campaign.content.line_config,
             claim=real,
