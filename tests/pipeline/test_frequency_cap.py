@@ -299,3 +299,67 @@ def test_the_sender_account_default_applies_when_the_campaign_file_has_no_cap(wo
         LaunchRefused, match=r"'line_oa_default': extra frequency_cap\.(max_deliveries|window_hours)"
     ):
         decide_frequency_cap(uncapped, broken)
+
+
+def _older_log_ddl(dialect: str) -> str:
+    """The DDL of a release before frequency caps: no scope columns, no claim table."""
+    import re
+
+    from line_oa.delivery_log.store import schema_sql
+
+    ddl = re.sub(r"    workspace      TEXT,\n    sender_account TEXT,\n", "", schema_sql(dialect))
+    return re.sub(r"CREATE TABLE IF NOT EXISTS line_frequency_claim \(.*?\);\n", "", ddl, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_log_of_an_earlier_release_gets_the_scope_columns_and_the_claim_table(
+    dialect, tmp_path, monkeypatch
+):
+    from line_oa.delivery_log.store import DeliveryLog, ledger_hook, sqlite_file_hook
+
+    ddl = _older_log_ddl(dialect)
+    assert "sender_account" not in ddl
+    assert "line_frequency_claim" not in ddl
+    database = f"ledger_cap_{uuid.uuid4().hex[:8]}"
+    if dialect == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "old.db") as conn:
+            conn.executescript(ddl)
+        hook = lambda: sqlite_file_hook(tmp_path / "old.db")  # noqa: E731
+    else:
+        from tests.delivery.test_ledger_schema import admin_in
+
+        admin = admin_in("test")
+        admin.execute(f"CREATE DATABASE {database}")
+        admin_in(database).execute(ddl)
+        monkeypatch.setenv("AIRFLOW_CONN_LEDGER_OLD", json.dumps({**POSTGRES_CONN, "schema": database}))
+        hook = lambda: ledger_hook("ledger_old")  # noqa: E731
+    try:
+        first = DeliveryLog(hook(), campaign_id="old", run_id="r1", clock=lambda: NOW)
+        first.enter_delivery(one_off=False, redeliver=False, workspace="ws", sender_account="acct")
+        first.add([LedgerRow("p1", uid(1), Status.SENT, None, chunk_index=0, sent_at=NOW.isoformat())])
+        first.close()
+        later = DeliveryLog(hook(), campaign_id="new", run_id="r2", clock=lambda: NOW)
+        assert later.over_frequency_cap(
+            scope="workspace", value="ws", since=NOW.isoformat(), max_deliveries=1
+        ) == {uid(1)}
+        assert later.claim_recipients([uid(2)]) == 1
+        later.close()
+    finally:
+        if dialect == "postgres":
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            admin.connection.close()
+
+
+def test_the_dag_docs_state_the_cap(workspace):
+    from line_oa.integration.dag_docs import describe
+
+    capped = campaign(
+        "capped", workspace, {"max_deliveries": 2, "window_hours": 48, "scope": "sender_account"}
+    )
+    assert (
+        "at most 2 campaign deliveries per LINE user in 48 h, counted over sender account `line_oa_default`"
+        in describe(capped)
+    )
+    assert "**Frequency cap**: none in the file" in describe(campaign("free", workspace, None))
