@@ -247,6 +247,7 @@ def test_two_campaigns_extracting_at_once_never_both_take_the_last_slot(open_log
         user for outcomes in results.values() for user, reason in outcomes.items() if reason is None
     )
     assert len(results) == len(camps)
+    assert all(set(outcomes) == set(users) for outcomes in results.values()), "a user without an outcome"
     assert eligible == Counter(users), (
         "a user was eligible in more (or fewer) than one of the racing campaigns"
     )
