@@ -137,6 +137,16 @@ class Reason(StrEnum):
             "Nothing; remove it from the suppression list's source if it should receive campaigns again.",
         ),
     )
+    FREQUENCY_CAPPED = (
+        "frequency_capped",
+        _Reason(
+            Status.EXCLUDED,
+            False,
+            "The recipient already had the campaign's frequency_cap of real campaign deliveries (sent, or being "
+            "sent by another run) in the rolling window, in its workspace or on its sender account.",
+            "Nothing; raise target_audience.frequency_cap or send later if this recipient should get it.",
+        ),
+    )
     OVER_MAX_RECIPIENTS = (
         "over_max_recipients",
         _Reason(

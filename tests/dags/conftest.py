@@ -40,6 +40,19 @@ def e2e_campaigns() -> dict[str, dict]:
         "e2e_suppressed": _campaign(
             "welcome_back", "e2e_suppressed", **{"target_audience.suppression_lists": ["e2e_optouts"]}
         ),
+        # Their own workspace and sender account: other tests' deliveries in the session do not count.
+        "e2e_cap_first": _campaign(
+            "welcome_back", "e2e_cap_first", workspace="retail_cap", **{"content.line_config": "line_oa_cap"}
+        ),
+        "e2e_cap_second": _campaign(
+            "welcome_back",
+            "e2e_cap_second",
+            workspace="retail_cap",
+            **{
+                "content.line_config": "line_oa_cap",
+                "target_audience.frequency_cap": {"max_deliveries": 1, "window_hours": 24},
+            },
+        ),
         "e2e_quota": _campaign(
             "welcome_back", "e2e_quota", **{"content.delivery_mode": "push", "activation.chunk_size": 500}
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import shutil
 import sqlite3
@@ -238,3 +239,38 @@ def test_suppressed_profiles_are_logged_and_never_sent(airflow_env, line, tmp_pa
     delivered = {d["to"] for d in line.admin.deliveries()}
     assert not delivered & suppressed_users, "a suppressed LINE user was messaged"
     assert assert_log_matches_record(ledger, line) == eligible_profiles(airflow_env) - len(suppressed_users)
+
+
+def test_a_second_campaign_caps_the_recipients_a_first_one_delivered(airflow_env, line, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LINE_OA_CAP",
+        json.dumps(
+            {
+                "conn_type": "line_oa",
+                "host": line.base_url,
+                "password": DEFAULT_TOKEN,
+                "extra": {"workspaces": "retail_cap", "timeout": 5},
+            }
+        ),
+    )
+    first = run_dag(airflow_env, "e2e_cap_first", run_conf={"max_recipients": 300})
+    assert str(first.state) == "success", task_states(first)
+    first_sent = {row.line_user_id for row in ledger_of("e2e_cap_first", first.run_id).rows("sent")}
+    assert 0 < len(first_sent) <= 300
+    second = run_dag(airflow_env, "e2e_cap_second")
+    assert str(second.state) == "success", task_states(second)
+    ledger = ledger_of("e2e_cap_second", second.run_id)
+    capped_rows = [row for row in ledger.rows("excluded") if row.reason == "frequency_capped"]
+    capped = {row.line_user_id for row in capped_rows}
+    assert capped == first_sent, "exactly the users the first campaign delivered to are over the cap of 1"
+    second_sent = {row.line_user_id for row in ledger.rows("sent")}
+    assert not second_sent & first_sent
+    record = line.admin.deliveries()
+    assert len(record) == len({d["to"] for d in record}), "a LINE user got both campaigns"
+    assert {d["to"] for d in record} == first_sent | second_sent
+    assert len(first_sent) + len(second_sent) == eligible_profiles(airflow_env), (
+        "everyone else got the second"
+    )
+    summary = ledger.run_summary()
+    # every profile of a capped person is recorded (a person may have several), and the report counts them
+    assert summary["excluded"]["frequency_capped"] == len(capped_rows) >= len(first_sent), summary["excluded"]

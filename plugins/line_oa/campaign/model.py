@@ -46,6 +46,15 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FrequencyCap(Section):
+    """At most ``max_deliveries`` real campaign deliveries per LINE user in a rolling window of
+    ``window_hours``, counted over every campaign of the workspace or of the sender account."""
+
+    max_deliveries: int = Field(ge=1, le=1000)
+    window_hours: int = Field(ge=1, le=24 * 90)
+    scope: Literal["workspace", "sender_account"] = "workspace"
+
+
 class TargetAudience(Section):
     """Who receives the campaign: a segment whose SQL lives in ``include/sql/segments``."""
 
@@ -54,6 +63,8 @@ class TargetAudience(Section):
     cdp_conn_id: ConnectionId = "line_oa_cdp"
     # extra suppression lists (include/sql/suppressions/lists/<name>.sql), beside the global ones
     suppression_lists: list[Slug] = Field(default_factory=list, max_length=20)
+    # recipients who already had this many campaign deliveries in the window are left out
+    frequency_cap: FrequencyCap | None = None
 
 
 class Content(Section):

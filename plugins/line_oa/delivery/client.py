@@ -67,6 +67,8 @@ class ChannelSettings:
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     workspaces: tuple[str, ...] = field(default_factory=tuple)
     concurrent_senders: int = 1  # push tasks of this channel allowed at once (the channel pool's slots)
+    # the sender account's default frequency cap (extra ``frequency_cap``), checked by the validate task
+    frequency_cap: dict[str, Any] | str | None = None
 
     def allows_workspace(self, workspace: str) -> bool:
         return workspace in self.workspaces

@@ -12,12 +12,20 @@ from line_oa.vocabulary import Status
 class RunRecords:
     """Per-run records of ``DeliveryLog`` (a mixin): entering a real delivery, writing the summary."""
 
-    def enter_delivery(self, *, one_off: bool, redeliver: bool) -> str | None:
+    def enter_delivery(
+        self,
+        *,
+        one_off: bool,
+        redeliver: bool,
+        workspace: str | None = None,
+        sender_account: str | None = None,
+    ) -> str | None:
         """Record this run as a real delivery of the campaign, unless a one-off campaign has another.
 
         Atomic (a lock per campaign), so two runs launched together cannot both pass. Returns the id of
         the run that blocks this one (nothing recorded then), or None. Entering the same run again (a
-        resumed run) is allowed.
+        resumed run) is allowed. ``workspace`` and ``sender_account`` are where the run delivers (what
+        frequency caps count by); entering again records them for a run entered before they were.
         """
         with self.transaction():
             cursor = self._conn.cursor()
@@ -36,9 +44,12 @@ class RunRecords:
             again = cursor.fetchone() is not None
             self._add_event(cursor, "resumed" if again else "started", "redeliver" if redeliver else "")
             cursor.execute(
-                f"INSERT INTO {DELIVERY_TABLE} (campaign_id, run_id, redeliver, started_at) "
-                f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}) ON CONFLICT (campaign_id, run_id) DO NOTHING",
-                (self.campaign_id, self.run_id, int(redeliver), self._now()),
+                f"INSERT INTO {DELIVERY_TABLE} (campaign_id, run_id, redeliver, started_at, workspace, sender_account) "
+                f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}, {self._p}, {self._p}) "
+                "ON CONFLICT (campaign_id, run_id) DO UPDATE SET "
+                f"workspace = COALESCE({DELIVERY_TABLE}.workspace, excluded.workspace), "
+                f"sender_account = COALESCE({DELIVERY_TABLE}.sender_account, excluded.sender_account)",
+                (self.campaign_id, self.run_id, int(redeliver), self._now(), workspace, sender_account),
             )
         return None
 

@@ -10,6 +10,7 @@ SUMMARY_TABLE = "line_campaign_summary"
 CLAIM_TABLE = "line_delivery_claim"
 DELIVERY_TABLE = "line_campaign_delivery"
 EVENT_TABLE = "line_campaign_run_event"
+FREQUENCY_CLAIM_TABLE = "line_frequency_claim"
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ from line_oa.delivery_log.connections import (  # noqa: F401  (the log's connect
     sql_hook,
     sqlite_file_hook,
 )
+from line_oa.delivery_log.frequency import FrequencyRecords
 from line_oa.delivery_log.queries import LogQueries
 from line_oa.delivery_log.records import RunRecords
 from line_oa.delivery_log.rows import (  # noqa: F401  (LedgerRow and the table names, re-exported)
@@ -73,7 +74,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class DeliveryLog(LogQueries, RunRecords):
+class DeliveryLog(LogQueries, RunRecords, FrequencyRecords):
     """Read and write one (campaign, run)'s rows of the delivery log.
 
     :param hook: a common.sql hook (``SqliteHook`` or ``PostgresHook``).
@@ -219,19 +220,12 @@ class DeliveryLog(LogQueries, RunRecords):
         self._ensure_columns()
 
     def _ensure_columns(self) -> None:
-        """Add columns a log created by an earlier release lacks (``dispatched_at``)."""
+        """Add columns a log created by an earlier release lacks (``dispatched_at``, the runs' scope)."""
         cursor = self._conn.cursor()
-        if self.dialect == "sqlite":
-            cursor.execute(f"PRAGMA table_info({TABLE})")
-            columns = {row[1] for row in cursor.fetchall()}
-        else:
-            cursor.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (TABLE,)
-            )
-            columns = {row[0] for row in cursor.fetchall()}
-        if "dispatched_at" not in columns:
+        if "dispatched_at" not in self._columns(cursor, TABLE):
             kind = "TEXT" if self.dialect == "sqlite" else "TIMESTAMPTZ"
             cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN dispatched_at {kind}")
+        self._ensure_scope_columns(cursor)
         self._conn.commit()
 
     def _ensure_fillfactor(self) -> None:

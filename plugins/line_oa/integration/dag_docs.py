@@ -67,6 +67,23 @@ def quiet_hours_line(window: QuietHours | None) -> str:
     )
 
 
+def _frequency_cap_line(campaign: Campaign) -> str:
+    """Return the DAG docs' line on the campaign's frequency cap."""
+    cap = campaign.target_audience.frequency_cap
+    if cap is None:
+        return (
+            "- **Frequency cap**: none in the file (the sender account's default applies, if its connection"
+            " sets one; this campaign's deliveries count for capped campaigns)"
+        )
+    where = f"workspace `{campaign.workspace}`" if cap.scope == "workspace" else (
+        f"sender account `{campaign.content.line_config}`"
+    )  # fmt: skip
+    return (
+        f"- **Frequency cap**: at most {cap.max_deliveries} campaign deliveries per LINE user in "
+        f"{cap.window_hours} h, counted over {where}; users over it are excluded `frequency_capped`"
+    )
+
+
 def describe(campaign: Campaign) -> str:
     """Return the DAG's ``doc_md``: audience, schedule, messages and tagged links."""
     schedule = campaign.delivery_schedule
@@ -89,6 +106,7 @@ def describe(campaign: Campaign) -> str:
             if campaign.target_audience.suppression_lists
             else ""
         ),  # fmt: skip
+        _frequency_cap_line(campaign),
         f"- **Sender account**: connection `{campaign.content.line_config}` · mode {campaign.content.delivery_mode}",
         f"- **Schedule**: {when}",
         f"- **Quiet hours**: {quiet_hours_line(schedule.quiet_hours)}",

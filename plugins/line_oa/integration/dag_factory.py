@@ -225,14 +225,19 @@ def validate(campaign_file: str) -> dict[str, Any]:
 def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str, Any]:
     """Stream the segment from the CDP; log exclusions; stage the eligible recipients."""
     from line_oa.integration import pipeline, segment
+    from line_oa.integration.frequency_cap import FrequencyCheck
 
     context, options = _context()
     campaign = load_campaign(campaign_file)
     ledger = _ledger(campaign.id, context["run_id"])
+    frequency = None
     try:
-        if options.is_test:
+        if options.is_test:  # test sends are exempt from frequency caps, and never counted
             rows = sorted(segment.rows_for_test_send(options.test_recipients), key=lambda r: r[1])
         else:
+            frequency = FrequencyCheck.for_run(
+                campaign, ledger, real=not options.dry_run, validation=validation
+            )
             suppressions = pipeline.suppression_sqls(campaign)
             sql = segment.wrap_segment_sql(pipeline.segment_sql(campaign), suppressions)
             rows = pipeline.run_segment_query(
@@ -244,6 +249,7 @@ def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str,
             staging_dir=pipeline.run_staging_uri(campaign.id, context["run_id"]),
             max_recipients=options.max_recipients,
             is_test=options.is_test,
+            frequency=frequency,
         )
     finally:
         ledger.close()

@@ -54,6 +54,7 @@ class LineOAHook(BaseHook):
     address for rehearsals), its password the channel access token. Extras: ``push_rate_limit``,
     ``multicast_rate_limit``, ``workspaces`` (comma-separated), ``concurrent_senders``, ``timeout`` and
     ``quiet_hours`` (the sender account's default window, ``{"start", "end", "timezone"}``).
+    ``frequency_cap`` (the default cap of the account's campaigns, as in a campaign file).
 
     Why ``BaseHook`` and not the http provider's ``HttpHook``: what this hook must do is what
     ``HttpHook`` does differently. ``HttpHook.get_conn`` looks the connection up on every call, turns a
@@ -136,6 +137,7 @@ class LineOAHook(BaseHook):
             timeout=float(extra.get("timeout") or DEFAULT_TIMEOUT_SECONDS),
             workspaces=tuple(w for w in workspaces if w),
             concurrent_senders=max(1, int(extra.get("concurrent_senders") or 1)),
+            frequency_cap=extra.get("frequency_cap") or None,
         )
 
     @cached_property

@@ -8,6 +8,7 @@ the run in the delivery log.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,7 @@ def validate_for_launch(
     check_test_recipients(options)
     hook = hook_factory(campaign.content.line_config)
     check_sender_account(campaign, hook)
+    frequency_cap = decide_frequency_cap(campaign, hook.settings)
     reachable = count_reachable(campaign, options)
     facts = preflight(
         hook,
@@ -71,6 +73,7 @@ def validate_for_launch(
     return {
         "campaign_id": campaign.id,
         "reachable": reachable,
+        "frequency_cap": frequency_cap,
         **facts,
         "started_at": datetime.now(UTC).isoformat(),
     }
@@ -143,6 +146,28 @@ def check_sender_account(campaign: Campaign, hook) -> None:
             f"content.line_config: sender account {channel.conn_id!r} is not assigned to workspace "
             f"{campaign.workspace!r} (assigned: {', '.join(channel.workspaces) or 'none'})"
         )
+
+
+def decide_frequency_cap(campaign: Campaign, channel) -> dict | None:
+    """Return the run's frequency cap: the campaign file's ``target_audience.frequency_cap``, else the
+    sender account's default (connection extra ``frequency_cap``, the same keys), else None."""
+    from pydantic import ValidationError
+
+    from line_oa.campaign.model import FrequencyCap
+
+    cap = campaign.target_audience.frequency_cap
+    default = getattr(channel, "frequency_cap", None)
+    if cap is None and default is not None:
+        try:
+            cap = FrequencyCap.model_validate(json.loads(default) if isinstance(default, str) else default)
+        except (ValidationError, ValueError) as err:
+            first = err.errors()[0] if isinstance(err, ValidationError) else {"loc": (), "msg": str(err)}
+            where = ".".join(str(part) for part in first["loc"])
+            raise LaunchRefused(
+                f"content.line_config: sender account {channel.conn_id!r}: extra frequency_cap"
+                f"{'.' + where if where else ''}: {first['msg']}"
+            ) from None
+    return cap.model_dump() if cap is not None else None
 
 
 def count_reachable(campaign: Campaign, options: TriggerOptions) -> int:
@@ -267,7 +292,10 @@ def enter_delivery(campaign: Campaign, *, run_id: str, options: TriggerOptions, 
     ledger = ledger_factory(campaign.id, run_id)
     try:
         blocking = ledger.enter_delivery(
-            one_off=campaign.delivery_schedule.type != "recurring", redeliver=options.redeliver
+            one_off=campaign.delivery_schedule.type != "recurring",
+            redeliver=options.redeliver,
+            workspace=campaign.workspace,
+            sender_account=campaign.content.line_config,
         )
     finally:
         ledger.close()

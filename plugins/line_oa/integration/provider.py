@@ -46,6 +46,12 @@ def get_provider_info() -> dict:
                         "schema": {"type": ["integer", "null"], "minimum": 1, "default": 1},
                         "description": "Slots of this channel's pool: the rate limits are divided among them.",
                     },
+                    "frequency_cap": {
+                        "label": "Default frequency cap",
+                        "schema": {"type": ["string", "null"]},
+                        "description": 'JSON, e.g. {"max_deliveries": 2, "window_hours": 24, "scope": '
+                        '"sender_account"}: applies to campaigns without target_audience.frequency_cap.',
+                    },
                     "timeout": {
                         "label": "Request timeout (s)",
                         "schema": {"type": ["number", "null"], "minimum": 0.1, "default": 10},

@@ -32,11 +32,12 @@ from line_oa.vocabulary import Reason
 
 if TYPE_CHECKING:
     import pathlib
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Container, Iterable, Iterator, Sequence
 
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
     from line_oa.delivery_log.store import DeliveryLog
+    from line_oa.integration.frequency_cap import FrequencyCheck
 
 LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 FETCH_SIZE = 5000
@@ -48,6 +49,7 @@ INVALID_RECIPIENT_ID = Reason.INVALID_RECIPIENT_ID
 DUPLICATE_RECIPIENT = Reason.DUPLICATE_RECIPIENT
 OVER_MAX_RECIPIENTS = Reason.OVER_MAX_RECIPIENTS
 SUPPRESSED = Reason.SUPPRESSED
+FREQUENCY_CAPPED = Reason.FREQUENCY_CAPPED
 MISSING_PROFILE_ID = Reason.MISSING_PROFILE_ID
 DUPLICATE_PROFILE_ID = Reason.DUPLICATE_PROFILE_ID
 INVALID_PROFILE_ID = Reason.INVALID_PROFILE_ID
@@ -230,7 +232,10 @@ def _invalid_profile(profile_id: str) -> tuple[str, str] | None:
 
 
 def classify(
-    rows: Iterable[tuple[Any, ...]], *, max_recipients: int | None = None
+    rows: Iterable[tuple[Any, ...]],
+    *,
+    max_recipients: int | None = None,
+    capped: Container[str] = frozenset(),
 ) -> Iterator[tuple[str, str | None, str | None, str | None, str | None]]:
     """Yield (profile_id, line_user_id, status, reason, message), one per row ordered by LINE user id.
 
@@ -238,7 +243,8 @@ def classify(
     ``(profile_id, line_user_id)``: then occurrences are counted here (small in-memory lists only,
     such as a test send's). ``status`` is ``None`` for an eligible profile; otherwise ``excluded`` or
     ``failed`` with a reason. ``profile_id`` is the log key: the normalized id, or a synthetic one for a
-    missing, repeated or invalid id. ``message`` explains an invalid profile id.
+    missing, repeated or invalid id. ``message`` explains an invalid profile id. A LINE user in ``capped``
+    (over the campaign's frequency cap) is excluded ``frequency_capped``, by every profile of it.
     """
     previous: str | None = None
     eligible = 0
@@ -272,6 +278,9 @@ def classify(
         elif len(row) > 3 and row[3]:
             previous = user
             yield profile_id, user, EXCLUDED, SUPPRESSED, None
+        elif user in capped:
+            previous = user
+            yield profile_id, user, EXCLUDED, FREQUENCY_CAPPED, None
         elif user == previous:
             yield profile_id, user, EXCLUDED, DUPLICATE_RECIPIENT, None
         elif max_recipients is not None and eligible >= max_recipients:
@@ -290,11 +299,13 @@ def extract_segment(
     staging_dir: pathlib.Path | str,
     max_recipients: int | None = None,
     is_test: bool = False,
+    frequency: FrequencyCheck | None = None,
 ) -> SegmentExtract:
     """Classify ``rows``; log exclusions and failures; stage eligible recipients as one Parquet file.
 
     Every row gives one outcome: ``profiles`` is the number of rows read. Re-running it for the same
-    run rewrites the staged file and leaves existing log rows alone.
+    run rewrites the staged file and leaves existing log rows alone. ``frequency`` (a real or dry run)
+    leaves out the users over the campaign's frequency cap and claims the others (``settle``).
     """
     from line_oa.integration.chunks import staging_path
 
@@ -305,7 +316,10 @@ def extract_segment(
     logged: list[LedgerRow] = []
     eligible: list[tuple[str, str]] = []
     with target.open("wb") as handle, pq.ParquetWriter(handle, SCHEMA) as writer:
-        for profile_id, user, status, reason, message in classify(rows, max_recipients=max_recipients):
+        capped = frequency.prepare() if frequency is not None else frozenset()
+        for profile_id, user, status, reason, message in classify(
+            rows, max_recipients=max_recipients, capped=capped
+        ):
             result.profiles += 1
             if status is None:
                 result.eligible += 1
@@ -322,7 +336,29 @@ def extract_segment(
                     logged = []
         _write_batch(writer, eligible)
     ledger.add(logged)
+    if frequency is not None:
+        _settle_frequency(frequency, result, base, is_test=is_test)
     return result
+
+
+def _settle_frequency(frequency: FrequencyCheck, result: SegmentExtract, base, *, is_test: bool) -> None:
+    """Claim the staged recipients; restage without those another run's claim put over the cap meanwhile."""
+    late = frequency.settle(lambda: read_segment(result.segment_uri), is_test=is_test)
+    if not late:
+        return
+    left_out = {profile for profile, _user in late}
+    target = base / "segment-capped.parquet"
+    with target.open("wb") as handle, pq.ParquetWriter(handle, SCHEMA) as writer:
+        kept: list[tuple[str, str]] = []
+        for pair in read_segment(result.segment_uri):
+            if pair[0] not in left_out:
+                kept.append(pair)
+                if len(kept) >= FETCH_SIZE:
+                    _write_batch(writer, kept)
+        _write_batch(writer, kept)
+    result.segment_uri = str(target)
+    result.eligible -= len(late)
+    result.excluded[FREQUENCY_CAPPED] += len(late)
 
 
 def _write_batch(writer: pq.ParquetWriter, rows: list[tuple[str, str]]) -> None:

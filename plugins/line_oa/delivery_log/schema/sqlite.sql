@@ -62,8 +62,22 @@ CREATE TABLE IF NOT EXISTS line_campaign_delivery (
     campaign_id TEXT    NOT NULL,
     run_id      TEXT    NOT NULL,
     redeliver   INTEGER NOT NULL DEFAULT 0,
+    -- where the run delivers (frequency caps count per workspace or per sender account), NULL before
+    -- the release that recorded them (such runs are not counted)
+    workspace      TEXT,
+    sender_account TEXT,
     started_at  TEXT NOT NULL,
     PRIMARY KEY (campaign_id, run_id)
+);
+-- The LINE users each real run is about to deliver to, entered at extract time under the frequency lock
+-- of its workspace and sender account: until its rows reach the log as pending, another campaign's
+-- frequency cap counts these (two campaigns extracting together cannot both miss each other).
+CREATE TABLE IF NOT EXISTS line_frequency_claim (
+    campaign_id  TEXT NOT NULL,
+    run_id       TEXT NOT NULL,
+    line_user_id TEXT NOT NULL,
+    claimed_at   TEXT NOT NULL,
+    PRIMARY KEY (campaign_id, run_id, line_user_id)
 );
 -- What happened to each real run, in order (auditors): started, resumed, then the state each summary
 -- found (Suspended with what was left, Finished). A resumed run's report lists these.
