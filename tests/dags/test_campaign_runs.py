@@ -6,6 +6,8 @@ import json
 import pathlib
 import shutil
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -205,15 +207,30 @@ def test_quota_stop_suspends_and_the_resumed_run_finishes_next_month_without_dup
 
 
 def test_a_short_line_outage_at_launch_is_retried_not_a_refusal(airflow_env, line):
-    """Before: one 503 from LINE's validate endpoint refused the launch ("LINE rejected the messages")."""
-    line.admin.configure(
-        faults={"outage_seconds": 1.5, "fault_endpoints": ["validate_push", "validate_multicast", "quota"]}
-    )
-    dag_run = run_dag(airflow_env, "e2e_dry", run_conf={"dry_run": True})
+    """Before: one 503 from LINE's validate endpoint refused the launch ("LINE rejected the messages").
 
+    LINE answers 503 to the pre-flight endpoints until it has refused two calls, then heals: the
+    outage is tied to the calls, not to the clock, so a slow start of the run cannot miss it.
+    """
+    endpoints = ["validate_push", "validate_multicast", "quota"]
+    line.admin.configure(faults={"error_503_rate": 1.0, "fault_endpoints": endpoints})
+    healed = threading.Event()
+
+    def heal_after_two_refusals() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and line.admin.stats()["faults"].get("error_503", 0) < 2:
+            time.sleep(0.2)
+        line.admin.configure(faults={"error_503_rate": 0.0})
+        healed.set()
+
+    healer = threading.Thread(target=heal_after_two_refusals, daemon=True)
+    healer.start()
+    dag_run = run_dag(airflow_env, "e2e_dry", run_conf={"dry_run": True})
+    healer.join(timeout=10)
+
+    assert healed.is_set()
     assert str(dag_run.state) == "success", task_states(dag_run)
-    stats = line.admin.stats()
-    assert stats["faults"]["outage"] >= 1
+    assert line.admin.stats()["faults"]["error_503"] >= 2, "the pre-flight never met the outage"
     assert line.admin.deliveries() == []
 
 
