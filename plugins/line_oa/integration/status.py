@@ -93,9 +93,11 @@ def notes(
         schedule_type=campaign.delivery_schedule.type, send_at=send_time(campaign), runs=runs, now=now
     ):
         found.append(f"send_at {send_time(campaign).isoformat()} passed and nothing was delivered")
-    if paused and not campaign.is_draft:
-        found.append("the DAG is paused: no run starts until it is unpaused")
     real = [run for run in runs if run.kind.is_real]
+    delivered = any(run.entered for run in real)
+    if paused and not campaign.is_draft and (campaign.delivery_schedule.type == "recurring" or not delivered):
+        # a delivered one-off campaign has nothing left to start: its pause flag does not matter
+        found.append("the DAG is paused: no run starts until it is unpaused")
     refused = [run for run in real if not run.entered and not run.in_flight]
     if refused and latest_run(real) in refused:
         found.append(f"latest launch refused: run {latest_run(refused).run_id} (see its validate log)")
