@@ -71,7 +71,7 @@ def api(stack: Stack, method: str, path: str, body: dict | None = None) -> tuple
         return err.code, {}
 
 
-def deliver_demo(stack: Stack, timeout: float = 600.0) -> str:
+def deliver_demo(stack: Stack, timeout: float = 300.0) -> str:
     """Trigger the demo campaign as a user would and wait until the scheduler finishes it; return the run id."""
     dag = "/dags/line_campaign__welcome_back"
     deadline = time.monotonic() + timeout

@@ -36,10 +36,15 @@ def checkout_root() -> pathlib.Path:
     return root
 
 
-def demo_environment(home: pathlib.Path, simulator_url: str, token: str) -> dict[str, str]:
-    """Return the environment of the Airflow commands: local paths, connections, 2-core settings."""
+def demo_environment(
+    home: pathlib.Path, simulator_url: str, token: str, *, base: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Return the environment of the Airflow commands: local paths, connections, 2-core settings.
+
+    :param base: the environment to start from (default: this process's).
+    """
     checkout = checkout_root()
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     env.update(
         {
             "AIRFLOW_HOME": str(home / "airflow"),

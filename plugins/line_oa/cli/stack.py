@@ -90,8 +90,12 @@ class Stack:
 
     def environment(self, simulator_url: str, token: str) -> dict[str, str]:
         """Return the environment of every Airflow process of the stack."""
-        env = demo_environment(self.home, simulator_url, token)
-        env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW__DATABASE")}
+        # Airflow and line_oa settings of the calling shell stay out: the stack is the checkout's
+        # example campaigns, the simulator and the demo CDP, whatever the caller had configured.
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LINE_OA_"))}
+        env = demo_environment(self.home, simulator_url, token, base=base)
+        env["AIRFLOW__LINE_OA__CAMPAIGNS_DIR"] = str(checkout_root() / "include" / "campaigns")
+        env["AIRFLOW__LINE_OA__SQL_ROOT"] = str(checkout_root() / "include" / "sql")
         url = postgres_database(self.database) if self.database else None
         if url is None:
             self.database = None
