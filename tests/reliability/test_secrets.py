@@ -29,7 +29,7 @@ def test_task_logs_exist_for_every_task_and_attempt_and_never_hold_the_token(cha
     tasks = {part.split("=", 1)[1] for path in files for part in path.parts if part.startswith("task_id=")}
     assert tasks == {
         "kind_delivery", "kind_dry_run", "kind_test_send",
-        "validate", "extract_segment", "chunk_profiles", "push", "summarize",
+        "validate", "quiet_hours", "extract_segment", "chunk_profiles", "push", "summarize",
     }  # fmt: skip
     killed = [f"map_index={kill.map_index}/attempt={kill.try_number}.log" for kill in chaos_run.kills]
     assert all(any(str(path).endswith(name) for path in files) for name in killed), (
