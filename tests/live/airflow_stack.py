@@ -16,7 +16,6 @@ import os
 import pathlib
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from typing import Any
 import psycopg2
 import requests
 
+from line_oa.cli.stack import drop_database, free_port
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS_URL = os.environ.get("LINE_OA_LIVE_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -34,13 +35,6 @@ ADMIN_PASSWORD = "live-admin-password"
 STOP_TIMEOUT = 30.0
 # The scheduler goes first: nothing new is queued while the workers finish what they hold.
 STOP_ORDER = ("scheduler", "dag-processor", "worker", "api-server")
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def postgres_available() -> bool:
@@ -59,16 +53,6 @@ def recreate_database(name: str) -> None:
         with conn.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             cursor.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        conn.close()
-
-
-def drop_database(name: str) -> None:
-    conn = psycopg2.connect(dbname="postgres", **POSTGRES)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         conn.close()
 
