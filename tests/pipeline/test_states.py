@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import subprocess
 import sys
@@ -261,9 +262,11 @@ def _modules_loaded_by(module: str) -> set[str]:
 DRY, TEST, REDELIVER = RunKind.DRY_RUN, RunKind.TEST_SEND, RunKind.REDELIVERY
 
 
-def refused(state="failed", hours=0.5, kind=RunKind.DELIVERY):
+def refused(state="failed", hours=0.5, kind=RunKind.DELIVERY, run_type="manual"):
     """A real run refused at launch: it never entered delivery."""
-    return run(state, started_hours_ago=hours, kind=kind, entered=False)
+    return dataclasses.replace(
+        run(state, started_hours_ago=hours, kind=kind, entered=False), run_type=run_type
+    )
 
 
 # (id, file status, schedule type, send_at, paused, schedule ended, runs) -> state: the whole mapping.
@@ -306,6 +309,12 @@ STATE_TABLE = [
     ("recurring, latest run refused at launch", "launched", "recurring", None, False, False,
      [run("success", started_hours_ago=30), refused()], "Suspended"),
     ("recurring, schedule ended after a success", "launched", "recurring", None, False, True, [run("success")], "Finished"),
+    ("scheduled in the future, a manual trigger refused (no send_now)", "launched", "scheduled", FUTURE, False,
+     False, [refused()], "Planned"),
+    ("recurring between runs, a manual trigger refused", "launched", "recurring", None, False, False,
+     [run("success", started_hours_ago=30), refused()], "Planned"),
+    ("recurring, its scheduled run refused at launch", "launched", "recurring", None, False, False,
+     [run("success", started_hours_ago=30), refused(run_type="scheduled")], "Suspended"),
     ("recurring, a dry run after a failure", "launched", "recurring", None, False, False,
      [run("failed", started_hours_ago=30), run("success", kind=DRY)], "Suspended"),
 ]  # fmt: skip

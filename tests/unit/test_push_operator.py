@@ -79,3 +79,27 @@ def test_a_chunk_that_left_rows_unsent_fails_the_task(result, raised, message):
 )
 def test_a_chunk_whose_rows_are_all_final_succeeds(result):
     raise_if_stopped(result)
+
+
+def test_a_resumed_run_sends_the_unit_its_first_attempt_recorded_not_the_file_s_current_one(
+    tmp_path, monkeypatch
+):
+    """Same key, same body: the unit is part of the body, so a resume must not take a changed file's unit."""
+    import datetime as dt
+
+    from line_oa.insights.store import InsightStore
+
+    monkeypatch.setenv("AIRFLOW__LINE_OA__DATA_DIR", str(tmp_path))
+    store = InsightStore.connect()
+    try:
+        now = dt.datetime.now(dt.UTC)
+        assert (
+            store.record_unit("spring_sale", "run-1", "unit_at_first_launch", now) == "unit_at_first_launch"
+        )
+        assert store.record_unit("spring_sale", "run-1", "unit_edited_later", now) == "unit_at_first_launch"
+    finally:
+        store.close()
+    operator = LineOAPushOperator(task_id="push", campaign_file=CAMPAIGN, chunk={}, run_id="run-1")
+    assert operator._run_unit("spring_sale") == "unit_at_first_launch"
+    older = LineOAPushOperator(task_id="push", campaign_file=CAMPAIGN, chunk={}, run_id="run-before-units")
+    assert older._run_unit("spring_sale") is None, "a run from before units were recorded sends none"

@@ -121,6 +121,8 @@ def campaign_state(
        refused or not, decides: failed → **Suspended**; succeeded → **Finished** when its schedule has
        ended, **Suspended** when the DAG is paused (no next run will come), else **Planned**.
     4. No delivery yet, but a real run refused at launch: **Suspended** (an error before launching).
+       A refused *manual* run of a ``scheduled`` or ``recurring`` campaign is left out of every rule:
+       the schedule still starts the campaign (a manual real delivery needs ``send_now``).
     5. No real run yet: a ``scheduled`` campaign whose ``send_at`` passed more than
        ``SEND_AT_GRACE`` ago missed its time: **Suspended**. Otherwise **Planned**, paused or not
        (a paused campaign is launched and waits to be unpaused; the status line says so).
@@ -138,6 +140,10 @@ def campaign_state(
     if status.strip().lower() == "draft":
         return CampaignState.DRAFT
     real = [run for run in runs if run.kind.is_real]
+    if schedule != "immediate":
+        # A manual trigger of a scheduled or recurring campaign that its launch checks refused (no
+        # send_now, say) is an extra that never started: the schedule still runs the campaign.
+        real = [run for run in real if run.entered or run.in_flight or run.run_type != "manual"]
     if any(run.in_flight for run in real):
         return CampaignState.ACTIVE
     delivered = latest_run([run for run in real if run.entered])

@@ -142,16 +142,30 @@ class InsightStore:
         self._conn.commit()
         return found
 
-    def record_unit(self, campaign_id: str, run_id: str, unit: str, now: dt.datetime) -> None:
-        """Record the unit a real run sends under (again for a resumed run: the latest wins)."""
+    def record_unit(self, campaign_id: str, run_id: str, unit: str, now: dt.datetime) -> str:
+        """Record the unit a real run sends under and return the run's unit.
+
+        The first record wins: a resumed run keeps the unit its first requests carried, whatever the
+        campaign file says now (a retried request must carry the same body under the same key).
+        """
         cursor = self._conn.cursor()
         cursor.execute(
             f"INSERT INTO {UNIT_TABLE} (campaign_id, run_id, unit, recorded_at) "
-            f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}) ON CONFLICT (campaign_id, run_id) "
-            "DO UPDATE SET unit = excluded.unit, recorded_at = excluded.recorded_at",
+            f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}) ON CONFLICT (campaign_id, run_id) DO NOTHING",
             (campaign_id, run_id, unit, self._time(now)),
         )
         self._conn.commit()
+        return self.run_unit(campaign_id, run_id) or unit
+
+    def run_unit(self, campaign_id: str, run_id: str) -> str | None:
+        """Return the unit recorded for a real run, or None (a run started before units were recorded)."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT unit FROM {UNIT_TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}",
+            (campaign_id, run_id),
+        )
+        row = cursor.fetchone()
+        return str(row[0]) if row else None
 
     def save(self, fetch: Fetch, body: dict[str, Any], fetched_at: dt.datetime) -> int:
         """Store one fetch's rows under its fetch key, replacing the values of an earlier save of it."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from airflow.sdk import Param
@@ -124,11 +123,13 @@ def describe(campaign: Campaign) -> str:
                 f"   - {a['type']}: {a.get('linkUri') or a.get('text', '')}" for a in message["actions"]
             ]
     lines += ["", "Source file: `" + str(campaign.source_path) + "`"]
-    send_at = getattr(schedule, "send_at", None)
-    if schedule.type == "scheduled" and send_at is not None and send_at < datetime.now(UTC):
+    if schedule.type == "scheduled":
+        # Fixed words, no clock: doc_md is part of the serialized DAG, and text that changes once
+        # send_at passes would make a new DAG version in the middle of the scheduled run.
         lines[1:1] = [
             "",
-            f"> **send_at {send_at.isoformat()} has passed.** The scheduler will not start this campaign;"
-            " if it was not delivered, set a new `send_at`, or trigger with `send_now` to deliver it now.",
+            "> The scheduler starts one run at `send_at`. If `send_at` passed before this campaign was "
+            "delivered (`python -m line_oa status` and the LINE campaigns page say so), set a new "
+            "`send_at`, or trigger with `send_now` to deliver it now.",
         ]
     return "\n".join(lines)

@@ -169,12 +169,26 @@ class LineOAPushOperator(BaseOperator):
             "is_test": is_test,
             "notification_disabled": campaign.content.notification_disabled,
             # Test sends carry no unit: they must not count in the campaign's LINE statistics.
-            "aggregation_unit": None if is_test else campaign.insight_unit,
+            "aggregation_unit": None if is_test else self._run_unit(campaign.id),
             "max_in_flight": self.max_in_flight,
             "progress": functools.partial(self._log_progress, total=len(recipients)),
             "progress_interval": self.progress_interval,
             "on_engine": self._keep_engine,
         }
+
+    def _run_unit(self, campaign_id: str) -> str | None:
+        """Return the unit recorded for this run by its validate task, read once per task.
+
+        Not the campaign file's current unit: a resumed run's requests must carry the body their first
+        attempt carried. A run validated before units were recorded sends none, as it did then.
+        """
+        from line_oa.insights.store import InsightStore
+
+        store = InsightStore.connect(self.ledger_conn_id)
+        try:
+            return store.run_unit(campaign_id, self.run_id)
+        finally:
+            store.close()
 
     def _rates(self) -> dict[str, float]:
         """Return this task's share of the channel's push and multicast limits, capped by the campaign."""

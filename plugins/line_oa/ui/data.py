@@ -79,8 +79,19 @@ def campaign_files() -> list[pathlib.Path]:
 
 
 def find_campaign(dag_id: str) -> CampaignEntry | None:
-    """Return the campaign file whose DAG is ``dag_id``, with its state; None when there is none."""
-    for path in campaign_files():
+    """Return the campaign file whose DAG is ``dag_id``, with its state; None when there is none.
+
+    A campaign's id is its file name (validation requires it), so ``line_campaign__<id>`` is read
+    from ``<id>.yaml`` directly; only a broken file whose name is not a slug needs the folder scanned.
+    """
+    import re
+
+    from line_oa.campaign.model import SLUG_PATTERN
+
+    stem = dag_id.removeprefix(DAG_PREFIX)
+    direct = pathlib.Path(settings.campaigns_dir()) / f"{stem}.yaml"
+    found = re.match(SLUG_PATTERN, stem) is not None and direct.is_file()
+    for path in [direct] if found else campaign_files():
         entry = read_campaign(path)
         if entry.dag_id == dag_id:
             return with_state(entry)
