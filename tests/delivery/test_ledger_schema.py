@@ -90,3 +90,29 @@ def test_a_task_role_without_ddl_rights_opens_an_older_log_and_is_told_how_to_tu
         admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.execute(f"DROP ROLE IF EXISTS {role}")
         admin.connection.close()
+
+
+def test_several_tasks_opening_a_new_sqlite_log_at_once_all_get_it(tmp_path):
+    """Switching a fresh file to WAL does not wait on the busy timeout: the opening retries it."""
+    import threading
+
+    from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
+
+    for round_ in range(20):
+        path = tmp_path / f"log-{round_}.db"
+        start = threading.Barrier(6)
+        errors: list[BaseException] = []
+
+        def open_log(path=path, start=start, errors=errors) -> None:
+            try:
+                start.wait()
+                DeliveryLog(sqlite_file_hook(path), campaign_id="c", run_id="r").close()
+            except BaseException as err:  # reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=open_log) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == [], errors

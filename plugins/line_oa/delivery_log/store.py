@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,25 @@ class ChunkClaimLost(Exception):
     """Another sender took this chunk (a retry racing a zombie task): this one may not write or send."""
 
 
+def _use_wal(conn: Any, attempts: int = 50) -> None:
+    """Put a SQLite log in WAL mode, also when several tasks open a new file at once.
+
+    Switching a file to WAL needs an exclusive lock and does not wait on the busy timeout: of several
+    connections opening a fresh log together, the others get "database is locked" at once. A file
+    already in WAL mode needs no switch; otherwise the switch is retried with a short backoff.
+    """
+    for attempt in range(attempts):
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(min(0.05 * (attempt + 1), 0.5))
+        else:
+            return
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -107,8 +127,8 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords):
         self.fence: tuple[int, int] | None = None  # (chunk index, epoch) this log's writes must hold
         self.abandoned = False  # a write never came back: the connection is left alone (see close)
         if self.dialect == "sqlite":
-            self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA busy_timeout={settings.log_busy_timeout_ms()}")
+            _use_wal(self._conn)
             self._conn.execute("PRAGMA synchronous=NORMAL")
         else:
             cursor = self._conn.cursor()
