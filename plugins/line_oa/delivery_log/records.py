@@ -41,8 +41,8 @@ class RunRecords:
                 f"SELECT 1 FROM {DELIVERY_TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}",
                 (self.campaign_id, self.run_id),
             )
-            again = cursor.fetchone() is not None
-            self._add_event(cursor, "resumed" if again else "started", "redeliver" if redeliver else "")
+            if cursor.fetchone() is None:  # a retried or re-run validate of the same run is no event
+                self._add_event(cursor, "started", "redeliver" if redeliver else "")
             cursor.execute(
                 f"INSERT INTO {DELIVERY_TABLE} (campaign_id, run_id, redeliver, started_at, workspace, sender_account) "
                 f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}, {self._p}, {self._p}) "
@@ -127,10 +127,22 @@ class RunRecords:
             f"INSERT INTO {SUMMARY_TABLE} ({', '.join(cols)}) VALUES ({placeholders}) "
             f"ON CONFLICT (campaign_id, run_id) DO UPDATE SET {updates}"
         )
-        cursor = self._conn.cursor()
-        cursor.execute(sql, tuple(values[c] for c in cols))
-        if not summary.get("dry_run"):
-            left = int(summary.get("not_sent") or 0) + int(summary.get("to_resume") or 0)
-            detail = f"{summary.get('sent', 0)} sent" + (f", {left} not yet sent" if left else "")
-            self._add_event(cursor, str(summary.get("state", "")).lower(), detail)
-        self._conn.commit()
+        with self.transaction():
+            cursor = self._conn.cursor()
+            previous = self.run_summary()
+            cursor.execute(sql, tuple(values[c] for c in cols))
+            if not summary.get("dry_run"):
+                self._summary_events(cursor, summary, previous)
+
+    def _summary_events(self, cursor: Any, summary: dict[str, Any], previous: dict[str, Any] | None) -> None:
+        """Record the run's state as an event. A summary that repeats the previous one (a summarize
+        retry) adds nothing; a new summary after a Suspended one means the run was resumed (its failed
+        tasks cleared and run again)."""
+        key = ("state", "sent", "not_sent", "to_resume")
+        if previous is not None and all(previous.get(k) == summary.get(k) for k in key):
+            return
+        if previous is not None and previous.get("state") == "Suspended":
+            self._add_event(cursor, "resumed", "failed tasks cleared and run again after the suspension")
+        left = int(summary.get("not_sent") or 0) + int(summary.get("to_resume") or 0)
+        detail = f"{summary.get('sent', 0)} sent" + (f", {left} not yet sent" if left else "")
+        self._add_event(cursor, str(summary.get("state", "")).lower(), detail)
