@@ -349,3 +349,17 @@ def test_a_resumed_run_report_lists_its_suspensions_and_resumes():
     page = render(make_summary(history=history))
     assert "Suspended 1 time(s), resumed 1 time(s)." in page
     assert page.index("1000 sent, 2000 not yet sent") < page.index("2025-03-02T09:00:00")
+
+
+def test_the_tiles_add_up_to_targeted_when_failures_wait_for_a_resume():
+    page = render(
+        make_summary(
+            state="Suspended", targeted=1_000, excluded={"missing_recipient_id": 100}, sent=500,
+            failed={"auth_failed": 300, "unknown_recipient": 50}, not_sent=50, to_resume=300,
+        )
+    )  # fmt: skip
+    tiles = dict(re.findall(r'id="tile-([a-z-]+)"><div class="value">([\d,]+)</div>', page))
+    assert tiles["failed"] == "50", "only the final failures"
+    assert tiles["not-sent"] == "350", "pending and sending rows plus the failures a resume sends again"
+    parts = ("excluded", "sent", "failed", "not-sent")
+    assert sum(int(tiles[t].replace(",", "")) for t in parts) == 1_000

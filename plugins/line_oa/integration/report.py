@@ -125,8 +125,8 @@ def _header(summary: Mapping[str, Any]) -> str:
         f'<p class="meta">Started {_e(summary.get("started_at") or "not started")}, '
         f"finished {_e(summary.get('finished_at') or 'not finished')}.</p>\n"
         f'<p class="meta" id="timing">Run time {duration:,.1f} s (from validation to this summary). '
-        f"Recipients were sent during {sending:,.0f} s (from the first to the last second with a send, "
-        f"read from the delivery log) at {throughput:,.1f} recipients/s; {overall:,.1f} recipients/s over "
+        f"Recipients were sent during {sending:,.0f} s (the seconds with at least one send, "
+        f"read from the delivery log; a suspension does not count) at {throughput:,.1f} recipients/s; {overall:,.1f} recipients/s over "
         f"the whole run time. {_n(summary.get('requests'))} requests to LINE, {_n(summary.get('retries'))} "
         f"retries, {_n(summary.get('test_sends'))} test sends.</p>\n</header>"
     )
@@ -145,7 +145,8 @@ def _tiles(summary: Mapping[str, Any]) -> str:
             ("targeted", summary.get("targeted")),
             ("excluded", _total(summary.get("excluded"))),
             ("sent", summary.get("sent")),
-            ("failed", _total(summary.get("failed"))),
+            # failures a resume sends again count once, under "not sent": the tiles add up to targeted
+            ("failed", _total(summary.get("failed")) - int(summary.get("to_resume") or 0)),
             ("not sent", int(summary.get("not_sent") or 0) + int(summary.get("to_resume") or 0)),
             ("messages billed", summary.get("messages_billed")),
         ]

@@ -74,7 +74,7 @@ def summary_block(summary: dict[str, Any]) -> str:
         f"  messages billed:  {summary['messages_billed']:,}",
         f"  requests:         {summary['requests']:,} ({summary['retries']:,} retries)",
         f"  run time:         {summary['duration_seconds']:.1f} s (validate to summary)",
-        f"  sending:          {summary.get('sending_seconds', 0):.0f} s (first to last recipient sent), "
+        f"  sending:          {summary.get('sending_seconds', 0):.0f} s (seconds with a send), "
         f"{summary['throughput_per_second']:.0f} recipients/s",
     ]
     if summary.get("report_path"):
@@ -158,14 +158,12 @@ def messages_billed(
 
 
 def sending_seconds(send_rate: list[tuple[str, int]]) -> float:
-    """Return how long recipients were being sent: from the first second with a send to the last, inclusive.
+    """Return how long recipients were being sent: the seconds with at least one send.
 
-    ``send_rate`` is the log's ``(second, recipients sent)`` buckets; one bucket is one second.
+    ``send_rate`` is the log's ``(second, recipients sent)`` buckets. Counting the buckets, not the
+    span from the first to the last, keeps a suspension (a resume a day later) out of the rate.
     """
-    if not send_rate:
-        return 0.0
-    first, last = (datetime.fromisoformat(send_rate[i][0]) for i in (0, -1))
-    return (last - first).total_seconds() + 1.0
+    return float(len(send_rate))
 
 
 def insights_section(campaign_id: str, log_hook) -> str:
