@@ -64,7 +64,9 @@ def test_the_quota_pre_flight_does_not_count_suppressed_users(cdp):
     everyone = cdp.execute(count_sql(SEGMENT)).fetchone()[0]
     kept = cdp.execute(count_sql(SEGMENT, [BY_USER, BY_PROFILE])).fetchone()[0]
     assert everyone == 11
-    assert kept == everyone - 2, "uid 1 (opt-out) and uid 2 (p2 on hold); uid 3 keeps p3 in the count"
+    assert kept == everyone - 3, (
+        "uid 1 (opt-out), uid 2 (p2 on hold) and uid 3 (p10, its other profile, on hold)"
+    )
 
 
 def test_a_list_with_two_statements_is_refused():
@@ -91,3 +93,12 @@ def test_validation_names_a_missing_list_and_a_list_without_the_columns(tmp_path
     problems = [str(p) for p in validate_campaign_file(path, sql_root=sql_root).problems]
     assert any("suppression_lists[0]" in p and "vip_hold.sql not found" in p for p in problems), problems
     assert any("optouts.sql does not return the column profile_id" in p for p in problems), problems
+
+
+def test_the_pre_flight_count_equals_what_extraction_finds_eligible(cdp):
+    """A user with one listed profile and one unlisted one is suppressed in both (one person)."""
+    suppressions = [BY_USER, BY_PROFILE]
+    counted = cdp.execute(count_sql(SEGMENT, suppressions)).fetchone()[0]
+    rows = cdp.execute(wrap_segment_sql(SEGMENT, suppressions)).fetchall()
+    eligible = {user for _profile, user, status, _reason, _msg in classify(rows) if status is None}
+    assert counted == len(eligible) == 8

@@ -115,34 +115,41 @@ def wrap_segment_sql(segment_sql: str, suppressions: Sequence[str] = ()) -> str:
     Both ids are trimmed in SQL before ordering (``" Uxxx"`` and ``"Uxxx"`` sort together);
     ``occurrence`` is 1 for a profile id's first row and 2, 3, … for its repeats (portable SQL:
     ``TRIM``, ``CAST … AS VARCHAR`` and ``ROW_NUMBER() OVER``, as in SQLite, PostgreSQL and Trino).
-    ``suppressed`` is 1 when the profile id or the LINE user id is on one of the ``suppressions``
-    (queries returning ``profile_id, line_user_id``, either may be NULL), else 0.
+    ``suppressed`` is 1 when the profile id or the LINE user id of any profile of that LINE user is
+    on one of the ``suppressions`` (queries returning ``profile_id, line_user_id``, either may be
+    NULL), else 0.
     """
     body = _body(segment_sql)
     if ";" in body:
         raise LineOAError("segment SQL must be a single SELECT statement (found ';' inside it)")
-    joins, suppressed = _suppression_joins(suppressions)
-    return _WRAPPED.format(body=body, joins=joins, suppressed=_suppressed_per_user(suppressed))
+    lists, joins, suppressed = _suppression_parts(suppressions)
+    return lists + _WRAPPED.format(body=body, joins=joins, suppressed=_suppressed_per_user(suppressed))
 
 
-def _suppression_joins(suppressions: Sequence[str]) -> tuple[str, str]:
-    """Return the LEFT JOINs of the suppression lists and the expression that is 1 for a suppressed row."""
+def _suppression_parts(suppressions: Sequence[str]) -> tuple[str, str, str]:
+    """Return the suppression lists as one ``WITH`` (each list's query runs once), the LEFT JOINs on it,
+    and the expression that is 1 for a row whose profile id or LINE user id is listed."""
     if not suppressions:
-        return "", "0"
+        return "", "", "0"
+    if any(";" in _body(sql) for sql in suppressions):
+        raise LineOAError("a suppression list must be a single SELECT statement (found ';' inside it)")
     union = "\nUNION ALL\n".join(
         "SELECT TRIM(CAST(listed.profile_id AS VARCHAR)) AS profile_id, "
         f"TRIM(CAST(listed.line_user_id AS VARCHAR)) AS line_user_id FROM (\n{_body(sql)}\n) AS listed"
         for sql in suppressions
     )
-    if any(";" in _body(sql) for sql in suppressions):
-        raise LineOAError("a suppression list must be a single SELECT statement (found ';' inside it)")
+    lists = f"WITH suppression_lists AS (\n{union}\n)\n"
     joins = (
-        f"\nLEFT JOIN (SELECT DISTINCT line_user_id AS id FROM (\n{union}\n) AS lists WHERE line_user_id <> '') "
+        "\nLEFT JOIN (SELECT DISTINCT line_user_id AS id FROM suppression_lists WHERE line_user_id <> '') "
         f"AS suppressed_user ON suppressed_user.id = {_USER}"
-        f"\nLEFT JOIN (SELECT DISTINCT profile_id AS id FROM (\n{union}\n) AS lists WHERE profile_id <> '') "
+        "\nLEFT JOIN (SELECT DISTINCT profile_id AS id FROM suppression_lists WHERE profile_id <> '') "
         f"AS suppressed_profile ON suppressed_profile.id = {_PROFILE}"
     )
-    return joins, "CASE WHEN suppressed_user.id IS NULL AND suppressed_profile.id IS NULL THEN 0 ELSE 1 END"
+    return (
+        lists,
+        joins,
+        "CASE WHEN suppressed_user.id IS NULL AND suppressed_profile.id IS NULL THEN 0 ELSE 1 END",
+    )
 
 
 def _suppressed_per_user(suppressed: str) -> str:
@@ -151,12 +158,12 @@ def _suppressed_per_user(suppressed: str) -> str:
 
 
 def count_sql(segment_sql: str, suppressions: Sequence[str] = ()) -> str:
-    """Return a query counting the segment's distinct LINE user ids, trimmed and non-empty, that no
-    suppression list holds (quota pre-flight)."""
-    joins, suppressed = _suppression_joins(suppressions)
+    """Return a query counting the segment's distinct LINE user ids, trimmed and non-empty, of which no
+    profile is suppressed (quota pre-flight): the recipients extraction will find eligible."""
+    lists, joins, suppressed = _suppression_parts(suppressions)
     return (
-        f"SELECT COUNT(DISTINCT {_USER}) FROM (\n{_body(segment_sql)}\n) AS segment{joins} "
-        f"WHERE {_USER} <> '' AND {suppressed} = 0"
+        f"{lists}SELECT COUNT(*) FROM (SELECT {_USER} AS line_user_id FROM (\n{_body(segment_sql)}\n) AS segment"
+        f"{joins} WHERE {_USER} <> '' GROUP BY {_USER} HAVING MAX({suppressed}) = 0) AS reachable"
     )
 
 
