@@ -242,3 +242,19 @@ def test_international_links_are_sent_in_the_form_line_accepts(line_conn, sim):
     assert refusal.value.details == [
         {"message": "Must be a valid URI", "property": "messages[1].actions[0].linkUri"}
     ]
+
+
+def test_the_unit_budget_check_rides_out_a_short_outage_and_gives_up_as_line_is_unavailable(line_conn, sim):
+    from line_oa.campaign.model import Retry
+    from line_oa.integration.launch import check_unit_budget
+    from line_oa.integration.pipeline import LaunchRefused
+
+    hook = LineOAHook(line_oa_conn_id=line_conn)
+    sim.admin.configure(faults={"outage_seconds": 0.3, "fault_endpoints": ["aggregation_info"]})
+    policy = Retry(max_attempts=20, initial_backoff_seconds=0.05, max_backoff_seconds=0.1)
+    assert check_unit_budget(hook, "spring_sale", retry=policy) == "spring_sale"
+    assert sim.admin.stats()["faults"]["outage"] >= 1
+
+    sim.admin.configure(faults={"error_503_rate": 1, "fault_endpoints": ["aggregation_info"]})
+    with pytest.raises(LaunchRefused, match=r"^LINE is unavailable, try again: .* 3 time\(s\)"):
+        check_unit_budget(hook, "spring_sale", retry=Retry(**QUICK_RETRY))

@@ -58,7 +58,9 @@ def validate_for_launch(
         retry=campaign.activation.retry,
     )
     if not options.is_test:  # test sends carry no unit
-        facts["aggregation_unit"] = check_unit_budget(hook, campaign.insight_unit)
+        facts["aggregation_unit"] = check_unit_budget(
+            hook, campaign.insight_unit, retry=campaign.activation.retry
+        )
     hook.close()
     facts["quiet_hours"] = quiet_hours_note(campaign, options, sender=hook.quiet_hours)
     if not facts["fits"] and not options.dry_run and not options.allow_partial_delivery:
@@ -256,11 +258,21 @@ def _retrying(policy: Retry):
     return call
 
 
-def check_unit_budget(hook, unit: str) -> str:
-    """Refuse a launch whose aggregation unit LINE would drop (monthly budget); return the unit."""
+def check_unit_budget(hook, unit: str, *, retry: Retry | None = None) -> str:
+    """Refuse a launch whose aggregation unit LINE would drop (monthly budget); return the unit.
+
+    LINE's answers are retried like the other pre-flight calls; when the policy gives up, the launch
+    is refused as "LINE is unavailable".
+    """
     from line_oa.insights.budget import unit_budget_problem
 
-    _used, problem = unit_budget_problem(hook, unit)
+    try:
+        _used, problem = _retrying(retry or Retry())(unit_budget_problem, hook, unit)
+    except _Unavailable as err:
+        raise LaunchRefused(
+            f"LINE is unavailable, try again: the aggregation-unit budget check failed {err.attempts} "
+            f"time(s), last: {err.last}"
+        ) from None
     if problem:
         raise LaunchRefused(problem)
     return unit
