@@ -129,3 +129,13 @@ def test_the_statistics_endpoint_allows_60_requests_an_hour(sim, line):
 def test_statistics_need_the_channel_token(sim, line):
     response = line.session.get(f"{sim.base_url}{STATS}", headers={"Authorization": "Bearer wrong"})
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize("limit", ["²", "١٠", "-1", "x"])
+def test_a_page_size_that_is_not_ascii_digits_is_a_400_in_line_s_shape(line, limit):
+    answer = line.session.get(
+        line.base_url + "/v2/bot/message/aggregation/list", params={"limit": limit}, headers=line.headers()
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {"message": "The request parameters are invalid"}
+    assert answer.headers["X-Line-Request-Id"]
