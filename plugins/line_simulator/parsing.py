@@ -48,6 +48,18 @@ def _too_deep(raw: bytes) -> int | None:
     return None
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether the parsed JSON ``value`` nests objects and arrays more than ``limit`` deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if children and depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def _lone_surrogate(raw: bytes) -> int | None:
     """Return the offset of a string holding an escaped surrogate that is not part of a pair."""
     if _SURROGATE_ESCAPE.search(raw) is None:
@@ -67,15 +79,18 @@ def _lone_surrogate(raw: bytes) -> int | None:
 
 def parse_json(raw: bytes) -> tuple[dict[str, Any] | None, tuple[int, int]]:
     """Return ``(body, (0, 0))`` for a JSON object, else ``(None, (line, column))`` of the problem."""
-    deep = _too_deep(raw)
-    if deep is not None:
-        return None, _position(raw, deep)
     try:
         body = json.loads(raw, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         return None, (error.lineno, error.colno)
-    except (ValueError, RecursionError):  # bad UTF-8, NaN, a number of too many digits
+    except RecursionError:
+        return None, _position(raw, _too_deep(raw) or 0)
+    except ValueError:  # bad UTF-8, NaN, a number of too many digits
         return None, (1, 1)
+    # The byte scan that finds where nesting goes too deep costs milliseconds on a large imagemap:
+    # run it only when the parsed body is too deep (a walk of the parsed values is far cheaper).
+    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _deeper_than(body, MAX_NESTING):
+        return None, _position(raw, _too_deep(raw) or 0)
     if not isinstance(body, dict):
         return None, (1, 1)
     surrogate = _lone_surrogate(raw)
