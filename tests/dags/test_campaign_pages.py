@@ -26,7 +26,9 @@ def api(airflow_env):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW__CORE__AUTH_MANAGER", "tests.dags.restricted_auth.RestrictedAuthManager")
-        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", f"viewer:viewer,{OUTSIDER}:viewer")
+        patch.setenv(
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", f"viewer:viewer,{OUTSIDER}:viewer,marketer:user"
+        )
         patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
         from airflow.api_fastapi import app as api_app
         from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
@@ -35,8 +37,10 @@ def api(airflow_env):
         api_app._AuthManagerState.instance = None
         app = api_app.create_app()
 
+        roles = {"marketer": "user"}
+
         def token_of(username: str) -> str:
-            user = SimpleAuthManagerUser(username=username, role="viewer")
+            user = SimpleAuthManagerUser(username=username, role=roles.get(username, "viewer"))
             return api_app.get_auth_manager().generate_jwt(user)
 
         with TestClient(app) as client:
@@ -44,10 +48,10 @@ def api(airflow_env):
         api_app._AuthManagerState.instance = None
 
 
-def get(api, path: str, user: str | None = "viewer"):
+def get(api, path: str, user: str | None = "viewer", *, method: str = "GET"):
     client, token_of = api
     headers = {"Authorization": f"Bearer {token_of(user)}"} if user else {}
-    return client.get(PAGES + path, headers=headers)
+    return client.request(method, PAGES + path, headers=headers)
 
 
 def test_every_page_refuses_an_anonymous_visitor(api):
@@ -103,7 +107,10 @@ def test_the_campaign_tab_shows_the_preview_and_a_reach_estimate_on_request(api,
     assert page.count('data-action="') == 2, "the imagemap's two tappable areas"
     assert "utm_source=line" in page
     assert 'id="reach"' not in page, "the estimate runs only on request"
-    estimated = get(api, "/dags/line_campaign__e2e_pages/campaign?reach=1").text
+    tab = "/dags/line_campaign__e2e_pages/campaign"
+    assert get(api, tab, method="POST").status_code == 403, "a viewer may not run the segment on the CDP"
+    assert 'id="reach"' not in get(api, tab + "?reach=1").text, "a GET never runs the estimate"
+    estimated = get(api, tab, user="marketer", method="POST").text
     table = re.search(r'<table id="reach".*?</table>', estimated, re.S).group(0)
     effective = int(
         re.search(r"effective reach[^<]*</td><td class=num>([\d,]+)", table).group(1).replace(",", "")
@@ -127,7 +134,7 @@ def test_the_delivery_tab_tells_the_run_kind_and_shows_the_counts_and_report(api
     assert done.group(1) == done.group(2), "a finished run has done everything it had to do"
     assert f'<b id="sent">{sent:,}</b>' in page, "sent as LINE's record counts it"
     assert "Redelivery" in page
-    assert '<iframe class="report"' in page
+    assert '<iframe class="report" sandbox=""' in page, "the report cannot run anything in the UI's origin"
     assert "started" in page, "the run's history"
     assert "finished" in page, "the run's history"
     assert DEFAULT_TOKEN not in page

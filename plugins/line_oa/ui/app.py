@@ -16,19 +16,21 @@ from line_oa.errors import LineOAError
 from line_oa.ui import data, pages
 
 
-def require_dag(user, dag_id: str, *, runs: bool = False) -> None:
-    """Refuse (403) a user whom Airflow's auth manager does not allow to read the DAG (or its runs)."""
+def require_dag(user, dag_id: str, *, runs: bool = False, method: str = "GET") -> None:
+    """Refuse (403) a user whom Airflow's auth manager does not allow to read the DAG (or its runs),
+    or, with ``method="POST"``, to trigger a run of it."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 
     allowed = get_auth_manager().is_authorized_dag(
-        method="GET",
+        method=method,
         access_entity=DagAccessEntity.RUN if runs else None,
         details=DagDetails(id=dag_id),
         user=user,
     )
     if not allowed:
-        raise HTTPException(status_code=403, detail=f"not allowed to read {dag_id}")
+        what = "trigger runs of" if method == "POST" else "read"
+        raise HTTPException(status_code=403, detail=f"not allowed to {what} {dag_id}")
 
 
 def readable_dag_ids(user, dag_ids: set[str]) -> set[str]:
@@ -43,6 +45,32 @@ def _campaign_or_404(dag_id: str) -> data.CampaignEntry:
     if entry is None:
         raise HTTPException(status_code=404, detail=f"{dag_id} is not a LINE campaign of this deployment")
     return entry
+
+
+def campaign_page(user, dag_id: str, *, reach: bool) -> str:
+    """Return the Campaign tab: the preview, problems, LINE's insights and, when asked, the reach."""
+    require_dag(user, dag_id)
+    if not dag_id.startswith(data.DAG_PREFIX):
+        return pages.message_page(dag_id, "This DAG is not a LINE campaign: it has no campaign preview.")
+    entry = _campaign_or_404(dag_id)
+    preview_html = ""
+    estimate = None
+    if entry.campaign is not None:
+        from line_oa.campaign.preview import render_preview
+
+        preview_html = render_preview(entry.campaign, problems=entry.problems)
+        try:
+            preview_html += data.insights_html(entry.campaign)
+        except (LineOAError, OSError) as err:
+            preview_html += pages.message_section("LINE insights", f"not readable: {err}")
+        if reach:
+            try:
+                estimate = data.reach_estimate(entry.campaign)
+            except (LineOAError, OSError) as err:
+                estimate = data.Reach(
+                    profiles=0, by_reason={}, effective=0, error=f"segment unavailable: {err}"
+                )
+    return pages.campaign_tab(entry, preview_html, estimate)
 
 
 def create_app() -> FastAPI:
@@ -62,29 +90,15 @@ def create_app() -> FastAPI:
         return pages.campaigns_page(entries, workspaces=workspaces, workspace=workspace, state=state)
 
     @app.get("/dags/{dag_id}/campaign", response_class=HTMLResponse)
-    def campaign(user: User, dag_id: str, reach: str = Query("")) -> str:
-        require_dag(user, dag_id)
-        if not dag_id.startswith(data.DAG_PREFIX):
-            return pages.message_page(dag_id, "This DAG is not a LINE campaign: it has no campaign preview.")
-        entry = _campaign_or_404(dag_id)
-        preview_html = ""
-        estimate = None
-        if entry.campaign is not None:
-            from line_oa.campaign.preview import render_preview
+    def campaign(user: User, dag_id: str) -> str:
+        return campaign_page(user, dag_id, reach=False)
 
-            preview_html = render_preview(entry.campaign, problems=entry.problems)
-            try:
-                preview_html += data.insights_html(entry.campaign)
-            except (LineOAError, OSError) as err:
-                preview_html += pages.message_section("LINE insights", f"not readable: {err}")
-            if reach:
-                try:
-                    estimate = data.reach_estimate(entry.campaign)
-                except (LineOAError, OSError) as err:
-                    estimate = data.Reach(
-                        profiles=0, by_reason={}, effective=0, error=f"segment unavailable: {err}"
-                    )
-        return pages.campaign_tab(entry, preview_html, estimate)
+    @app.post("/dags/{dag_id}/campaign", response_class=HTMLResponse)
+    def campaign_with_reach(user: User, dag_id: str) -> str:
+        # The estimate runs the segment SQL on the CDP and asks LINE for the quota: a POST, allowed
+        # to whom may trigger the campaign, never a link a browser may prefetch.
+        require_dag(user, dag_id, runs=True, method="POST")
+        return campaign_page(user, dag_id, reach=True)
 
     @app.get("/dags/{dag_id}/runs/{run_id}/delivery", response_class=HTMLResponse)
     def delivery(user: User, dag_id: str, run_id: str) -> str:

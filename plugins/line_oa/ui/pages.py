@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from line_oa.campaign.states import STATE_MEANINGS, CampaignState, RunKind
 
@@ -163,12 +163,12 @@ def campaign_tab(entry: CampaignEntry, preview_html: str, reach: Reach | None) -
 
 
 def reach_section(entry: CampaignEntry, reach: Reach | None) -> str:
-    action = f"{PREFIX}/dags/{quote(entry.dag_id)}/campaign?{urlencode({'reach': '1'})}"
+    action = f"{PREFIX}/dags/{quote(entry.dag_id)}/campaign"
     if reach is None:
         return (
             '<h2>Reach estimate</h2><p class="muted">Runs the segment SQL now and reads the sender '
-            f'account\'s quota.</p><form method="get" action="{e(action)}"><input type="hidden" '
-            'name="reach" value="1"><button type="submit" id="estimate">Estimate reach</button></form>'
+            f'account\'s quota (for users who may trigger the campaign).</p><form method="post" '
+            f'action="{e(action)}"><button type="submit" id="estimate">Estimate reach</button></form>'
         )
     lines = [("profiles in the segment", reach.profiles)]
     lines += [(f"not reached: {reason}", count) for reason, count in sorted(reach.by_reason.items())]
@@ -232,7 +232,7 @@ def delivery_tab(entry: CampaignEntry, view: RunView) -> str:
         history = f'<h2>History of this run</h2><table id="history" style="max-width:720px">{items}</table>'
     report = ""
     if view.report_html:
-        report = f'<h2>Report</h2><iframe class="report" srcdoc="{e(view.report_html)}"></iframe>'
+        report = f'<h2>Report</h2><iframe class="report" sandbox="" srcdoc="{e(view.report_html)}"></iframe>'
     elif not running:
         report = '<p class="muted">No report: the run has not been summarized.</p>'
     body = (
