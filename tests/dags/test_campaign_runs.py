@@ -26,12 +26,24 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.slow
+
+
+def kind_rows(dag_run) -> dict[str, str]:
+    """The grid's run-kind rows: the kind of the run succeeds, the other two are skipped."""
+    return {task: state for task, state in task_states(dag_run).items() if task.startswith("kind_")}
+
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_immediate_campaign_delivers_every_eligible_recipient_once(airflow_env, line):
     dag_run = run_dag(airflow_env, "e2e_immediate")
     assert str(dag_run.state) == "success", task_states(dag_run)
+    assert kind_rows(dag_run) == {
+        "kind_delivery": "success",
+        "kind_dry_run": "skipped",
+        "kind_test_send": "skipped",
+    }
     ledger = ledger_of("e2e_immediate", dag_run.run_id)
     sent = assert_log_matches_record(ledger, line)
     assert sent == eligible_profiles(airflow_env)
@@ -106,6 +118,11 @@ def test_recurring_campaign_gives_each_run_its_own_delivery_scope(airflow_env, l
 def test_dry_run_sends_nothing_and_reports_who_would_receive(airflow_env, line):
     dag_run = run_dag(airflow_env, "e2e_dry", run_conf={"dry_run": True})
     assert str(dag_run.state) == "success", task_states(dag_run)
+    assert kind_rows(dag_run) == {
+        "kind_delivery": "skipped",
+        "kind_dry_run": "success",
+        "kind_test_send": "skipped",
+    }
     endpoints = set(line.admin.stats()["requests"])
     read_only = {"validate_push", "validate_multicast", "quota", "quota_consumption", "aggregation_info"}
     assert endpoints <= read_only, endpoints  # a dry run checks the unit budget too, and sends nothing
@@ -121,6 +138,11 @@ def test_test_send_goes_only_to_the_listed_recipients_and_stays_out_of_the_count
     testers = ["U" + "a" * 32, "U" + "b" * 32]
     dag_run = run_dag(airflow_env, "e2e_test_send", run_conf={"test_recipients": testers})
     assert str(dag_run.state) == "success", task_states(dag_run)
+    assert kind_rows(dag_run) == {
+        "kind_delivery": "skipped",
+        "kind_dry_run": "skipped",
+        "kind_test_send": "success",
+    }
     assert sorted(d["to"] for d in line.admin.deliveries()) == testers
     ledger = ledger_of("e2e_test_send", dag_run.run_id)
     assert assert_log_matches_record(ledger, line, is_test=True) == 2

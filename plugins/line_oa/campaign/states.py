@@ -43,7 +43,10 @@ def run_kind(conf: Mapping[str, object] | None) -> RunKind:
     conf = conf or {}
     if conf.get("dry_run"):
         return RunKind.DRY_RUN
-    if conf.get("test_recipients"):
+    recipients = conf.get("test_recipients")
+    if isinstance(recipients, str):  # the Trigger form may send one text of ids, as TriggerOptions reads it
+        recipients = recipients.replace(",", " ").split()
+    if recipients:
         return RunKind.TEST_SEND
     if conf.get("redeliver"):
         return RunKind.REDELIVERY

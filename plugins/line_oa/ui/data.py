@@ -172,6 +172,7 @@ def run_view(entry: CampaignEntry, run_id: str) -> RunView | None:
     from airflow.utils.session import create_session
 
     from line_oa.delivery_log.store import DeliveryLog
+    from line_oa.integration.pipeline import TriggerOptions
     from line_oa.integration.summary import summarize_counts
 
     with create_session() as session:
@@ -181,11 +182,12 @@ def run_view(entry: CampaignEntry, run_id: str) -> RunView | None:
         if run is None:
             return None
         kind = run_kind(run.conf)
+        is_test = TriggerOptions.from_params(run.conf).is_test  # a dry run may name test recipients too
         airflow_state = str(getattr(run.state, "value", run.state))
     campaign = entry.campaign
     ledger = DeliveryLog.connect(campaign_id=campaign.id, run_id=run_id)
     try:
-        counts = summarize_counts(ledger, include_tests=kind == RunKind.TEST_SEND)
+        counts = summarize_counts(ledger, include_tests=is_test)
         per_second = ledger.sent_per_second()
         summary = ledger.run_summary()
         history = ledger.run_history()
