@@ -142,11 +142,7 @@ def campaign_state(
         raise ValueError(f"schedule_type {schedule_type!r} is not one of {', '.join(SCHEDULE_TYPES)}")
     if status.strip().lower() == "draft":
         return CampaignState.DRAFT
-    real = [run for run in runs if run.kind.is_real]
-    if schedule != "immediate":
-        # A manual trigger of a scheduled or recurring campaign that its launch checks refused (no
-        # send_now, say) is an extra that never started: the schedule still runs the campaign.
-        real = [run for run in real if run.entered or run.in_flight or run.run_type != "manual"]
+    real = counted_runs(runs, schedule)
     if any(run.in_flight for run in real):
         return CampaignState.ACTIVE
     delivered = latest_run([run for run in real if run.entered])
@@ -164,6 +160,15 @@ def campaign_state(
     if schedule == "scheduled" and send_at is not None and now > send_at + SEND_AT_GRACE:
         return CampaignState.SUSPENDED
     return CampaignState.PLANNED
+
+
+def counted_runs(runs: Sequence[RunFacts], schedule: str) -> list[RunFacts]:
+    """The runs that decide the state: real runs, less the refused manual triggers of a scheduled or
+    recurring campaign (an extra that never started, no ``send_now`` say: the schedule still runs it)."""
+    real = [run for run in runs if run.kind.is_real]
+    if schedule == "immediate":
+        return real
+    return [run for run in real if run.entered or run.in_flight or run.run_type != "manual"]
 
 
 def missed_send_at(
