@@ -31,6 +31,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 
 
+def shipped_examples_planned_ahead(folder: pathlib.Path) -> pathlib.Path:
+    """Copy the shipped campaigns with spring_sale's send_at 30 days ahead, whatever today's date: its
+    fixed date would make it Suspended (and the stack would deliver it) once that date passed."""
+    import datetime as dt
+
+    import yaml
+
+    shutil.copytree(ROOT / "include" / "campaigns", folder)
+    path = folder / "spring_sale.yaml"
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    ahead = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=30)
+    document["delivery_schedule"]["send_at"] = ahead.isoformat()
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     from line_oa.cli.sample_cdp import generate_sample_cdp
@@ -41,10 +57,16 @@ def stack(tmp_path_factory):
         "Debian's chromium is missing: apt-get install -y chromium (.ci/run installs it)"
     )
     home = tmp_path_factory.mktemp("stack")
+    campaigns = shipped_examples_planned_ahead(home / "campaigns")
     cdp = generate_sample_cdp(home / "cdp.db", profiles=3000, seed=5)
     recipients = {"blocked": cdp.blocked_user_ids, "unknown": cdp.unknown_user_ids}
     with SimulatorProcess({"recipients": recipients}) as simulator:
-        running = Stack(home=home, port=free_port(), database=f"line_oa_ui_{secrets.token_hex(4)}")
+        running = Stack(
+            home=home,
+            port=free_port(),
+            database=f"line_oa_ui_{secrets.token_hex(4)}",
+            campaigns_dir=campaigns,
+        )
         running.environment(simulator.base_url, DEFAULT_TOKEN)
         assert running.database, "the UI test runs Airflow on PostgreSQL (127.0.0.1:5432)"
         running.start()

@@ -81,6 +81,7 @@ class Stack:
     port: int
     database: str | None = None  # PostgreSQL database name; None: SQLite
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    campaigns_dir: pathlib.Path | None = None  # default: the checkout's include/campaigns
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -94,7 +95,9 @@ class Stack:
         # example campaigns, the simulator and the demo CDP, whatever the caller had configured.
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LINE_OA_"))}
         env = demo_environment(self.home, simulator_url, token, base=base)
-        env["AIRFLOW__LINE_OA__CAMPAIGNS_DIR"] = str(checkout_root() / "include" / "campaigns")
+        env["AIRFLOW__LINE_OA__CAMPAIGNS_DIR"] = str(
+            self.campaigns_dir or checkout_root() / "include" / "campaigns"
+        )
         env["AIRFLOW__LINE_OA__SQL_ROOT"] = str(checkout_root() / "include" / "sql")
         url = postgres_database(self.database) if self.database else None
         if url is None:
