@@ -26,19 +26,37 @@ def hook(line_conn):
 class Delivered:
     """A campaign delivered through the real engine, its log and the statistics table on the same database."""
 
+    sent: list[int]
+
     def __init__(
         self, line_conn, ledger_factory, people: int, *, sent_at: dt.datetime | None = None, unit: str = ""
     ):
         self.campaign_id = f"ins_{uuid.uuid4().hex[:10]}"
+        self.sent = []
         self.unit = unit or self.campaign_id
-        clock = (lambda: sent_at) if sent_at else None
-        ledger = ledger_factory(campaign_id=self.campaign_id, **({"clock": clock} if clock else {}))
-        result = run_chunk(
-            line_conn, ledger, recipients(people), mode="multicast", aggregation_unit=self.unit
-        )
-        assert result.sent == people
+        self.line_conn, self.ledger_factory = line_conn, ledger_factory
+        ledger = self.deliver(people, self.unit, sent_at=sent_at)
         self.run_id = ledger.run_id
         self.store = InsightStore(ledger.hook)
+        self.store.record_unit(self.campaign_id, self.run_id, self.unit, now())  # as validate does
+
+    def deliver(self, people: int, unit: str, *, sent_at: dt.datetime | None = None, run_id: str = ""):
+        clock = (lambda: sent_at) if sent_at else None
+        ledger = self.ledger_factory(
+            campaign_id=self.campaign_id,
+            **({"clock": clock} if clock else {}),
+            **({"run_id": run_id} if run_id else {}),
+        )
+        result = run_chunk(
+            self.line_conn,
+            ledger,
+            recipients(people, start=sum(self.sent)),
+            mode="multicast",
+            aggregation_unit=unit,
+        )
+        assert result.sent == people
+        self.sent.append(people)
+        return ledger
 
     def fetch(self, as_of: dt.datetime):
         fetches = fetches_due(self.store, as_of=as_of, unit_of=lambda campaign_id: self.unit)
@@ -70,10 +88,29 @@ def test_figures_are_stored_once_per_fetch_key_and_recollection_adds_no_rows(
     ]
     overview = next(row for row in rows if row["kind"] == "overview")
     assert 300 < overview["unique_impression"] <= 1500
-    figures = campaign_figures(rows, delivered=campaign.store.sent_count(campaign.campaign_id))
+    figures = campaign.store.figures(campaign.campaign_id)
     assert figures.delivered == 1500
     assert [link.url for link in figures.links] == ["https://example.com/sale"]  # utm_source removed
     assert figures.open_rate.endswith("%")
+
+
+def test_the_open_rate_divides_by_the_sends_the_figures_cover_not_every_send_of_the_campaign(
+    line_conn, ledger_factory, sim, hook
+):
+    campaign = Delivered(line_conn, ledger_factory, 400, unit="spring_first")
+    later = campaign.deliver(600, "spring_second", run_id=f"second-{uuid.uuid4().hex[:8]}")
+    campaign.store.record_unit(campaign.campaign_id, later.run_id, "spring_second", now())
+    sim.admin.advance_clock(86400)
+    fetches = fetches_due(campaign.store, as_of=now() + dt.timedelta(days=1), unit_of=lambda _: "unused")
+    second = next(f for f in fetches if f.campaign_id == campaign.campaign_id and f.unit == "spring_second")
+    collect(hook, campaign.store, second)
+    figures = campaign.store.figures(campaign.campaign_id)
+    assert campaign.store.sent_count(campaign.campaign_id) == 1000
+    assert (figures.unit, figures.delivered) == ("spring_second", 600)
+    before = campaign.store.sent_under(campaign.campaign_id, "spring_second", "20000101", "20000131")
+    assert before == 0, "sends outside the period are not in LINE's figures"
+    impressions = figures.unique_impressions.value
+    assert figures.open_rate == f"{100 * impressions / 600:.1f}%"
 
 
 def test_two_campaigns_sharing_a_unit_keep_their_own_rows(line_conn, ledger_factory, sim, hook):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from line_oa.insights.figures import campaign_figures
 from line_oa.insights.section import insights_text
 from line_oa.insights.store import InsightStore
 
@@ -32,12 +31,11 @@ def run(args: argparse.Namespace) -> int:
             print("No LINE figures collected yet: the line_campaign_insights DAG collects them daily.")
             return EXIT_OK
         for campaign_id in ids:
-            delivered = store.sent_count(campaign_id)
-            rows = store.statistics(campaign_id)
-            if not rows and not delivered:
+            figures = store.figures(campaign_id)
+            if figures is None and not store.sent_count(campaign_id):
                 print(f"error: campaign {campaign_id!r} has no real delivery in the delivery log")
                 return EXIT_PROBLEMS
-            print(insights_text(campaign_figures(rows, delivered=delivered), campaign_id))
+            print(insights_text(figures, campaign_id))
     finally:
         store.close()
     return EXIT_OK

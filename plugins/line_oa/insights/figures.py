@@ -99,12 +99,24 @@ def without_utm(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
-def campaign_figures(rows: list[dict[str, Any]], *, delivered: int) -> CampaignFigures | None:
-    """Build a campaign's figures from its stored rows (see ``InsightStore.statistics``); None if none."""
+def latest_overview(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Return the overview row of the latest collection (its unit and period are what the figures cover)."""
     overviews = [row for row in rows if row["kind"] == "overview"]
     if not overviews:
         return None
-    latest = max(overviews, key=lambda row: (row["as_of_day"], str(row["fetched_at"])))
+    return max(overviews, key=lambda row: (row["as_of_day"], str(row["fetched_at"])))
+
+
+def campaign_figures(rows: list[dict[str, Any]], *, delivered: int) -> CampaignFigures | None:
+    """Build a campaign's figures from its stored rows (see ``InsightStore.statistics``); None if none.
+
+    ``delivered`` is what the open rate divides by: the recipients the latest collection's unit and
+    period cover (``InsightStore.sent_under``).
+    """
+    latest = latest_overview(rows)
+    if latest is None:
+        return None
+    overviews = [row for row in rows if row["kind"] == "overview"]
     key = tuple(latest[column] for column in ("unit", "date_from", "date_to", "as_of_day"))
     fetch = [
         row for row in rows if tuple(row[c] for c in ("unit", "date_from", "date_to", "as_of_day")) == key

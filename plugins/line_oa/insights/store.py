@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from line_oa import settings
 from line_oa.delivery_log.connections import ledger_hook
 from line_oa.delivery_log.rows import SUMMARY_TABLE, TABLE
+from line_oa.insights.figures import CampaignFigures, campaign_figures, latest_overview
+from line_oa.insights.periods import JST
 from line_oa.vocabulary import Status
 
 if TYPE_CHECKING:
@@ -221,6 +223,36 @@ class InsightStore:
         count = int(cursor.fetchone()[0])
         self._conn.commit()
         return count
+
+    def sent_under(self, campaign_id: str, unit: str, date_from: str, date_to: str) -> int:
+        """Return the recipients LINE's figures for one request cover: the campaign's real sends whose run
+        recorded ``unit`` and whose send day (UTC+9) lies in ``date_from``..``date_to`` (``yyyyMMdd``).
+
+        The open rate divides by this, not by every send of the campaign: a recurring campaign's earlier
+        periods, or runs under another unit, are not in LINE's figures.
+        """
+        start = dt.datetime.strptime(date_from, "%Y%m%d").replace(tzinfo=JST)
+        end = dt.datetime.strptime(date_to, "%Y%m%d").replace(tzinfo=JST) + dt.timedelta(days=1)
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {TABLE} log JOIN {UNIT_TABLE} unit ON unit.campaign_id = log.campaign_id "
+            f"AND unit.run_id = log.run_id WHERE log.campaign_id = {self._p} AND unit.unit = {self._p} "
+            f"AND log.status = '{Status.SENT}' AND log.is_test = 0 "
+            f"AND log.sent_at >= {self._p} AND log.sent_at < {self._p}",
+            (campaign_id, unit, self._time(start), self._time(end)),
+        )
+        count = int(cursor.fetchone()[0])
+        self._conn.commit()
+        return count
+
+    def figures(self, campaign_id: str) -> CampaignFigures | None:
+        """Return the campaign's figures as of its latest collection (None: nothing collected yet)."""
+        rows = self.statistics(campaign_id)
+        latest = latest_overview(rows)
+        if latest is None:
+            return None
+        delivered = self.sent_under(campaign_id, latest["unit"], latest["date_from"], latest["date_to"])
+        return campaign_figures(rows, delivered=delivered)
 
     def latest_summary(self, campaign_id: str) -> dict[str, Any] | None:
         """Return the summary of the campaign's latest real run (the run whose report shows the figures)."""

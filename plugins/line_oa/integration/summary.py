@@ -168,13 +168,12 @@ def sending_seconds(send_rate: list[tuple[str, int]]) -> float:
 
 def insights_section(campaign_id: str, log_hook) -> str:
     """Return the report's "LINE insights" section from the statistics beside the delivery log."""
-    from line_oa.insights.figures import campaign_figures
     from line_oa.insights.section import insights_html
     from line_oa.insights.store import InsightStore
 
     store = InsightStore(log_hook)
     try:
-        figures = campaign_figures(store.statistics(campaign_id), delivered=store.sent_count(campaign_id))
+        figures = store.figures(campaign_id)
     finally:
         store.close()
     return insights_html(figures)
