@@ -53,6 +53,24 @@ def e2e_campaigns() -> dict[str, dict]:
                 "target_audience.frequency_cap": {"max_deliveries": 1, "window_hours": 24},
             },
         ),
+        # All three marketer controls on one campaign (the test rewrites the quiet hours around now).
+        "e2e_controls_first": _campaign(
+            "welcome_back",
+            "e2e_controls_first",
+            workspace="retail_ctl",
+            **{"content.line_config": "line_oa_ctl"},
+        ),
+        "e2e_controls": _campaign(
+            "welcome_back",
+            "e2e_controls",
+            workspace="retail_ctl",
+            **{
+                "content.line_config": "line_oa_ctl",
+                "target_audience.frequency_cap": {"max_deliveries": 1, "window_hours": 24},
+                "target_audience.suppression_lists": ["e2e_optouts"],
+                "delivery_schedule.quiet_hours": {"start": "03:00", "end": "03:01", "timezone": "Asia/Tokyo"},
+            },
+        ),
         "e2e_quota": _campaign(
             "welcome_back", "e2e_quota", **{"content.delivery_mode": "push", "activation.chunk_size": 500}
         ),

@@ -1,0 +1,94 @@
+"""Frequency cap, suppression list and quiet hours together on one real DAG run (issue 18, requirement 5).
+
+Personalization, the fourth control, is not built yet; this run exercises the other three at once: a
+first campaign of the workspace delivers to 300 people, then a campaign capped at one delivery a day,
+naming an opt-out list and launched inside its quiet hours, waits for the window to end and sends to
+everyone else, once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+from line_oa.integration.segment import LINE_USER_ID
+from line_simulator import DEFAULT_TOKEN
+
+from .conftest import ROOT, eligible_profiles, ledger_of, run_dag, task_states
+from .test_quiet_hours_run import _window_around_now
+
+pytestmark = pytest.mark.slow
+
+
+def _opt_out_list(tmp_path, monkeypatch) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(ROOT / "include" / "sql", root)
+    (root / "suppressions" / "lists").mkdir(parents=True, exist_ok=True)
+    (root / "suppressions" / "lists" / "e2e_optouts.sql").write_text(
+        "-- every profile whose id ends in 3, by profile id\n"
+        "SELECT profile_id, NULL AS line_user_id FROM profiles WHERE profile_id LIKE '%3'\n"
+    )
+    monkeypatch.setenv("AIRFLOW__LINE_OA__SQL_ROOT", str(root))
+
+
+def _listed_users(airflow_env) -> set[str]:
+    with sqlite3.connect(airflow_env["base"] / "cdp.db") as conn:
+        rows = conn.execute(
+            "SELECT TRIM(line_user_id) FROM profiles WHERE opted_in = 1 AND profile_id LIKE '%3'"
+        ).fetchall()
+    return {user for (user,) in rows if user and LINE_USER_ID.match(user)}
+
+
+def test_cap_suppression_and_quiet_hours_together_deliver_everyone_else_once_after_the_window(
+    airflow_env, line, tmp_path, monkeypatch
+):
+    connection = {"conn_type": "line_oa", "host": line.base_url, "password": DEFAULT_TOKEN}
+    connection["extra"] = {"workspaces": "retail_ctl", "timeout": 5}
+    monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_CTL", json.dumps(connection))
+    first = run_dag(airflow_env, "e2e_controls_first", run_conf={"max_recipients": 300})
+    assert str(first.state) == "success", task_states(first)
+    first_rows = list(ledger_of("e2e_controls_first", first.run_id).rows("sent"))
+    first_sent = {row.line_user_id for row in first_rows}
+    first_requests = {row.accepted_request_id for row in first_rows}
+    assert 0 < len(first_sent) <= 300
+
+    _opt_out_list(tmp_path, monkeypatch)
+    listed = _listed_users(airflow_env)
+    start, end, window_end = _window_around_now(airflow_env["campaigns"], "e2e_controls")
+    dag_run = run_dag(airflow_env, "e2e_controls")
+    assert str(dag_run.state) == "success", task_states(dag_run)
+
+    validation = dag_run.get_task_instance("validate").xcom_pull(task_ids="validate")
+    assert validation["quiet_hours"].startswith(f"inside quiet hours {start}–{end} Asia/Tokyo")
+    record = line.admin.deliveries()
+    assert len(record) == len({d["to"] for d in record}), "a LINE user got both campaigns"
+    second = [d for d in record if d["request_id"] not in first_requests]
+    waited = dag_run.get_task_instance("quiet_hours").xcom_pull(task_ids="quiet_hours")
+    assert waited["held"] is True, "the quiet_hours task waited for the window to end"
+    assert second, "the second campaign reached nobody"
+    first_send = min(datetime.fromisoformat(d["time"]) for d in second)
+    assert first_send >= window_end, f"sent at {first_send}, inside the quiet hours (until {window_end})"
+
+    ledger = ledger_of("e2e_controls", dag_run.run_id)
+    excluded = list(ledger.rows("excluded"))
+    capped = {row.line_user_id for row in excluded if row.reason == "frequency_capped"}
+    suppressed = {row.line_user_id for row in excluded if row.reason == "suppressed"}
+    sent = {row.line_user_id for row in ledger.rows("sent")}
+    assert suppressed == listed, "every listed person (by any profile) is suppressed, nobody else"
+    assert capped <= first_sent, "only the first campaign's people are over the cap"
+    assert first_sent - suppressed <= capped, "every one of them not suppressed is capped"
+    assert not sent & (first_sent | listed), "a capped or suppressed person was messaged"
+    assert len(sent | capped | suppressed) == eligible_profiles(airflow_env), (
+        "every eligible person accounted for"
+    )
+    accepted = {row.line_user_id: row.accepted_request_id for row in ledger.rows("sent")}
+    assert {d["to"]: d["request_id"] for d in second} == accepted, "the log and LINE's record disagree"
+
+    summary = ledger.run_summary()
+    assert summary["excluded"]["suppressed"] >= len(suppressed) > 0, summary["excluded"]
+    assert summary["excluded"]["frequency_capped"] >= len(capped) > 0, summary["excluded"]
+    assert datetime.now(UTC) >= window_end
