@@ -30,6 +30,16 @@ def _campaign(source: str, campaign_id: str, **changes) -> dict:
     return document
 
 
+PERSONAL_MESSAGES = [
+    {
+        "type": "text",
+        "text": '{{ profile.first_name | default("there") }}さん、お帰りなさい $',
+        "emojis": [{"index": 53, "product_id": "5ac1bfd5040ab15980c9b435", "emoji_id": "001"}],
+    },
+    {"type": "text", "text": "Your page: https://shop.example.com/for-you?name={{ profile.first_name }}"},
+]
+
+
 def e2e_campaigns() -> dict[str, dict]:
     """Return the campaign files of the end-to-end tests, by id."""
     soon = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
@@ -53,7 +63,7 @@ def e2e_campaigns() -> dict[str, dict]:
                 "target_audience.frequency_cap": {"max_deliveries": 1, "window_hours": 24},
             },
         ),
-        # All three marketer controls on one campaign (the test rewrites the quiet hours around now).
+        # All four marketer controls on one campaign (the test rewrites the quiet hours around now).
         "e2e_controls_first": _campaign(
             "welcome_back",
             "e2e_controls_first",
@@ -66,9 +76,21 @@ def e2e_campaigns() -> dict[str, dict]:
             workspace="retail_ctl",
             **{
                 "content.line_config": "line_oa_ctl",
+                "content.messages": PERSONAL_MESSAGES,
+                "target_audience.segment": "friends_with_names",
                 "target_audience.frequency_cap": {"max_deliveries": 1, "window_hours": 24},
                 "target_audience.suppression_lists": ["e2e_optouts"],
                 "delivery_schedule.quiet_hours": {"start": "03:00", "end": "03:01", "timezone": "Asia/Tokyo"},
+            },
+        ),
+        # Personalized: each recipient's first name (the default when empty) in a text, an emoji after
+        # it, and in a link's query value.
+        "e2e_personal": _campaign(
+            "welcome_back",
+            "e2e_personal",
+            **{
+                "target_audience.segment": "friends_with_names",
+                "content.messages": PERSONAL_MESSAGES,
             },
         ),
         "e2e_quota": _campaign(

@@ -1,9 +1,9 @@
-"""Frequency cap, suppression list and quiet hours together on one real DAG run (issue 18, requirement 5).
+"""The four marketer controls together on one real DAG run (issue 18, requirement 5).
 
-Personalization, the fourth control, is not built yet; this run exercises the other three at once: a
-first campaign of the workspace delivers to 300 people, then a campaign capped at one delivery a day,
-naming an opt-out list and launched inside its quiet hours, waits for the window to end and sends to
-everyone else, once.
+A first campaign of the workspace delivers to 300 people; then a campaign that is personalized (each
+recipient's first name), capped at one delivery a day, names an opt-out list and is launched inside
+its quiet hours waits for the window to end and sends, by push, to everyone else, once, each their
+own name.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from line_oa.integration.segment import LINE_USER_ID
 from line_simulator import DEFAULT_TOKEN
 
 from .conftest import ROOT, eligible_profiles, ledger_of, run_dag, task_states
+from .test_personalized_run import first_names
 from .test_quiet_hours_run import _window_around_now
 
 pytestmark = pytest.mark.slow
@@ -43,7 +44,7 @@ def _listed_users(airflow_env) -> set[str]:
     return {user for (user,) in rows if user and LINE_USER_ID.match(user)}
 
 
-def test_cap_suppression_and_quiet_hours_together_deliver_everyone_else_once_after_the_window(
+def test_personalization_cap_suppression_and_quiet_hours_together_deliver_everyone_else_once_after_the_window(
     airflow_env, line, tmp_path, monkeypatch
 ):
     connection = {"conn_type": "line_oa", "host": line.base_url, "password": DEFAULT_TOKEN}
@@ -82,11 +83,19 @@ def test_cap_suppression_and_quiet_hours_together_deliver_everyone_else_once_aft
     assert capped <= first_sent, "only the first campaign's people are over the cap"
     assert first_sent - suppressed <= capped, "every one of them not suppressed is capped"
     assert not sent & (first_sent | listed), "a capped or suppressed person was messaged"
-    assert len(sent | capped | suppressed) == eligible_profiles(airflow_env), (
+    unknown = {row.line_user_id for row in ledger.rows("failed") if row.reason == "unknown_recipient"}
+    assert len(sent | capped | suppressed | unknown) == eligible_profiles(airflow_env), (
         "every eligible person accounted for"
     )
     accepted = {row.line_user_id: row.accepted_request_id for row in ledger.rows("sent")}
     assert {d["to"]: d["request_id"] for d in second} == accepted, "the log and LINE's record disagree"
+
+    names = first_names(airflow_env)
+    for delivery in second:
+        name = names[delivery["to"]]
+        greeting = line.admin.messages(delivery["messages_hash"])[0]["text"]
+        assert greeting == f"{name if name and name.strip() else 'there'}さん、お帰りなさい $", delivery["to"]
+    assert len({d["request_id"] for d in second}) == len(second), "a personalized bundle is sent by push"
 
     summary = ledger.run_summary()
     assert summary["excluded"]["suppressed"] >= len(suppressed) > 0, summary["excluded"]

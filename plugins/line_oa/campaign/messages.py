@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from line_oa.campaign import utm
+from line_oa.campaign.placeholders import without_placeholders
 
 TEXT_MAX = 5000
 EMOJIS_MAX = 20
@@ -70,6 +71,9 @@ def check_link(value: str, limit: int, schemes: tuple[str, ...] = LINK_SCHEMES, 
         limit is checked again on the form sent, see ``tagging_problems``).
     """
     check_length(value, limit)
+    written = value
+    if iri:  # a profile placeholder is filled (percent-encoded) per recipient: check the rest
+        value = without_placeholders(value)
     for position, character in enumerate(value):
         if iri and not character.isascii() and character.isprintable() and not character.isspace():
             continue
@@ -93,7 +97,7 @@ def check_link(value: str, limit: int, schemes: tuple[str, ...] = LINK_SCHEMES, 
             raise rule_error("is not a valid web address: the host name is missing or malformed")
         if has_credentials(value):
             raise rule_error(CREDENTIALS_MESSAGE)
-    return value
+    return written
 
 
 CREDENTIALS_MESSAGE = (

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from line_oa.campaign import personalization
 from line_oa.campaign.model import (
     SLUG_PATTERN,
     Campaign,
@@ -210,6 +211,9 @@ def _parse_data(text: str, file: str) -> tuple[Campaign | None, ProblemCollector
                 collector.add(loc, message)
     _check_id_matches_file(data, file, collector)
     _check_tagged_lengths(data, campaign, collector)
+    if campaign is not None:
+        for loc, message in personalization.static_problems(campaign.content):
+            collector.add(loc, message)
     return (campaign if not collector.problems else None), collector, data
 
 

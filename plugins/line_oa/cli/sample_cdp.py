@@ -36,11 +36,12 @@ PROFILES_DDL = (
     "email TEXT, "
     "country TEXT, "
     "loyalty_tier TEXT, "
-    "opted_in INTEGER)"
+    "opted_in INTEGER, "
+    "first_name TEXT)"
 )
 INSERT_PROFILE_SQL = (
-    "INSERT INTO profiles (profile_id, line_user_id, email, country, loyalty_tier, opted_in) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO profiles (profile_id, line_user_id, email, country, loyalty_tier, opted_in, first_name) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 BATCH_SIZE = 20_000
 # A duplicated ID is taken from the most recent originals, so duplicates sit near their first holder.
@@ -50,6 +51,9 @@ _MAX_EXTRA_HOLDERS = 2  # an ID is shared by at most three profiles
 _COUNTRIES = ("TW", "TH", "US", "SG")
 _TIER_SHARES = (("bronze", 0.70), ("silver", 0.92), ("gold", 1.0))  # cumulative: 70 %, 22 %, 8 %
 _EMAIL_DOMAINS = ("example.com", "example.jp", "example.net")
+# First names for personalized messages: chosen by profile number (the seeded draws are unchanged);
+# every ninth profile has none (NULL) and every eleventh an empty one, so defaults are exercised.
+_FIRST_NAMES = ("Aoi", "Haruto", "Yui", "Sota", "Mei", "Ren", "Hina", "Yuto", "さくら", "湊", "Emma", "Chen")
 
 MISSING, MALFORMED, DUPLICATE, ELIGIBLE = "missing", "malformed", "duplicate", "eligible"
 
@@ -147,7 +151,7 @@ def profile_rows(
     missing_fraction: float = 0.06,
     duplicate_fraction: float = 0.02,
     malformed_fraction: float = 0.01,
-) -> Iterator[tuple[str, str | None, str | None, str, str, int]]:
+) -> Iterator[tuple[str, str | None, str | None, str, str, int, str | None]]:
     """Yield the rows :func:`generate_sample_cdp` writes, in the order of :data:`PROFILES_DDL`'s columns."""
     for row, _kind in _classified_rows(
         profiles=profiles,
@@ -161,7 +165,7 @@ def profile_rows(
 
 def _classified_rows(
     *, profiles: int, seed: int, missing_fraction: float, duplicate_fraction: float, malformed_fraction: float
-) -> Iterator[tuple[tuple[str, str | None, str | None, str, str, int], str]]:
+) -> Iterator[tuple[tuple[str, str | None, str | None, str, str, int, str | None], str]]:
     """Yield each profile row with its kind: missing, malformed, duplicate or eligible."""
     if profiles < 0:
         raise ValueError(f"profiles must be 0 or more, got {profiles}")
@@ -194,14 +198,22 @@ def _classified_rows(
 
 def _profile(
     rng: random.Random, index: int, line_user_id: str | None
-) -> tuple[str, str | None, str | None, str, str, int]:
+) -> tuple[str, str | None, str | None, str, str, int, str | None]:
     """Return one profile row around its LINE user ID."""
     email = None if rng.random() < 0.1 else f"user{index}@{_EMAIL_DOMAINS[index % len(_EMAIL_DOMAINS)]}"
     country = "JP" if rng.random() < 0.92 else rng.choice(_COUNTRIES)
     tier_draw = rng.random()
     tier = next(name for name, below in _TIER_SHARES if tier_draw < below)
     opted_in = 0 if rng.random() < 0.05 else 1
-    return (f"P{index:08d}", line_user_id, email, country, tier, opted_in)
+    return (f"P{index:08d}", line_user_id, email, country, tier, opted_in, _first_name(index))
+
+
+def _first_name(index: int) -> str | None:
+    if index % 9 == 4:
+        return None
+    if index % 11 == 6:
+        return ""
+    return _FIRST_NAMES[(index * 7) % len(_FIRST_NAMES)]
 
 
 def _malformed_id(rng: random.Random, index: int) -> str:

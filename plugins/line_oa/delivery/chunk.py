@@ -72,6 +72,8 @@ def deliver_chunk(
     """
     if ledger.chunk_size_logged(chunk_index) < len(recipients):
         ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, recipients, is_test=is_test))
+    if engine_options.get("personalize") is not None:
+        mode = "push"  # one body per recipient
     ledger.claim_chunk(chunk_index, sender_identity())
     rows = ledger.rows_to_send(chunk_index)  # read under the claim: no other sender changes them now
     plan = plan_delivery(

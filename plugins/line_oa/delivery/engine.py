@@ -64,6 +64,7 @@ class DeliveryEngine:
     :param aggregation_unit: LINE's ``customAggregationUnits`` name for every request (None: none).
     :param max_in_flight: concurrent requests; about 100 sustain 2,000/s at 50 ms round trip.
     :param progress: called about every ``progress_interval`` seconds with ``ChunkResult.to_dict()``.
+    :param personalize: returns one row's messages (a personalized bundle, sent by push only).
     :param on_request: called before each request leaves with the number of requests so far (tests
         use it to stop or kill the sender at a chosen point).
     """
@@ -84,6 +85,7 @@ class DeliveryEngine:
         progress_interval: float = 10.0,
         log_timeout: float | None = None,
         on_request: Callable[[int], None] | None = None,
+        personalize: Callable[[LedgerRow], list[dict]] | None = None,
     ):
         self.client_factory = client_factory
         self.ledger = ledger
@@ -98,6 +100,9 @@ class DeliveryEngine:
         # A log write that has not committed after this long fails the chunk (resumable), never hangs it.
         self.log_timeout = log_timeout if log_timeout is not None else settings.log_write_timeout()
         self.on_request = on_request
+        # A personalized bundle: each push row's own messages (the same values give the same body, so a
+        # retried key carries the body of its first attempt). Such a chunk is always sent by push.
+        self.personalize = personalize
         self._stop_reason: Reason | None = None
         self._pending_writes: list[LedgerRow] = []
         self._last_flush = time.monotonic()
@@ -116,6 +121,10 @@ class DeliveryEngine:
         self._main: asyncio.Task | None = None
         self._client: AsyncLineClient | None = None
         self._chunk_index = 0
+
+    def messages_for(self, row: LedgerRow) -> list[dict]:
+        """Return the messages a push to ``row`` carries."""
+        return self.messages if self.personalize is None else self.personalize(row)
 
     def request_stop(self, reason: Reason = Reason.STOPPED) -> None:
         """Stop taking new sends (a flag read between sends); in-flight ones finish and are logged."""

@@ -71,11 +71,12 @@ class PushSender:
         """Send the unit's one request with retries; record its outcome."""
         engine = self.engine
         row, counter = unit.rows[0], [0]
+        messages = engine.messages_for(row)
 
         def send():
             return client.push(
                 row.line_user_id,
-                engine.messages,
+                messages,
                 row.retry_key,
                 engine.notification_disabled,
                 engine.aggregation_unit,

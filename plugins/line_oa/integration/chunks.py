@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 CHUNK_FILE_PATTERN = re.compile(r"chunk-\d{5,}\.parquet")
 CHUNK_SCHEMA = pa.schema([("profile_id", pa.string()), ("line_user_id", pa.string())])
+# A personalized campaign's chunks also carry each recipient's values (JSON of the columns its
+# placeholders read), so a retried or resumed push renders the body of its first attempt.
+VALUES_CHUNK_SCHEMA = CHUNK_SCHEMA.append(pa.field("values", pa.string()))
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,9 @@ def chunk_file_name(index: int) -> str:
 
 
 def write_chunks(
-    rows: Iterable[tuple[str, str]], *, staging_uri: str | pathlib.Path, chunk_size: int
+    rows: Iterable[tuple[str, ...]], *, staging_uri: str | pathlib.Path, chunk_size: int
 ) -> list[dict[str, Any]]:
-    """Write ``(profile_id, line_user_id)`` rows as Parquet chunk files and return their descriptors.
+    """Write ``(profile_id, line_user_id[, values])`` rows as Parquet chunk files; return their descriptors.
 
     Rows are streamed: at most one chunk is held in memory. The staging directory is created if
     needed. Chunk files left by an earlier attempt with more chunks are removed, so the directory
@@ -96,12 +99,12 @@ def write_chunks(
     return descriptors
 
 
-def _write_chunk(base: ObjectStoragePath, index: int, batch: list[tuple[str, str]]) -> ChunkDescriptor:
-    """Write one chunk file and describe it."""
-    profile_ids, line_user_ids = zip(*batch, strict=True)
-    table = pa.table(
-        [pa.array(profile_ids, pa.string()), pa.array(line_user_ids, pa.string())], schema=CHUNK_SCHEMA
-    )
+def _write_chunk(base: ObjectStoragePath, index: int, batch: list[tuple[str, ...]]) -> ChunkDescriptor:
+    """Write one chunk file and describe it (a third element per row: its personalization values)."""
+    columns = list(zip(*batch, strict=True))
+    arrays = [pa.array(column, pa.string()) for column in columns]
+    schema = CHUNK_SCHEMA if len(arrays) == 2 else VALUES_CHUNK_SCHEMA
+    table = pa.table(arrays, schema=schema)
     path = base / chunk_file_name(index)
     with path.open("wb") as handle:
         pq.write_table(table, handle)
@@ -120,6 +123,18 @@ def read_chunk(descriptor: Mapping[str, Any] | ChunkDescriptor) -> list[tuple[st
     if len(rows) != descriptor.rows:
         raise ValueError(f"{descriptor.uri} holds {len(rows)} rows, its descriptor says {descriptor.rows}")
     return rows
+
+
+def read_chunk_values(descriptor: Mapping[str, Any] | ChunkDescriptor) -> dict[str, str | None]:
+    """Return each profile's personalization values (JSON text) of one chunk; empty when it has none."""
+    if not isinstance(descriptor, ChunkDescriptor):
+        descriptor = ChunkDescriptor.from_dict(descriptor)
+    with ObjectStoragePath(descriptor.uri).open("rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        if "values" not in parquet.schema_arrow.names:
+            return {}
+        table = parquet.read(columns=["profile_id", "values"])
+    return dict(zip(table.column("profile_id").to_pylist(), table.column("values").to_pylist(), strict=True))
 
 
 def plan_chunk_size(total_rows: int, *, requested: int, max_map_length: int = 1024) -> int:

@@ -8,6 +8,7 @@ from airflow.sdk import Param
 
 if TYPE_CHECKING:
     from line_oa.campaign.model import Campaign, QuietHours
+    from line_oa.campaign.personalization import PersonalizedBundle
 
 
 def trigger_params() -> dict[str, Param]:
@@ -83,9 +84,19 @@ def _frequency_cap_line(campaign: Campaign) -> str:
     )
 
 
+def _personalization_line(bundle: PersonalizedBundle) -> str:
+    if not bundle.personalized:
+        return "- **Personalization**: none (every recipient gets the same messages)"
+    columns = ", ".join(f"`profile.{column}`" for column in bundle.columns)
+    return f"- **Personalization**: {columns} from the segment, one body per recipient"
+
+
 def describe(campaign: Campaign) -> str:
     """Return the DAG's ``doc_md``: audience, schedule, messages and tagged links."""
+    from line_oa.campaign.personalization import bundle_of
+
     schedule = campaign.delivery_schedule
+    bundle = bundle_of(campaign)
     when = {
         "immediate": "immediately when triggered (UI, CLI or API)",
         "scheduled": f"once at {getattr(schedule, 'send_at', '')}",
@@ -106,7 +117,9 @@ def describe(campaign: Campaign) -> str:
             else ""
         ),  # fmt: skip
         _frequency_cap_line(campaign),
-        f"- **Sender account**: connection `{campaign.content.line_config}` · mode {campaign.content.delivery_mode}",
+        f"- **Sender account**: connection `{campaign.content.line_config}` · mode {campaign.content.delivery_mode}"
+        + (" (personalized: sent by push)" if bundle.personalized else ""),
+        _personalization_line(bundle),
         f"- **Schedule**: {when}",
         f"- **Quiet hours**: {quiet_hours_line(schedule.quiet_hours)}",
         f"- **Retries**: {campaign.activation.retry.max_attempts} attempts, backoff "
@@ -114,7 +127,7 @@ def describe(campaign: Campaign) -> str:
         "",
         "## Messages",
     ]
-    for number, message in enumerate(campaign.wire_messages(), start=1):
+    for number, message in enumerate(bundle.as_written(), start=1):
         if message["type"] == "text":
             lines.append(f"{number}. text: {message['text'][:200]}")
         else:

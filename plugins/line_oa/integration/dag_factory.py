@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from line_oa import settings
 from line_oa.campaign.loading import load_campaign
+from line_oa.campaign.personalization import bundle_of
 from line_oa.delivery.client import DEFAULT_MULTICAST_RATE_LIMIT, DEFAULT_PUSH_RATE_LIMIT
 from line_oa.delivery.plan import MULTICAST_MAX_RECIPIENTS
 from line_oa.errors import CampaignFileError, LineOAError
@@ -54,7 +55,7 @@ def push_task_timeout(campaign: Campaign) -> timedelta:
     """
     activation = campaign.activation
     rows = activation.chunk_size
-    if campaign.content.delivery_mode == "push":
+    if campaign.content.delivery_mode == "push" or bundle_of(campaign).personalized:
         requests, limit = rows, DEFAULT_PUSH_RATE_LIMIT
     else:
         requests, limit = math.ceil(rows / MULTICAST_MAX_RECIPIENTS), DEFAULT_MULTICAST_RATE_LIMIT
@@ -231,6 +232,8 @@ def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str,
     campaign = load_campaign(campaign_file)
     ledger = _ledger(campaign.id, context["run_id"])
     frequency = None
+    # a personalized campaign's columns: {placeholder's name: the column as the segment query returns it}
+    personal = (validation.get("personalization") or {}).get("columns") or {}
     try:
         if options.is_test:  # test sends are exempt from frequency caps, and never counted
             rows = sorted(segment.rows_for_test_send(options.test_recipients), key=lambda r: r[1])
@@ -239,7 +242,9 @@ def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str,
                 campaign, ledger, real=not options.dry_run, validation=validation
             )
             suppressions = pipeline.suppression_sqls(campaign)
-            sql = segment.wrap_segment_sql(pipeline.segment_sql(campaign), suppressions)
+            sql = segment.wrap_segment_sql(
+                pipeline.segment_sql(campaign), suppressions, list(personal.values())
+            )
             rows = pipeline.run_segment_query(
                 campaign, lambda: segment.stream_rows(pipeline.cdp_hook(campaign), sql)
             )
@@ -250,6 +255,7 @@ def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str,
             max_recipients=options.max_recipients,
             is_test=options.is_test,
             frequency=frequency,
+            value_columns=list(personal),
         )
     finally:
         ledger.close()

@@ -16,15 +16,17 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from line_oa import settings
 from line_oa.campaign.model import Retry
+from line_oa.campaign.personalization import bundle_of
 from line_oa.delivery.answers import TRANSIENT
 from line_oa.errors import LineApiError, LineAuthError
 from line_oa.integration import pipeline
 from line_oa.integration.pipeline import LaunchRefused, TriggerOptions
 from line_oa.integration.quiet_hours import quiet_hours_note
-from line_oa.integration.segment import LINE_USER_ID, count_sql
+from line_oa.integration.segment import LINE_USER_ID, columns_sql, count_sql, distinct_values_sql, stream_rows
 
 if TYPE_CHECKING:
     from line_oa.campaign.model import Campaign
+    from line_oa.campaign.personalization import Longest, PersonalizedBundle
 
 
 def validate_for_launch(
@@ -50,11 +52,15 @@ def validate_for_launch(
     check_sender_account(campaign, hook)
     frequency_cap = decide_frequency_cap(campaign, hook.settings)
     reachable = count_reachable(campaign, options)
+    bundle = bundle_of(campaign)
+    personal = check_personalization(campaign, bundle)
     facts = preflight(
         hook,
-        campaign.wire_messages(),
+        # a personalized bundle is checked filled with its column names (an empty value may leave a
+        # text empty, which LINE would refuse for that recipient only)
+        bundle.render({column: column for column in bundle.columns}),
         reachable=reachable,
-        mode=campaign.content.delivery_mode,
+        mode="push" if bundle.personalized else campaign.content.delivery_mode,
         retry=campaign.activation.retry,
     )
     if not options.is_test:  # test sends carry no unit
@@ -76,6 +82,7 @@ def validate_for_launch(
         "campaign_id": campaign.id,
         "reachable": reachable,
         "frequency_cap": frequency_cap,
+        "personalization": personal,
         **facts,
         "started_at": datetime.now(UTC).isoformat(),
     }
@@ -170,6 +177,61 @@ def decide_frequency_cap(campaign: Campaign, channel) -> dict | None:
                 f"{'.' + where if where else ''}: {first['msg']}"
             ) from None
     return cap.model_dump() if cap is not None else None
+
+
+def check_personalization(campaign: Campaign, bundle: PersonalizedBundle) -> dict | None:
+    """Check a personalized campaign against its segment's data; raise ``LaunchRefused`` naming each problem.
+
+    Every column a placeholder reads must be one the segment query returns (asked with ``LIMIT 0``),
+    and the longest values (or defaults) must keep every field within LINE's limits.
+    :return: ``{"columns": {placeholder's column: the query's column}, "mode": "push"}``; None when the
+        messages are the same for everyone.
+    """
+    if not bundle.personalized:
+        return None
+    from line_oa.campaign.personalization import column_problems, length_problems
+    from line_oa.campaign.problems import ProblemCollector
+
+    body = pipeline.segment_sql(campaign)
+    hook = pipeline.cdp_hook(campaign)
+    available = pipeline.run_segment_query(campaign, lambda: query_columns(hook, columns_sql(body)))
+    found = {column.lower(): column for column in available}
+    file = str(campaign.source_path or campaign.id)
+    problems = column_problems(bundle, available, str(campaign.segment_sql_path(settings.sql_root())))
+    if not problems:
+        longest = {}
+        for column in bundle.columns:
+            sql = distinct_values_sql(body, found[column.lower()])
+            longest[column] = pipeline.run_segment_query(campaign, lambda sql=sql: _longest(hook, sql))
+        problems = length_problems(bundle, longest)
+    if problems:
+        collector = ProblemCollector(file)
+        for loc, message in problems:
+            collector.add(loc, message)
+        raise LaunchRefused(
+            "campaign file is not launchable:\n" + "\n".join(str(p) for p in collector.problems)
+        )
+    return {"columns": {column: found[column.lower()] for column in bundle.columns}, "mode": "push"}
+
+
+def _longest(hook, sql: str) -> Longest:
+    from line_oa.campaign.personalization import Longest
+
+    seen = Longest()
+    for (value,) in stream_rows(hook, sql):
+        seen.add(value)
+    return seen
+
+
+def query_columns(hook, sql: str) -> list[str]:
+    """Return the names of the columns ``sql`` returns (it is run; give it ``LIMIT 0``)."""
+    conn = hook.get_conn()
+    try:
+        cursor = conn.cursor()
+        cursor.execute(sql)
+        return [str(description[0]) for description in cursor.description or ()]
+    finally:
+        conn.close()
 
 
 def count_reachable(campaign: Campaign, options: TriggerOptions) -> int:

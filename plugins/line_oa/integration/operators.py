@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from line_oa.campaign.personalization import bundle_of
 from line_oa.delivery.chunk import deliver_chunk
 from line_oa.delivery.ratelimit import channel_share
 from line_oa.delivery.results import RetryPolicy
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from line_oa.campaign.model import Campaign
+    from line_oa.campaign.personalization import PersonalizedBundle
     from line_oa.delivery.engine import DeliveryEngine
     from line_oa.delivery.results import ChunkResult
 
@@ -158,10 +160,12 @@ class LineOAPushOperator(BaseOperator):
         )  # fmt: skip
         retry = campaign.activation.retry
         is_test = self.is_test or bool(chunk.get("is_test"))
+        bundle = bundle_of(campaign)
         return {
             "client_factory": lambda: self.hook.async_client(max_in_flight=self.max_in_flight),
-            "messages": campaign.wire_messages(),
-            "mode": campaign.content.delivery_mode,
+            "messages": bundle.render(None),
+            "mode": "push" if bundle.personalized else campaign.content.delivery_mode,
+            "personalize": personalizer(bundle, chunk) if bundle.personalized else None,
             "policy": RetryPolicy(
                 retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds
             ),
@@ -216,6 +220,23 @@ class LineOAPushOperator(BaseOperator):
         """Stop sending: in-flight requests finish, their outcomes and the rest are logged."""
         if self._engine is not None:
             self._engine.request_stop(Reason.STOPPED)
+
+
+def personalizer(bundle: PersonalizedBundle, chunk: dict[str, Any]):
+    """Return ``row -> messages`` filling the bundle with the row's values staged in the chunk file.
+
+    The values come from the chunk file written before the first send, so a retried or resumed task
+    renders the same body for the same key. A row without values (a test send) gets the defaults.
+    """
+    from line_oa.integration.chunks import read_chunk_values
+
+    staged = read_chunk_values(chunk)
+
+    def render(row) -> list[dict]:
+        text = staged.get(row.profile_id)
+        return bundle.render(json.loads(text) if text else None)
+
+    return render
 
 
 def raise_if_stopped(result: ChunkResult) -> None:

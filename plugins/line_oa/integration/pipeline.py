@@ -176,7 +176,7 @@ def chunk_profiles(
     def registering(rows):
         nonlocal position
         for row in rows:
-            batch.append(row)
+            batch.append(row[:2])  # the log needs the ids; the chunk file also keeps the values
             position += 1
             # A few thousand rows at a time, never across a chunk boundary: memory stays flat.
             if len(batch) >= REGISTER_BATCH or position % size == 0 or position == segment["eligible"]:
@@ -187,7 +187,9 @@ def chunk_profiles(
 
     staging = segment["segment_uri"].rsplit("/", 1)[0] + "/chunks"
     chunks = write_chunks(
-        registering(read_segment(segment["segment_uri"])), staging_uri=staging, chunk_size=size
+        registering(read_segment(segment["segment_uri"], with_values=True)),
+        staging_uri=staging,
+        chunk_size=size,
     )
     if batch:
         ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, position // size, batch, is_test=is_test))

@@ -17,6 +17,7 @@ dropped by the log's primary key.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sqlite3
 from collections import Counter
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 FETCH_SIZE = 5000
 SCHEMA = pa.schema([("profile_id", pa.string()), ("line_user_id", pa.string())])
+VALUES_SCHEMA = SCHEMA.append(pa.field("values", pa.string()))  # a personalized campaign's segment
 
 # The reasons extraction writes (members of line_oa.vocabulary.Reason, which explains them).
 MISSING_RECIPIENT_ID = Reason.MISSING_RECIPIENT_ID
@@ -66,10 +68,10 @@ _SYNTHETIC = re.compile(r"^\((?:no|invalid) profile id\)| \(repeat #\d+\)$")
 # first occurrence is the one with a non-empty LINE user id, lowest first.
 _PROFILE = "TRIM(CAST(segment.profile_id AS VARCHAR))"
 _USER = "TRIM(CAST(segment.line_user_id AS VARCHAR))"
-_WRAPPED = f"""SELECT profile_id, line_user_id, occurrence, suppressed FROM (
+_WRAPPED = f"""SELECT profile_id, line_user_id, occurrence, suppressed{{outer_values}} FROM (
 SELECT
     {_PROFILE} AS profile_id,
-    {_USER} AS line_user_id,
+    {_USER} AS line_user_id,{{inner_values}}
     ROW_NUMBER() OVER (
         PARTITION BY {_PROFILE}
         ORDER BY CASE WHEN {_USER} IS NULL OR {_USER} = '' THEN 1 ELSE 0 END, {_USER}, segment.profile_id
@@ -109,7 +111,7 @@ def _body(segment_sql: str) -> str:
     return segment_sql.strip().rstrip(";").strip()
 
 
-def wrap_segment_sql(segment_sql: str, suppressions: Sequence[str] = ()) -> str:
+def wrap_segment_sql(segment_sql: str, suppressions: Sequence[str] = (), columns: Sequence[str] = ()) -> str:
     """Return the query streaming ``(profile_id, line_user_id, occurrence, suppressed)`` by LINE user id.
 
     Both ids are trimmed in SQL before ordering (``" Uxxx"`` and ``"Uxxx"`` sort together);
@@ -117,13 +119,35 @@ def wrap_segment_sql(segment_sql: str, suppressions: Sequence[str] = ()) -> str:
     ``TRIM``, ``CAST … AS VARCHAR`` and ``ROW_NUMBER() OVER``, as in SQLite, PostgreSQL and Trino).
     ``suppressed`` is 1 when the profile id or the LINE user id of any profile of that LINE user is
     on one of the ``suppressions`` (queries returning ``profile_id, line_user_id``, either may be
-    NULL), else 0.
+    NULL), else 0. Then, as text, each of the segment's ``columns`` that personalized messages read
+    (names as the query returns them; quoted, so the case is kept).
     """
     body = _body(segment_sql)
     if ";" in body:
         raise LineOAError("segment SQL must be a single SELECT statement (found ';' inside it)")
     lists, joins, suppressed = _suppression_parts(suppressions)
-    return lists + _WRAPPED.format(body=body, joins=joins, suppressed=_suppressed_per_user(suppressed))
+    inner = "".join(
+        f'\n    CAST(segment."{column}" AS VARCHAR) AS value_{number},'
+        for number, column in enumerate(columns)
+    )
+    outer = "".join(f", value_{number}" for number in range(len(columns)))
+    return lists + _WRAPPED.format(
+        body=body,
+        joins=joins,
+        suppressed=_suppressed_per_user(suppressed),
+        inner_values=inner,
+        outer_values=outer,
+    )
+
+
+def columns_sql(segment_sql: str) -> str:
+    """Return a query that returns no row but the segment's columns (their names in the description)."""
+    return f"SELECT * FROM (\n{_body(segment_sql)}\n) AS segment LIMIT 0"
+
+
+def distinct_values_sql(segment_sql: str, column: str) -> str:
+    """Return a query for the distinct values of one segment column, as text (the length checks)."""
+    return f'SELECT DISTINCT CAST(segment."{column}" AS VARCHAR) FROM (\n{_body(segment_sql)}\n) AS segment'
 
 
 def _suppression_parts(suppressions: Sequence[str]) -> tuple[str, str, str]:
@@ -307,12 +331,15 @@ def extract_segment(
     max_recipients: int | None = None,
     is_test: bool = False,
     frequency: FrequencyCheck | None = None,
+    value_columns: Sequence[str] = (),
 ) -> SegmentExtract:
     """Classify ``rows``; log exclusions and failures; stage eligible recipients as one Parquet file.
 
     Every row gives one outcome: ``profiles`` is the number of rows read. Re-running it for the same
     run rewrites the staged file and leaves existing log rows alone. ``frequency`` (a real or dry run)
     leaves out the users over the campaign's frequency cap and claims the others (``settle``).
+    ``value_columns`` names the personalization values that follow the four columns of each row
+    (``wrap_segment_sql(..., columns=...)``); they are staged with each eligible recipient as JSON.
     """
     from line_oa.integration.chunks import staging_path
 
@@ -321,16 +348,18 @@ def extract_segment(
     target = base / "segment.parquet"
     result = SegmentExtract(segment_uri=str(target), is_test=is_test)
     logged: list[LedgerRow] = []
-    eligible: list[tuple[str, str]] = []
-    with target.open("wb") as handle, pq.ParquetWriter(handle, SCHEMA) as writer:
+    eligible: list[tuple[str, ...]] = []
+    current: list[tuple[Any, ...]] = [()]
+    schema = VALUES_SCHEMA if value_columns else SCHEMA
+    with target.open("wb") as handle, pq.ParquetWriter(handle, schema) as writer:
         capped = frequency.prepare() if frequency is not None else frozenset()
         for profile_id, user, status, reason, message in classify(
-            rows, max_recipients=max_recipients, capped=capped
+            _remembering(rows, current), max_recipients=max_recipients, capped=capped
         ):
             result.profiles += 1
             if status is None:
                 result.eligible += 1
-                eligible.append((profile_id, user))  # type: ignore[arg-type]
+                eligible.append(_staged(profile_id, user, value_columns, current[0]))  # type: ignore[arg-type]
                 if len(eligible) >= FETCH_SIZE:
                     _write_batch(writer, eligible)
             else:
@@ -348,16 +377,37 @@ def extract_segment(
     return result
 
 
+def _remembering(
+    rows: Iterable[tuple[Any, ...]], current: list[tuple[Any, ...]]
+) -> Iterator[tuple[Any, ...]]:
+    """Pass ``rows`` on, keeping the values after the four wrapped columns of the row in ``current[0]``
+    (``classify`` gives one outcome per row before it reads the next)."""
+    for row in rows:
+        current[0] = row[4:]
+        yield row
+
+
+def _staged(profile_id: str, user: str, columns: Sequence[str], values: tuple[Any, ...]) -> tuple[str, ...]:
+    """Return the staged row of an eligible recipient: its ids, and its values as JSON when personalized."""
+    if not columns:
+        return (profile_id, user)
+    return (profile_id, user, json.dumps(dict(zip(columns, values, strict=False)), ensure_ascii=False))
+
+
 def _settle_frequency(frequency: FrequencyCheck, result: SegmentExtract, base, *, is_test: bool) -> None:
     """Claim the staged recipients; restage without those another run's claim put over the cap meanwhile."""
     late = frequency.settle(lambda: read_segment(result.segment_uri), is_test=is_test)
     if not late:
         return
     left_out = {profile for profile, _user in late}
+    from line_oa.integration.chunks import staging_path
+
     target = base / "segment-capped.parquet"
-    with target.open("wb") as handle, pq.ParquetWriter(handle, SCHEMA) as writer:
-        kept: list[tuple[str, str]] = []
-        for pair in read_segment(result.segment_uri):
+    with staging_path(result.segment_uri).open("rb") as handle:
+        schema = pq.ParquetFile(handle).schema_arrow
+    with target.open("wb") as handle, pq.ParquetWriter(handle, schema) as writer:
+        kept: list[tuple[str, ...]] = []
+        for pair in read_segment(result.segment_uri, with_values=True):
             if pair[0] not in left_out:
                 kept.append(pair)
                 if len(kept) >= FETCH_SIZE:
@@ -368,21 +418,24 @@ def _settle_frequency(frequency: FrequencyCheck, result: SegmentExtract, base, *
     result.excluded[FREQUENCY_CAPPED] += len(late)
 
 
-def _write_batch(writer: pq.ParquetWriter, rows: list[tuple[str, str]]) -> None:
+def _write_batch(writer: pq.ParquetWriter, rows: list[tuple[str, ...]]) -> None:
     if rows:
-        ids, users = zip(*rows, strict=True)
-        writer.write_table(pa.table({"profile_id": list(ids), "line_user_id": list(users)}, schema=SCHEMA))
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        writer.write_table(pa.table(columns, schema=writer.schema))
         rows.clear()
 
 
-def read_segment(segment_uri: str) -> Iterator[tuple[str, str]]:
-    """Yield the staged eligible recipients in batches (never the whole file in memory)."""
+def read_segment(segment_uri: str, *, with_values: bool = False) -> Iterator[tuple[str, ...]]:
+    """Yield the staged eligible recipients in batches (never the whole file in memory):
+    ``(profile_id, line_user_id)``, and their personalization values (JSON) when ``with_values``
+    and the campaign is personalized."""
     from line_oa.integration.chunks import staging_path
 
     with staging_path(segment_uri).open("rb") as handle:
         parquet = pq.ParquetFile(handle)
+        columns = 3 if with_values and "values" in parquet.schema_arrow.names else 2
         for batch in parquet.iter_batches(batch_size=FETCH_SIZE):
-            yield from zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True)
+            yield from zip(*(batch.column(n).to_pylist() for n in range(columns)), strict=True)
 
 
 def rows_for_test_send(user_ids: Iterable[str]) -> list[tuple[str, str]]:

@@ -1,0 +1,56 @@
+"""The grammar of profile placeholders: ``{{ profile.<column> }}``, optionally ``| default("…")``.
+
+Nothing else may stand between ``{{`` and ``}}``: no expression, no attribute of anything but the
+segment's row, no filter but ``default``, no escape sequence. A placeholder is recognised by one
+regular expression and replaced by plain text, so filling it can never run code, and a value is
+never read again (a value holding ``{{`` or ``<b>`` is sent as written).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+COLUMN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
+DEFAULT_MAX = 200  # characters of a default's text (_DEFAULT says {0,200})
+_DEFAULT = r"\(\s*(?:\"(?P<double>[^\"\\{}\n]{0,200})\"|'(?P<single>[^'\\{}\n]{0,200})')\s*\)"
+PLACEHOLDER = re.compile(
+    r"\{\{\s*profile\.(?P<column>" + COLUMN + r")\s*(?:\|\s*default" + _DEFAULT + r"\s*)?\}\}"
+)
+_BRACES = re.compile(r"\{\{.*?\}\}|\{\{|\}\}", re.DOTALL)
+SYNTAX = '{{ profile.<column> }} or {{ profile.<column> | default("text") }}'
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """One placeholder in a text: where it stands, the column it names, the text used when empty."""
+
+    start: int
+    end: int
+    column: str
+    default: str
+
+
+def placeholders(text: str) -> list[Placeholder]:
+    """Return the placeholders of ``text`` in order."""
+    found = []
+    for match in PLACEHOLDER.finditer(text):
+        default = match["double"] if match["double"] is not None else match["single"] or ""
+        found.append(Placeholder(match.start(), match.end(), match["column"], default))
+    return found
+
+
+def malformed(text: str) -> list[str]:
+    """Return what stands between ``{{`` and ``}}`` (or a stray ``{{``/``}}``) that is not a placeholder."""
+    blanked = PLACEHOLDER.sub(lambda match: " " * len(match.group(0)), text)
+    return [text[match.start() : match.end()][:60] for match in _BRACES.finditer(blanked)]
+
+
+def has_placeholder_syntax(text: str) -> bool:
+    """Tell whether ``text`` holds ``{{`` or ``}}`` at all (a placeholder or an attempt at one)."""
+    return "{{" in text or "}}" in text
+
+
+def without_placeholders(text: str, filler: str = "x") -> str:
+    """Return ``text`` with each placeholder replaced by ``filler`` (to check the rest of a link)."""
+    return PLACEHOLDER.sub(filler, text)
