@@ -58,3 +58,9 @@ def test_each_recipient_gets_its_own_first_name_by_push_once(airflow_env, line):
             f"Your page: https://shop.example.com/for-you?name={quote(name or '', safe='')}&utm_"
         )
     assert 0 < defaults < len(record), "some recipients had no first name and got the default"
+
+    summary = dag_run.get_task_instance("summarize").xcom_pull(task_ids="summarize")
+    without = sum(1 for name in names.values() if not (name and name.strip()))
+    assert summary["personalization"] == {"columns": ["first_name"], "empty": {"first_name": without}}
+    report = open(summary["report_path"], encoding="utf-8").read()
+    assert f"profile.first_name: {without:,} recipients without a value got the default" in report

@@ -70,10 +70,10 @@ def check_link(value: str, limit: int, schemes: tuple[str, ...] = LINK_SCHEMES, 
         and writes an IDN host in punycode, so printable non-ASCII characters are allowed (the length
         limit is checked again on the form sent, see ``tagging_problems``).
     """
-    check_length(value, limit)
     written = value
     if iri:  # a profile placeholder is filled (percent-encoded) per recipient: check the rest
         value = without_placeholders(value)
+    check_length(value, limit)
     for position, character in enumerate(value):
         if iri and not character.isascii() and character.isprintable() and not character.isspace():
             continue
@@ -142,7 +142,9 @@ class TextMessage(WireModel):
     @field_validator("text")
     @classmethod
     def _text_length(cls, value: str) -> str:
-        check_length(value, TEXT_MAX, unit="characters (UTF-16)", counted=utf16_len(value))
+        # A profile placeholder counts as one character here; the launch checks the longest values.
+        counted = utf16_len(without_placeholders(value))
+        check_length(value, TEXT_MAX, unit="characters (UTF-16)", counted=counted)
         for start, end in utm.find_urls(value):
             if has_credentials(value[start:end]):
                 raise rule_error(f"the link at position {start} {CREDENTIALS_MESSAGE}")
@@ -185,7 +187,7 @@ class TextMessage(WireModel):
 
     def tagging_problems(self, params: dict[str, str]) -> list[tuple[Loc, str]]:
         """List the limits this message passes only before UTM tagging."""
-        length = utf16_len(utm.tag_text(self.text, params))
+        length = utf16_len(utm.tag_text(without_placeholders(self.text), params))
         if length > TEXT_MAX:
             return [(("text",), f"{length} characters (UTF-16) after UTM tagging, LINE allows {TEXT_MAX}")]
         return []
@@ -307,7 +309,8 @@ class ImagemapMessage(WireModel):
     @field_validator("alt_text")
     @classmethod
     def _alt_text(cls, value: str) -> str:
-        return check_length(value, ALT_TEXT_MAX, unit="characters (UTF-16)", counted=utf16_len(value))
+        counted = utf16_len(without_placeholders(value))  # see TextMessage._text_length
+        return check_length(value, ALT_TEXT_MAX, unit="characters (UTF-16)", counted=counted)
 
     @field_validator("actions")
     @classmethod
@@ -356,7 +359,7 @@ class ImagemapMessage(WireModel):
             links.append((("video", "external_link", "link_uri"), self.video.external_link.link_uri))
         problems = []
         for loc, link in links:
-            length = len(utm.sent_link(link, params))
+            length = len(utm.sent_link(without_placeholders(link), params))
             if length > LINK_URI_MAX:
                 problems.append((loc, f"{length} characters after UTM tagging, LINE allows {LINK_URI_MAX}"))
         return problems

@@ -15,7 +15,6 @@ longest values fit LINE's limits) take the data as arguments (``column_problems`
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -30,7 +29,7 @@ from line_oa.campaign.messages import (
     UriAction,
     utf16_len,
 )
-from line_oa.campaign.placeholders import SYNTAX, malformed, placeholders
+from line_oa.campaign.placeholders import SYNTAX, TOKEN, malformed, placeholders, token
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
     from line_oa.campaign.messages import Loc
     from line_oa.campaign.model import Campaign, Content
 
-TOKEN = re.compile(r"PLHq(\d{1,4})qZ")
 WHERE = "a text message's text, an imagemap's alt_text and the query values of links"
 
 
@@ -117,6 +115,40 @@ class PersonalizedBundle:
         return rendered
 
 
+def field_text(messages: list[dict[str, Any]], loc: Loc) -> str:
+    """Return the text at ``loc`` (a ``Templated.loc``) of a rendered bundle."""
+    _content, _messages, number, *rest = loc
+    value: Any = messages[int(number)]
+    names = {"alt_text": "altText", "link_uri": "linkUri", "external_link": "externalLink"}
+    for part in rest:
+        value = value[part] if isinstance(part, int) else value[names.get(str(part), str(part))]
+    return str(value)
+
+
+def sample_renderings(bundle: PersonalizedBundle) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Return what the preview shows of a personalized bundle: per sample, each templated field filled.
+
+    Two samples: every value shown as ``‹column›`` (where each value goes), and every value empty (the
+    defaults). Empty for a bundle that is the same for everyone.
+    """
+    if not bundle.personalized:
+        return []
+    samples = [
+        ("each value shown as ‹column›", {column: f"‹{column}›" for column in bundle.columns}),
+        ("every value empty (the defaults)", {}),
+    ]
+    shown = []
+    for label, values in samples:
+        rendered = bundle.render(values)
+        where = [(_path(item.loc), field_text(rendered, item.loc)) for item in bundle.fields]
+        shown.append((label, where))
+    return shown
+
+
+def _path(loc: Loc) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
 def _substitute(
     text: str, texts: list[str], *, encode: bool = False, spans: list[tuple[int, int]] | None = None
 ) -> tuple[str, list[tuple[int, int]]]:
@@ -162,11 +194,11 @@ def bundle_of(campaign: Campaign) -> PersonalizedBundle:
 def _tokenize(text: str, slots: list[Slot]) -> tuple[str, list[tuple[int, int]]]:
     pieces, shifts, cursor = [], [], 0
     for placeholder in placeholders(text):
-        token = f"PLHq{len(slots)}qZ"
+        mark = token(len(slots))
         slots.append(Slot(placeholder.column, placeholder.default))
-        pieces += [text[cursor : placeholder.start], token]
+        pieces += [text[cursor : placeholder.start], mark]
         written = text[placeholder.start : placeholder.end]
-        shifts.append((utf16_len(text[: placeholder.start]), utf16_len(token) - utf16_len(written)))
+        shifts.append((utf16_len(text[: placeholder.start]), utf16_len(mark) - utf16_len(written)))
         cursor = placeholder.end
     pieces.append(text[cursor:])
     return "".join(pieces), shifts

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 COLUMN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 DEFAULT_MAX = 200  # characters of a default's text (_DEFAULT says {0,200})
@@ -51,6 +55,29 @@ def has_placeholder_syntax(text: str) -> bool:
     return "{{" in text or "}}" in text
 
 
+# What a placeholder becomes in the bundle built once per campaign (``personalization.bundle_of``):
+# ASCII letters and digits, so UTM tagging and link detection treat it as part of a query value.
+TOKEN = re.compile(r"PLHq(\d{1,4})qZ")
+
+
+def token(number: int) -> str:
+    return f"PLHq{number}qZ"
+
+
 def without_placeholders(text: str, filler: str = "x") -> str:
-    """Return ``text`` with each placeholder replaced by ``filler`` (to check the rest of a link)."""
-    return PLACEHOLDER.sub(filler, text)
+    """Return ``text`` with each placeholder (or its token) replaced by ``filler``: the length and the
+    characters of the rest are what the message rules check; the launch checks the longest values."""
+    return TOKEN.sub(filler, PLACEHOLDER.sub(filler, text))
+
+
+def with_tokens(text: str) -> tuple[str, Callable[[str], str]]:
+    """Return ``text`` with its placeholders as tokens, and a function that puts them back in a text
+    derived from it (a link found and tagged in it), to show links as written."""
+    written = [match.group(0) for match in PLACEHOLDER.finditer(text)]
+    numbers = iter(range(len(written)))
+    tokenized = PLACEHOLDER.sub(lambda _match: token(next(numbers)), text)
+
+    def restore(derived: str) -> str:
+        return TOKEN.sub(lambda match: written[int(match.group(1))], derived)
+
+    return tokenized, restore

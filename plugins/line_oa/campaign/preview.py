@@ -29,6 +29,8 @@ from line_oa.campaign.model import (
     UtmTracking,
     utm_parameters_of,
 )
+from line_oa.campaign.personalization import bundle_of, sample_renderings
+from line_oa.campaign.placeholders import with_tokens
 from line_oa.campaign.preview_chat import chat_screen, escape, link
 from line_oa.campaign.preview_style import STYLE
 from line_oa.campaign.problems import ProblemCollector
@@ -88,11 +90,14 @@ class PreviewContent:
     messages: tuple[dict[str, Any] | None, ...]
     links: tuple[TaggedLink, ...]
     quiet_hours: str = ""  # "quiet hours 21:00–09:00 Asia/Tokyo", or empty
+    columns: tuple[str, ...] = ()  # the segment columns a personalized bundle reads
+    samples: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # (sample, ((field, text), ...))
 
     @classmethod
     def of(cls, campaign: Campaign) -> PreviewContent:
-        """Return the preview content of a valid campaign."""
+        """Return the preview content of a valid campaign (a personalized one with its placeholders)."""
         params = campaign.utm_parameters()
+        bundle = bundle_of(campaign)
         return cls(
             campaign.id,
             campaign.name,
@@ -100,9 +105,11 @@ class PreviewContent:
             campaign.status,
             campaign.content.line_config,
             schedule_text(campaign.delivery_schedule),
-            tuple(campaign.wire_messages()),
+            tuple(bundle.as_written()),
             tuple(tagged_links(campaign.content.messages, params)),
             quiet_hours_text(campaign.delivery_schedule),
+            tuple(bundle.columns),
+            tuple((label, tuple(fields)) for label, fields in sample_renderings(bundle)),
         )
 
     @classmethod
@@ -178,18 +185,23 @@ def tagged_links(
         if message is None:
             continue
         if isinstance(message, TextMessage):
-            for start, end in utm.find_urls(message.text):
-                url = message.text[start:end]
-                found.append(TaggedLink(f"message {number} (text)", url, utm.tag_url(url, params)))
+            text, restore = with_tokens(message.text)  # a placeholder in a link is shown as written
+            for start, end in utm.find_urls(text):
+                url = text[start:end]
+                where = f"message {number} (text)"
+                found.append(TaggedLink(where, restore(url), restore(utm.tag_url(url, params))))
             continue
-        for index, action in enumerate(message.actions, start=1):
-            if isinstance(action, UriAction):
-                where = f"message {number} (imagemap), area {index}"
-                found.append(TaggedLink(where, action.link_uri, utm.tag_url(action.link_uri, params)))
+        links = [
+            (f"message {number} (imagemap), area {index}", action.link_uri)
+            for index, action in enumerate(message.actions, start=1)
+            if isinstance(action, UriAction)
+        ]
         external = message.video.external_link if message.video else None
         if external is not None:
-            where = f"message {number} (imagemap), video link"
-            found.append(TaggedLink(where, external.link_uri, utm.tag_url(external.link_uri, params)))
+            links.append((f"message {number} (imagemap), video link", external.link_uri))
+        for where, written in links:
+            url, restore = with_tokens(written)
+            found.append(TaggedLink(where, written, restore(utm.tag_url(url, params))))
     return found
 
 
@@ -217,7 +229,8 @@ def render_preview(
     else:
         phone = chat_screen(sender_name or content.sender, content.schedule, content.messages)
         draft = content.status == "draft"
-        side = _summary(content) + _links_section(content.links) + _problems_section(problem_list, draft)
+        side = _summary(content) + _personalization_section(content) + _links_section(content.links)
+        side += _problems_section(problem_list, draft)
     return f'<div class="lo-preview"><style>{STYLE}</style>{phone}<div class="lo-side">{side}</div></div>'
 
 
@@ -256,6 +269,24 @@ def _summary(content: PreviewContent) -> str:
         f"sends {escape(content.schedule)}"
         + (f" &#183; not in {escape(content.quiet_hours)}" if content.quiet_hours else "")
         + f" &#183; {len(content.messages)} message(s)</p>"
+    )
+
+
+def _personalization_section(content: PreviewContent) -> str:
+    """Return how a personalized bundle is sent, and its sample renderings (nothing when not personalized)."""
+    if not content.columns:
+        return ""
+    columns = ", ".join(f"<code>profile.{escape(column)}</code>" for column in content.columns)
+    samples = "".join(
+        f"<li>{escape(label)}:<ul>"
+        + "".join(f"<li><code>{escape(where)}</code>: {escape(text)}</li>" for where, text in fields)
+        + "</ul></li>"
+        for label, fields in content.samples
+    )
+    return (
+        '<h3>Personalized</h3><p class="lo-meta">Sent by push, one message per recipient, filled from the '
+        f"segment's columns {columns} (a link carries its value percent-encoded). Sample renderings:</p>"
+        f'<ul class="lo-samples">{samples}</ul>'
     )
 
 

@@ -315,6 +315,7 @@ def summarize(campaign_file: str) -> dict[str, Any]:
             push_results=push_results,
             delivery_incomplete=not started,
             consumption_now=consumption,
+            segment=ti.xcom_pull(task_ids="extract_segment", default=None),
         )
     finally:
         ledger.close()

@@ -21,8 +21,9 @@ from line_oa.delivery.answers import TRANSIENT
 from line_oa.errors import LineApiError, LineAuthError
 from line_oa.integration import pipeline
 from line_oa.integration.pipeline import LaunchRefused, TriggerOptions
+from line_oa.integration.profile_values import columns_sql, distinct_values_sql
 from line_oa.integration.quiet_hours import quiet_hours_note
-from line_oa.integration.segment import LINE_USER_ID, columns_sql, count_sql, distinct_values_sql, stream_rows
+from line_oa.integration.segment import LINE_USER_ID, count_sql, stream_rows
 
 if TYPE_CHECKING:
     from line_oa.campaign.model import Campaign

@@ -155,7 +155,31 @@ def _tiles(summary: Mapping[str, Any]) -> str:
         f'<div class="label">{_e(label)}</div></div>'
         for label, value in tiles
     )
-    return f'<section class="tiles">\n{items}\n</section>' + _billing_note(summary)
+    return (
+        f'<section class="tiles">\n{items}\n</section>'
+        + _billing_note(summary)
+        + _personalization_note(summary)
+    )
+
+
+def personalization_text(personal: dict[str, Any]) -> str:
+    """Say which columns a personalized run read and how many recipients had no value (the default)."""
+    empty = personal.get("empty") or {}
+    return "; ".join(
+        f"profile.{column}: {empty.get(column, 0):,} recipients without a value got the default"
+        for column in personal.get("columns") or []
+    )
+
+
+def _personalization_note(summary: Mapping[str, Any]) -> str:
+    """Say that the run was personalized: the columns read, the recipients who got a default."""
+    personal = summary.get("personalization")
+    if not personal:
+        return ""
+    return (
+        '<p class="meta" id="personalization">Personalized: one message per recipient, sent by push. '
+        f"{_e(personalization_text(personal))}.</p>"
+    )
 
 
 def _billing_note(summary: Mapping[str, Any]) -> str:

@@ -17,7 +17,6 @@ dropped by the log's primary key.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import sqlite3
 from collections import Counter
@@ -29,6 +28,7 @@ import pyarrow.parquet as pq
 
 from line_oa.delivery_log.store import EXCLUDED, FAILED, LedgerRow
 from line_oa.errors import LineOAError
+from line_oa.integration import profile_values
 from line_oa.vocabulary import Reason
 
 if TYPE_CHECKING:
@@ -95,6 +95,8 @@ class SegmentExtract:
     excluded: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
     is_test: bool = False
+    # a personalized campaign: {"columns": [...], "empty": {column: eligible recipients without a value}}
+    personalization: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,11 +106,11 @@ class SegmentExtract:
             "excluded": {str(reason): count for reason, count in self.excluded.items()},
             "failed": {str(reason): count for reason, count in self.failed.items()},
             "is_test": self.is_test,
+            "personalization": self.personalization,
         }
 
 
-def _body(segment_sql: str) -> str:
-    return segment_sql.strip().rstrip(";").strip()
+_body = profile_values.body  # the segment SQL without surrounding space and final ';'
 
 
 def wrap_segment_sql(segment_sql: str, suppressions: Sequence[str] = (), columns: Sequence[str] = ()) -> str:
@@ -138,16 +140,6 @@ def wrap_segment_sql(segment_sql: str, suppressions: Sequence[str] = (), columns
         inner_values=inner,
         outer_values=outer,
     )
-
-
-def columns_sql(segment_sql: str) -> str:
-    """Return a query that returns no row but the segment's columns (their names in the description)."""
-    return f"SELECT * FROM (\n{_body(segment_sql)}\n) AS segment LIMIT 0"
-
-
-def distinct_values_sql(segment_sql: str, column: str) -> str:
-    """Return a query for the distinct values of one segment column, as text (the length checks)."""
-    return f'SELECT DISTINCT CAST(segment."{column}" AS VARCHAR) FROM (\n{_body(segment_sql)}\n) AS segment'
 
 
 def _suppression_parts(suppressions: Sequence[str]) -> tuple[str, str, str]:
@@ -354,12 +346,12 @@ def extract_segment(
     with target.open("wb") as handle, pq.ParquetWriter(handle, schema) as writer:
         capped = frequency.prepare() if frequency is not None else frozenset()
         for profile_id, user, status, reason, message in classify(
-            _remembering(rows, current), max_recipients=max_recipients, capped=capped
+            profile_values.remembering(rows, current), max_recipients=max_recipients, capped=capped
         ):
             result.profiles += 1
             if status is None:
                 result.eligible += 1
-                eligible.append(_staged(profile_id, user, value_columns, current[0]))  # type: ignore[arg-type]
+                eligible.append(profile_values.staged(profile_id, user, value_columns, current[0]))  # type: ignore[arg-type]
                 if len(eligible) >= FETCH_SIZE:
                     _write_batch(writer, eligible)
             else:
@@ -374,24 +366,10 @@ def extract_segment(
     ledger.add(logged)
     if frequency is not None:
         _settle_frequency(frequency, result, base, is_test=is_test)
+    if value_columns:
+        empty = profile_values.empty_values(read_segment(result.segment_uri, with_values=True))
+        result.personalization = {"columns": list(value_columns), "empty": empty}
     return result
-
-
-def _remembering(
-    rows: Iterable[tuple[Any, ...]], current: list[tuple[Any, ...]]
-) -> Iterator[tuple[Any, ...]]:
-    """Pass ``rows`` on, keeping the values after the four wrapped columns of the row in ``current[0]``
-    (``classify`` gives one outcome per row before it reads the next)."""
-    for row in rows:
-        current[0] = row[4:]
-        yield row
-
-
-def _staged(profile_id: str, user: str, columns: Sequence[str], values: tuple[Any, ...]) -> tuple[str, ...]:
-    """Return the staged row of an eligible recipient: its ids, and its values as JSON when personalized."""
-    if not columns:
-        return (profile_id, user)
-    return (profile_id, user, json.dumps(dict(zip(columns, values, strict=False)), ensure_ascii=False))
 
 
 def _settle_frequency(frequency: FrequencyCheck, result: SegmentExtract, base, *, is_test: bool) -> None:

@@ -77,6 +77,10 @@ def summary_block(summary: dict[str, Any]) -> str:
         f"  sending:          {summary.get('sending_seconds', 0):.0f} s (seconds with a send), "
         f"{summary['throughput_per_second']:.0f} recipients/s",
     ]
+    if summary.get("personalization"):
+        from line_oa.integration.report import personalization_text
+
+        lines.append(f"  personalized:     {personalization_text(summary['personalization'])}")
     if summary.get("report_path"):
         lines.append(f"  report:           {summary['report_path']}")
     return "\n".join(lines)
@@ -98,10 +102,12 @@ def summarize_run(
     push_results: list[dict[str, Any]],
     delivery_incomplete: bool,
     consumption_now: int | None,
+    segment: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Count the run from the delivery log, write its summary row and HTML report; return the summary.
 
     :param delivery_incomplete: an upstream task failed (the run is Suspended whatever the counts say).
+    :param segment: the extract task's result (a personalized campaign's columns and empty values).
     :param consumption_now: LINE's quota consumption now; billed = now - at validation (approximate:
         LINE's figure includes any other sends of the channel in between).
     """
@@ -130,6 +136,7 @@ def summarize_run(
         "sending_seconds": sending,
         "throughput_per_second": counts["sent"] / sending if sending else 0.0,
         "history": [],
+        "personalization": (segment or {}).get("personalization"),
     }
     if options.dry_run:
         summary["not_sent"] = summary["to_resume"] = 0
