@@ -42,6 +42,9 @@ def cdp(request, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW__LINE_OA__DATA_DIR", str(tmp_path))
     create = "CREATE TABLE profiles (profile_id TEXT, line_user_id TEXT, firstName TEXT, tier TEXT)"
     if request.param == "sqlite":
+        # named, not the default file: an end-to-end session may have set the CDP connection already
+        cdp_file = {"conn_type": "sqlite", "host": str(tmp_path / "cdp.db")}
+        monkeypatch.setenv("AIRFLOW_CONN_LINE_OA_CDP", json.dumps(cdp_file))
         with sqlite3.connect(tmp_path / "cdp.db") as conn:
             conn.execute(create)
             conn.executemany("INSERT INTO profiles VALUES (?, ?, ?, ?)", PEOPLE)
