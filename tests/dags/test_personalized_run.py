@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import sqlite3
 from urllib.parse import quote
 
@@ -62,5 +63,5 @@ def test_each_recipient_gets_its_own_first_name_by_push_once(airflow_env, line):
     summary = dag_run.get_task_instance("summarize").xcom_pull(task_ids="summarize")
     without = sum(1 for name in names.values() if not (name and name.strip()))
     assert summary["personalization"] == {"columns": ["first_name"], "empty": {"first_name": without}}
-    report = open(summary["report_path"], encoding="utf-8").read()
+    report = pathlib.Path(summary["report_path"]).read_text(encoding="utf-8")
     assert f"profile.first_name: {without:,} recipients without a value got the default" in report

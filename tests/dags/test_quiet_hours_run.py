@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import time
 import zoneinfo
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,15 @@ def test_a_launch_inside_quiet_hours_waits_deferred_and_delivers_when_they_end(a
     sent = assert_log_matches_record(ledger_of("e2e_quiet", dag_run.run_id), line)
     assert sent == eligible_profiles(airflow_env), "every eligible recipient once, after the window"
 
+    summary = dag_run.get_task_instance("summarize").xcom_pull(task_ids="summarize")
+    held = summary["quiet_hours"]
+    assert held["until"] == waited["sending_from"]
+    assert 0 < held["seconds"] <= hold + 1, (held, hold)
+    report = pathlib.Path(summary["report_path"]).read_text(encoding="utf-8")
+    assert f"Quiet hours: held {held['seconds'] / 60:,.1f} min" in report, (
+        "the report says how long it waited"
+    )
+
 
 def test_a_dry_run_inside_quiet_hours_is_not_held(airflow_env, line):
     start, end, window_end = _window_around_now(airflow_env["campaigns"], "e2e_quiet")
@@ -64,6 +74,7 @@ def test_a_dry_run_inside_quiet_hours_is_not_held(airflow_env, line):
     )
     assert dag_run.get_task_instance("quiet_hours").xcom_pull(task_ids="quiet_hours")["held"] is False
     assert line.admin.deliveries() == []
+    assert dag_run.get_task_instance("summarize").xcom_pull(task_ids="summarize")["quiet_hours"] is None
 
 
 @pytest.mark.parametrize(

@@ -184,7 +184,15 @@ def test_the_ddl_is_plain_portable_sql():
     connection = sqlite3.connect(":memory:")
     connection.execute(PROFILES_DDL)
     columns = [row[1] for row in connection.execute("PRAGMA table_info(profiles)")]
-    assert columns == ["profile_id", "line_user_id", "email", "country", "loyalty_tier", "opted_in", "first_name"]
+    assert columns == [
+        "profile_id",
+        "line_user_id",
+        "email",
+        "country",
+        "loyalty_tier",
+        "opted_in",
+        "first_name",
+    ]
 
 
 def test_50k_profiles_are_written_in_a_few_seconds(tmp_path):

@@ -316,6 +316,7 @@ def summarize(campaign_file: str) -> dict[str, Any]:
             delivery_incomplete=not started,
             consumption_now=consumption,
             segment=ti.xcom_pull(task_ids="extract_segment", default=None),
+            quiet_hours=ti.xcom_pull(task_ids="quiet_hours", default=None),
         )
     finally:
         ledger.close()

@@ -158,6 +158,7 @@ def _tiles(summary: Mapping[str, Any]) -> str:
     return (
         f'<section class="tiles">\n{items}\n</section>'
         + _billing_note(summary)
+        + _quiet_hours_note(summary)
         + _personalization_note(summary)
     )
 
@@ -168,6 +169,22 @@ def personalization_text(personal: dict[str, Any]) -> str:
     return "; ".join(
         f"profile.{column}: {empty.get(column, 0):,} recipients without a value got the default"
         for column in personal.get("columns") or []
+    )
+
+
+def quiet_hours_text(hold: Mapping[str, Any]) -> str:
+    """Say how long quiet hours held a run: launched inside them, sending from their end."""
+    minutes = float(hold.get("seconds") or 0) / 60
+    return f"held {minutes:,.1f} min, from the launch at {hold.get('from')} until {hold.get('until')} ({hold.get('note')})"
+
+
+def _quiet_hours_note(summary: Mapping[str, Any]) -> str:
+    hold = summary.get("quiet_hours")
+    if not hold:
+        return ""
+    return (
+        f'<p class="meta" id="quiet-hours">Quiet hours: {_e(quiet_hours_text(hold))}. '
+        "The run time includes the hold; the sending time does not.</p>"
     )
 
 

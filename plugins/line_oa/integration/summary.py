@@ -77,6 +77,10 @@ def summary_block(summary: dict[str, Any]) -> str:
         f"  sending:          {summary.get('sending_seconds', 0):.0f} s (seconds with a send), "
         f"{summary['throughput_per_second']:.0f} recipients/s",
     ]
+    if summary.get("quiet_hours"):
+        from line_oa.integration.report import quiet_hours_text
+
+        lines.append(f"  quiet hours:      {quiet_hours_text(summary['quiet_hours'])}")
     if summary.get("personalization"):
         from line_oa.integration.report import personalization_text
 
@@ -93,6 +97,22 @@ def report_dir() -> pathlib.Path:
     return path
 
 
+def quiet_hold(
+    validation: dict[str, Any] | None, quiet_hours: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Return how long quiet hours held the run (None when they did not): from the launch to the window's end."""
+    if not (quiet_hours and quiet_hours.get("held") and validation and validation.get("started_at")):
+        return None
+    start, until = validation["started_at"], quiet_hours["sending_from"]
+    seconds = (datetime.fromisoformat(until) - datetime.fromisoformat(start)).total_seconds()
+    return {
+        "note": validation.get("quiet_hours") or "",
+        "from": start,
+        "until": until,
+        "seconds": max(0.0, seconds),
+    }
+
+
 def summarize_run(
     campaign: Campaign,
     *,
@@ -103,10 +123,12 @@ def summarize_run(
     delivery_incomplete: bool,
     consumption_now: int | None,
     segment: dict[str, Any] | None = None,
+    quiet_hours: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Count the run from the delivery log, write its summary row and HTML report; return the summary.
 
     :param delivery_incomplete: an upstream task failed (the run is Suspended whatever the counts say).
+    :param quiet_hours: the quiet_hours task's result (whether it held the run, and until when).
     :param segment: the extract task's result (a personalized campaign's columns and empty values).
     :param consumption_now: LINE's quota consumption now; billed = now - at validation (approximate:
         LINE's figure includes any other sends of the channel in between).
@@ -137,6 +159,7 @@ def summarize_run(
         "throughput_per_second": counts["sent"] / sending if sending else 0.0,
         "history": [],
         "personalization": (segment or {}).get("personalization"),
+        "quiet_hours": quiet_hold(validation, quiet_hours),
     }
     if options.dry_run:
         summary["not_sent"] = summary["to_resume"] = 0
