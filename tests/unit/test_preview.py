@@ -198,6 +198,17 @@ def test_every_link_is_listed_as_written_and_as_tagged():
     )
 
 
+def test_an_international_link_of_an_area_is_listed_as_lines_receives_it():
+    document = valid_document()
+    document["content"]["messages"][1]["actions"][0]["link_uri"] = "https://例え.jp/商品"
+    campaign = campaign_of(document)
+    page = parse(render_preview(campaign))
+    area = next(i for i in page.findall(".//*[@class='lo-links']/li") if "area 1" in i.get("data-where"))
+    sent = campaign.wire_messages()[1]["actions"][0]["linkUri"]
+    assert sent.startswith("https://%E4%BE%8B%E3%81%88.jp/%E5%95%86%E5%93%81?utm_source=line")
+    assert area.find("a").get("href") == sent, "the preview shows the link in the form sent"
+
+
 SCRIPT = "<script>alert('x')</script>"
 
 

@@ -199,9 +199,9 @@ def tagged_links(
         external = message.video.external_link if message.video else None
         if external is not None:
             links.append((f"message {number} (imagemap), video link", external.link_uri))
-        for where, written in links:
+        for where, written in links:  # as sent: percent-encoded UTF-8, the domain name included
             url, restore = with_tokens(written)
-            found.append(TaggedLink(where, written, restore(utm.tag_url(url, params))))
+            found.append(TaggedLink(where, written, restore(utm.sent_link(url, params))))
     return found
 
 
