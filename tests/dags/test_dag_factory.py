@@ -193,8 +193,15 @@ def test_a_broken_file_is_reported_by_the_dag_processor_not_in_other_campaigns_t
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "validate")
     with caplog.at_level("DEBUG"):
         dags, errors = build_campaign_dags(tmp_path, strict=False)
-    assert list(errors) == ["broken.yaml"], "the placeholder DAG still shows the problem in the UI"
+    assert list(dags) == ["line_campaign__welcome_back"], "a task process builds its own DAG only"
+    assert errors == {}
     assert "broken.yaml" not in caplog.text, "another campaign's task log mentions the broken file"
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID")
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID")
+    dags, errors = build_campaign_dags(tmp_path, strict=False)
+    assert list(errors) == ["broken.yaml"], "the DAG processor shows the problem as a placeholder DAG"
+    assert sorted(dags) == ["line_campaign__broken", "line_campaign__welcome_back"]
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "validate")
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "line_campaign__broken")
     caplog.clear()
     build_campaign_dags(tmp_path, strict=False)

@@ -374,6 +374,20 @@ def _parsing_for_task() -> str | None:
     return get_parsing_context().dag_id
 
 
+def _files_to_render(directory: pathlib.Path, running_task_of: str | None) -> list[pathlib.Path]:
+    """Every campaign file for the DAG processor; in a task process only the file of its own DAG.
+
+    A campaign's id is its file's name (validation refuses anything else), so the DAG
+    ``line_campaign__<id>`` comes from ``<id>.yaml``; a task process then builds one DAG, not every
+    campaign's (Airflow's parsing context, as its docs recommend for generated DAGs).
+    """
+    if running_task_of is not None and running_task_of.startswith(DAG_PREFIX):
+        own = directory / f"{running_task_of.removeprefix(DAG_PREFIX)}.yaml"
+        if own.is_file():
+            return [own]
+    return sorted(directory.glob("*.yaml"))
+
+
 def build_campaign_dags(
     campaigns_dir: pathlib.Path | str | None = None, *, strict: bool | None = None
 ) -> tuple[dict[str, DAG], dict[str, str]]:
@@ -390,7 +404,7 @@ def build_campaign_dags(
     dags: dict[str, DAG] = {}
     errors: dict[str, str] = {}
     running_task_of = _parsing_for_task()
-    for path in sorted(directory.glob("*.yaml")):
+    for path in _files_to_render(directory, running_task_of):
         error = _render_one(path, dags)
         if error is not None:
             errors[path.name] = error
