@@ -217,7 +217,7 @@ def test_a_long_encoded_value_in_a_link_is_checked_encoded():
 def test_the_docs_form_shows_the_placeholders_as_written():
     bundle = bundle_of(campaign_of(personalized()))
     shown = bundle.as_written()
-    assert shown[0]["text"] == "{{ profile.first_name }}さん、こんにちは $ 🌸"
+    assert shown[0]["text"] == '{{ profile.first_name | default("there") }}さん、こんにちは $ 🌸'
     assert "tier={{ profile.loyalty_tier }}&x=1&utm_" in json.dumps(shown[1], ensure_ascii=False)
 
 
@@ -239,6 +239,6 @@ def test_the_dag_docs_name_the_columns_and_the_push_delivery():
     docs = describe(campaign_of(personalized(delivery_mode="auto")))
     assert "(personalized: sent by push)" in docs
     assert "- **Personalization**: `profile.first_name`, `profile.loyalty_tier` from the segment" in docs
-    assert "1. text: {{ profile.first_name }}さん、こんにちは $ 🌸" in docs
+    assert '1. text: {{ profile.first_name | default("there") }}さん、こんにちは $ 🌸' in docs
     plain = describe(campaign_of(valid_document()))
     assert "- **Personalization**: none (every recipient gets the same messages)" in plain

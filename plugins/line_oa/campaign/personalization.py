@@ -47,6 +47,12 @@ class Slot:
     column: str
     default: str
 
+    @property
+    def written(self) -> str:
+        """The placeholder as a campaign file writes it."""
+        default = f' | default("{self.default}")' if self.default else ""
+        return f"{{{{ profile.{self.column}{default} }}}}"
+
 
 @dataclass(frozen=True)
 class Templated:
@@ -95,7 +101,7 @@ class PersonalizedBundle:
         """Return the bundle as sent with each placeholder shown as ``{{ profile.<column> }}`` (docs, logs)."""
         if not self.slots:
             return self.wire
-        return self._filled_with([f"{{{{ profile.{slot.column} }}}}" for slot in self.slots], encode=False)
+        return self._filled_with([slot.written for slot in self.slots], encode=False)
 
     def _filled_with(self, texts: list[str], *, encode: bool) -> list[dict[str, Any]]:
         rendered = []

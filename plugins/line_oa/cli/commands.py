@@ -124,13 +124,16 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    """Print the exact LINE ``messages`` JSON of a campaign, after UTM tagging."""
+    """Print the exact LINE ``messages`` JSON of a campaign, after UTM tagging (a personalized
+    campaign's placeholders shown as written, where each recipient's value goes)."""
     try:
         campaign = loading_module.load_campaign(args.file)
     except LineOAError as error:
         print_report(ValidationReport(str(args.file), None, list(getattr(error, "problems", []))), sys.stderr)
         return EXIT_PROBLEMS
-    print(json.dumps(campaign.wire_messages(), indent=2, ensure_ascii=False))
+    from line_oa.campaign.personalization import bundle_of
+
+    print(json.dumps(bundle_of(campaign).as_written(), indent=2, ensure_ascii=False))
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from line_oa import settings
+from line_oa.campaign.personalization import bundle_of
 from line_oa.delivery_log.store import PENDING, RESUMABLE_REASONS, SENDING, SENT, data_dir
 from line_oa.integration.pipeline import safe_name
 from line_oa.vocabulary import NO_REASON, Status
@@ -228,7 +229,7 @@ def write_report(
     html = render_report_html(
         summary,
         send_rate=send_rate,
-        messages_preview=campaign.wire_messages(),
+        messages_preview=bundle_of(campaign).as_written(),
         insights_html=""
         if summary.get("dry_run") or summary.get("test_send")
         else insights_section(campaign.id, ledger.hook),
