@@ -174,6 +174,21 @@ def line(sim, airflow_env):
     return sim
 
 
+def opt_out_list(tmp_path, monkeypatch, ending: str) -> None:
+    """Point the SQL root at a copy of include/sql whose list ``e2e_optouts`` holds every profile whose
+    id ends in ``ending`` (by profile id)."""
+    import shutil
+
+    root = tmp_path / "sql"
+    shutil.copytree(ROOT / "include" / "sql", root)
+    (root / "suppressions" / "lists").mkdir(parents=True, exist_ok=True)
+    (root / "suppressions" / "lists" / "e2e_optouts.sql").write_text(
+        f"-- every profile whose id ends in {ending}, by profile id\n"
+        f"SELECT profile_id, NULL AS line_user_id FROM profiles WHERE profile_id LIKE '%{ending}'\n"
+    )
+    monkeypatch.setenv("AIRFLOW__LINE_OA__SQL_ROOT", str(root))
+
+
 def run_dag(airflow_env, campaign_id: str, **kwargs):
     """Run a campaign's DAG with ``dag.test()``; return the DagRun."""
     dag = airflow_env["bag"].dags[f"line_campaign__{campaign_id}"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import sqlite3
 import threading
 import time
@@ -19,6 +18,7 @@ from .conftest import (
     assert_log_matches_record,
     eligible_profiles,
     ledger_of,
+    opt_out_list,
     resume_run,
     run_dag,
     run_scheduled,
@@ -257,14 +257,7 @@ def test_a_short_line_outage_at_launch_is_retried_not_a_refusal(airflow_env, lin
 
 
 def test_suppressed_profiles_are_logged_and_never_sent(airflow_env, line, tmp_path, monkeypatch):
-    root = tmp_path / "sql"
-    shutil.copytree(ROOT / "include" / "sql", root)
-    (root / "suppressions" / "lists").mkdir(parents=True, exist_ok=True)
-    (root / "suppressions" / "lists" / "e2e_optouts.sql").write_text(
-        "-- every profile whose id ends in 7, by profile id\n"
-        "SELECT profile_id, NULL AS line_user_id FROM profiles WHERE profile_id LIKE '%7'\n"
-    )
-    monkeypatch.setenv("AIRFLOW__LINE_OA__SQL_ROOT", str(root))
+    opt_out_list(tmp_path, monkeypatch, "7")
     dag_run = run_dag(airflow_env, "e2e_suppressed")
     assert str(dag_run.state) == "success", task_states(dag_run)
     ledger = ledger_of("e2e_suppressed", dag_run.run_id)

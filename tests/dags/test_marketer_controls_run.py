@@ -9,7 +9,6 @@ own name.
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from datetime import UTC, datetime
 
@@ -18,22 +17,11 @@ import pytest
 from line_oa.integration.segment import LINE_USER_ID
 from line_simulator import DEFAULT_TOKEN
 
-from .conftest import ROOT, eligible_profiles, ledger_of, run_dag, task_states
+from .conftest import eligible_profiles, ledger_of, opt_out_list, run_dag, task_states
 from .test_personalized_run import first_names
 from .test_quiet_hours_run import _window_around_now
 
 pytestmark = pytest.mark.slow
-
-
-def _opt_out_list(tmp_path, monkeypatch) -> None:
-    root = tmp_path / "sql"
-    shutil.copytree(ROOT / "include" / "sql", root)
-    (root / "suppressions" / "lists").mkdir(parents=True, exist_ok=True)
-    (root / "suppressions" / "lists" / "e2e_optouts.sql").write_text(
-        "-- every profile whose id ends in 3, by profile id\n"
-        "SELECT profile_id, NULL AS line_user_id FROM profiles WHERE profile_id LIKE '%3'\n"
-    )
-    monkeypatch.setenv("AIRFLOW__LINE_OA__SQL_ROOT", str(root))
 
 
 def _listed_users(airflow_env) -> set[str]:
@@ -57,7 +45,7 @@ def test_personalization_cap_suppression_and_quiet_hours_together_deliver_everyo
     first_requests = {row.accepted_request_id for row in first_rows}
     assert 0 < len(first_sent) <= 300
 
-    _opt_out_list(tmp_path, monkeypatch)
+    opt_out_list(tmp_path, monkeypatch, "3")
     listed = _listed_users(airflow_env)
     start, end, window_end = _window_around_now(airflow_env["campaigns"], "e2e_controls")
     dag_run = run_dag(airflow_env, "e2e_controls")
