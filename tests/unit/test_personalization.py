@@ -242,3 +242,15 @@ def test_the_dag_docs_name_the_columns_and_the_push_delivery():
     assert '1. text: {{ profile.first_name | default("there") }}さん、こんにちは $ 🌸' in docs
     plain = describe(campaign_of(valid_document()))
     assert "- **Personalization**: none (every recipient gets the same messages)" in plain
+
+
+def test_a_personalized_auto_campaign_gets_the_push_tasks_timeout_of_push():
+    from line_oa.campaign.personalization import is_personalized
+    from line_oa.integration.dag_factory import push_task_timeout
+
+    auto = campaign_of(personalized(delivery_mode="auto"))
+    push = campaign_of(personalized(delivery_mode="push"))
+    shared = campaign_of(valid_document())
+    assert is_personalized(auto.content)
+    assert not is_personalized(shared.content)
+    assert push_task_timeout(auto) == push_task_timeout(push) > push_task_timeout(shared)

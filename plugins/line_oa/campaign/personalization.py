@@ -72,6 +72,7 @@ class PersonalizedBundle:
     wire: list[dict[str, Any]]
     slots: list[Slot] = field(default_factory=list)
     fields: list[Templated] = field(default_factory=list)
+    templated: list[bool] = field(default_factory=list)  # per message: holds a placeholder
 
     @property
     def personalized(self) -> bool:
@@ -105,7 +106,10 @@ class PersonalizedBundle:
 
     def _filled_with(self, texts: list[str], *, encode: bool) -> list[dict[str, Any]]:
         rendered = []
-        for message in self.wire:
+        for message, templated in zip(self.wire, self.templated, strict=True):
+            if not templated:
+                rendered.append(message)  # nothing to fill: shared, not copied per recipient
+                continue
             body = copy.deepcopy(message)
             if body["type"] == "text":
                 _render_text(body, texts, encode=encode)
@@ -182,6 +186,15 @@ def _render_text(body: dict[str, Any], texts: list[str], *, encode: bool = True)
         emoji["index"] += sum(delta for offset, delta in shifts if offset < emoji["index"])
 
 
+def is_personalized(content: Content) -> bool:
+    """Tell whether any message holds a placeholder where one is filled (cheap: no bundle is built)."""
+    return any(
+        filled and placeholders(text)
+        for message in content.messages
+        for _loc, text, filled, _is_link in _strings(message)
+    )
+
+
 def bundle_of(campaign: Campaign) -> PersonalizedBundle:
     """Return the campaign's bundle as sent; its placeholders, if any, as tokens."""
     params = campaign.utm_parameters()
@@ -192,6 +205,7 @@ def bundle_of(campaign: Campaign) -> PersonalizedBundle:
         _tokenize_message(data, bundle.slots)
         sent = type(message).model_validate(data).wire_tagged(params)
         bundle.wire.append(sent)
+        bundle.templated.append(len(bundle.slots) > slots_before)
         if len(bundle.slots) > slots_before:
             bundle.fields += _fields_of(sent, ("content", "messages", number))
     return bundle

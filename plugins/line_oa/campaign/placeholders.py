@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 COLUMN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
-DEFAULT_MAX = 200  # characters of a default's text (_DEFAULT says {0,200})
+# a default's text: at most 200 characters, no quote of its kind, backslash, brace or line break
 _DEFAULT = r"\(\s*(?:\"(?P<double>[^\"\\{}\n]{0,200})\"|'(?P<single>[^'\\{}\n]{0,200})')\s*\)"
 PLACEHOLDER = re.compile(
     r"\{\{\s*profile\.(?P<column>" + COLUMN + r")\s*(?:\|\s*default" + _DEFAULT + r"\s*)?\}\}"
@@ -48,11 +48,6 @@ def malformed(text: str) -> list[str]:
     """Return what stands between ``{{`` and ``}}`` (or a stray ``{{``/``}}``) that is not a placeholder."""
     blanked = PLACEHOLDER.sub(lambda match: " " * len(match.group(0)), text)
     return [text[match.start() : match.end()][:60] for match in _BRACES.finditer(blanked)]
-
-
-def has_placeholder_syntax(text: str) -> bool:
-    """Tell whether ``text`` holds ``{{`` or ``}}`` at all (a placeholder or an attempt at one)."""
-    return "{{" in text or "}}" in text
 
 
 # What a placeholder becomes in the bundle built once per campaign (``personalization.bundle_of``):

@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from line_oa import settings
 from line_oa.campaign.loading import load_campaign
-from line_oa.campaign.personalization import bundle_of
+from line_oa.campaign.personalization import is_personalized
 from line_oa.delivery.client import DEFAULT_MULTICAST_RATE_LIMIT, DEFAULT_PUSH_RATE_LIMIT
 from line_oa.delivery.plan import MULTICAST_MAX_RECIPIENTS
 from line_oa.errors import CampaignFileError, LineOAError
@@ -55,7 +55,7 @@ def push_task_timeout(campaign: Campaign) -> timedelta:
     """
     activation = campaign.activation
     rows = activation.chunk_size
-    if campaign.content.delivery_mode == "push" or bundle_of(campaign).personalized:
+    if campaign.content.delivery_mode == "push" or is_personalized(campaign.content):
         requests, limit = rows, DEFAULT_PUSH_RATE_LIMIT
     else:
         requests, limit = math.ceil(rows / MULTICAST_MAX_RECIPIENTS), DEFAULT_MULTICAST_RATE_LIMIT
