@@ -25,8 +25,11 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/uv
 
 install: $(STAMP) ## Create .venv (if missing) and install the pinned requirements and the package
 
-test: install ## Run the whole test suite
-	$(BIN)/python -m pytest
+# make test spreads the suite over workers, each with its own AIRFLOW_HOME and metadata DB (tests/conftest.py);
+# more workers than cores: many end-to-end tests wait on the simulator, Airflow or a quiet-hours window
+TEST_WORKERS ?= 4
+test: install ## Run the whole test suite (TEST_WORKERS=4 pytest-xdist workers; TEST_WORKERS=0 runs it in one process)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install ## Run the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m "not slow and not live"

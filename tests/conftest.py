@@ -2,17 +2,64 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
+import re
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_AIRFLOW_HOME = pathlib.Path(tempfile.mkdtemp(prefix="line_oa_airflow_"))
-os.environ.setdefault("AIRFLOW_HOME", str(_AIRFLOW_HOME))
+# Each pytest process (each xdist worker too) has its own AIRFLOW_HOME and metadata DB: workers never
+# share a log folder, a config or a SQLite file. The Makefile's AIRFLOW_HOME (data/airflow) is the demo's.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+_AIRFLOW_HOME = pathlib.Path(tempfile.mkdtemp(prefix=f"line_oa_airflow_{_WORKER}_"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
-os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME}/airflow.db")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 
 pytest_plugins = ["line_simulator.pytest_plugin"]
+
+
+_SHARED_FIXTURE = re.compile(r"""@pytest\.fixture\(\s*scope\s*=\s*["'](module|class)["']""")
+# Package-scoped fixtures that cost a whole DAG run: the test files that use one share a worker.
+SHARED_PACKAGE_FIXTURES = ("chaos_run",)
+
+
+@functools.cache
+def _worker_group(path: str) -> str | None:
+    """The group a test file's tests run in on one worker, or None (its tests are spread singly).
+
+    A file that defines a module- or class-scoped fixture is its own group; a file whose tests use one
+    of ``SHARED_PACKAGE_FIXTURES`` joins that fixture's group.
+    """
+    file = ROOT / path
+    if not file.is_file():
+        return None
+    text = file.read_text(encoding="utf-8")
+    if _SHARED_FIXTURE.search(text):
+        return path
+    return next(
+        (name for name in SHARED_PACKAGE_FIXTURES if re.search(rf"def test_\w+\([^)]*\b{name}\b", text)), None
+    )
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` (``-n 4 --dist loadgroup``): spread single tests over the workers, but keep the tests
+    of a file that defines a module- or class-scoped fixture (a live Airflow stack, a built wheel, a
+    browser) on one worker, so the fixture is set up once.
+
+    xdist's own ``xdist_group`` marks do not group under pytest 9.2 (xdist 3.8 renames the node ids
+    through an attribute pytest no longer reads), so the grouping is done here, by file.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _worker_group(nodeid.split("::", 1)[0]) or nodeid
+
+    return SharedFixtureScheduling(config, log)

@@ -119,13 +119,25 @@ def test_two_senders_on_one_chunk_deliver_each_recipient_once(line_conn, ledger_
     sim.admin.configure(faults={"latency_ms": 20})
     people = recipients(3000)
     outcomes: list = []
+    second_ledger, claimed = ledger_factory(), threading.Event()
+    claim = second_ledger.claim_chunk
+
+    def claim_and_tell(*args, **kwargs):
+        epoch = claim(*args, **kwargs)
+        claimed.set()
+        return epoch
+
+    second_ledger.claim_chunk = claim_and_tell
     second = threading.Thread(
-        target=lambda: outcomes.append(send(line_conn, ledger_factory(), people, mode=mode, rate=200))
+        target=lambda: outcomes.append(send(line_conn, second_ledger, people, mode=mode, rate=200))
     )
 
     def start_second(requests: int) -> None:
+        # The first sender's third request waits until the second holds the chunk: on a busy machine
+        # the first would otherwise finish all its requests before the second's claim lands.
         if requests == 3:
             second.start()
+            assert claimed.wait(60), "the second sender never claimed the chunk"
 
     with pytest.raises(Exception, match="another sender holds it"):
         send(line_conn, ledger_factory(), people, mode=mode, rate=100, on_request=start_second)
