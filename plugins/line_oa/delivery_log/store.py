@@ -8,7 +8,6 @@ key before the request leaves, and only rows that are not final are ever sent ag
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.resources
 import logging
 import os
@@ -28,6 +27,7 @@ from line_oa.delivery_log.connections import (  # noqa: F401  (the log's connect
     sqlite_file_hook,
 )
 from line_oa.delivery_log.frequency import FrequencyRecords
+from line_oa.delivery_log.inserts import insert_rows
 from line_oa.delivery_log.queries import LogQueries
 from line_oa.delivery_log.records import RunRecords
 from line_oa.delivery_log.rows import (  # noqa: F401  (LedgerRow and the table names, re-exported)
@@ -50,10 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 1000
-# rows per INSERT on SQLite: 19 columns x 500 = 9,500 parameters (SQLite allows 32,766 since 3.32;
-# an older library's lower limit lowers it, see DeliveryLog._rows_per_statement)
-SQLITE_ROWS_PER_STATEMENT = 500
 
 # Must match the WITH clause of schema/postgres.sql (package data beside this module).
 PG_FILLFACTOR = "fillfactor=50"
@@ -283,8 +279,6 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords):
         return (self.campaign_id, self.run_id, *values, now, row.updated_at or now)
 
     def _write(self, rows: Iterable[LedgerRow], *, overwrite: bool) -> int:
-        """Insert rows in one transaction; ``overwrite``: a row already in the log takes the new values
-        (its ``created_at`` stays), else it is left as it is."""
         sql = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES %s "
         sql += "ON CONFLICT (campaign_id, run_id, profile_id) DO "
         if overwrite:
@@ -293,27 +287,10 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords):
             sql += "NOTHING"
         now = self._now()
         values = [self._values(row, now) for row in rows]
-        one = "(" + ", ".join([self._p] * len(COLUMNS)) + ")"
         with self.transaction():
-            cursor = self._conn.cursor()
-            if self.dialect == "postgres":  # psycopg 3 pipelines executemany: as fast as any form measured
-                for start in range(0, len(values), BATCH_SIZE):
-                    cursor.executemany(sql % one, values[start : start + BATCH_SIZE])
-                return len(values)
-            # SQLite: one multi-row VALUES per 500 rows (SQLITE_ROWS_PER_STATEMENT) (a third faster than a
-            # statement per row). Two tuples of one profile are applied in order, as one after the other.
-            step = self._rows_per_statement
-            full = sql % ", ".join([one] * step)
-            for start in range(0, len(values), step):
-                part = values[start : start + step]
-                statement = full if len(part) == step else sql % ", ".join([one] * len(part))
-                cursor.execute(statement, [value for row in part for value in row])
+            row_sql = "(" + ", ".join([self._p] * len(COLUMNS)) + ")"
+            insert_rows(self._conn.cursor(), self.dialect, sql, row_sql, values)
         return len(values)
-
-    @functools.cached_property
-    def _rows_per_statement(self) -> int:
-        limit = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        return max(1, min(SQLITE_ROWS_PER_STATEMENT, limit // len(COLUMNS)))
 
     def add(self, rows: Iterable[LedgerRow]) -> int:
         """Insert rows that are not in the log yet; existing rows (a re-run) are left as they are."""
