@@ -31,8 +31,8 @@ TEST_WORKERS ?= 4
 test: install ## Run the whole test suite (TEST_WORKERS=4 pytest-xdist workers; TEST_WORKERS=0 runs it in one process)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-test-fast: install ## Run the suite without the slow end-to-end tests (on TEST_WORKERS workers too)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not live"
+test-fast: install ## Run the suite without the slow end-to-end tests, the model checker at 10 sequences per log
+	LINE_OA_MODEL_EXAMPLES=$${LINE_OA_MODEL_EXAMPLES:-10} $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not live"
 
 test-live: install ## Run only the live tests: Airflow's components as processes (Celery, PostgreSQL, Redis)
 	$(BIN)/python -m pytest -m live

@@ -129,7 +129,9 @@ def test_two_senders_on_one_chunk_deliver_each_recipient_once(line_conn, ledger_
 
     second_ledger.claim_chunk = claim_and_tell
     second = threading.Thread(
-        target=lambda: outcomes.append(send(line_conn, second_ledger, people, mode=mode, rate=200))
+        target=lambda: outcomes.append(
+            send(line_conn, second_ledger, people, mode=mode, rate=200 if mode == "multicast" else 1000)
+        )
     )
 
     def start_second(requests: int) -> None:
