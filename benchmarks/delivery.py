@@ -36,6 +36,8 @@ class InMemoryLog:
         self.run_id = run_id
         self._rows: dict[str, LedgerRow] = {}
         self.writes = 0
+        self.abandoned = False
+        self._epochs: dict[int, int] = {}
 
     @staticmethod
     def clock() -> datetime:
@@ -67,6 +69,19 @@ class InMemoryLog:
 
     def is_stale(self, row: LedgerRow, margin: timedelta = timedelta(0)) -> bool:
         return False
+
+    def claim_chunk(self, chunk_index: int, owner: str) -> int:
+        self._epochs[chunk_index] = self._epochs.get(chunk_index, 0) + 1
+        return self._epochs[chunk_index]
+
+    def mark_push(self, rows: list[LedgerRow]) -> int:
+        now = self.clock().isoformat()
+        for row in rows:
+            row.dispatched_at = row.dispatched_at or now
+        return len(rows)
+
+    def unsent_count(self) -> int:
+        return sum(1 for row in self._rows.values() if row.status in ("pending", "sending"))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

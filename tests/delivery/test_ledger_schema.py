@@ -116,27 +116,3 @@ def test_several_tasks_opening_a_new_sqlite_log_at_once_all_get_it(tmp_path):
         for thread in threads:
             thread.join(timeout=60)
         assert errors == [], errors
-
-
-def test_a_write_of_more_rows_than_one_statement_holds_lands_row_for_row(ledger_factory):
-    """Writes go as multi-row statements on SQLite (500 rows, fewer on an old library): a write that
-    spans several of them, with a profile written twice, ends as if each row were written in turn."""
-    ledger = ledger_factory()
-    if ledger.dialect == "sqlite":
-        import sqlite3
-
-        ledger._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # an SQLite older than 3.32
-    rows = [LedgerRow(f"P{i:05d}", f"U{i:032x}", "pending", chunk_index=i // 700) for i in range(1234)]
-    assert ledger.add(rows) == 1234
-    assert ledger.add([LedgerRow("P00001", "U-other", "sent")]) == 1  # already in the log: left as it is
-    ledger.upsert(
-        [
-            LedgerRow("P00002", f"U{2:032x}", "sending", attempts=1),
-            LedgerRow("P00002", f"U{2:032x}", "sent", attempts=2),
-        ]
-    )
-    written = {row.profile_id: row for row in ledger.rows()}
-    assert len(written) == 1234
-    assert (written["P00001"].status, written["P00001"].line_user_id) == ("pending", f"U{1:032x}")
-    assert (written["P00002"].status, written["P00002"].attempts) == ("sent", 2)
-    assert written["P01233"].chunk_index == 1

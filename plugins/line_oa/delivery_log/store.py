@@ -27,7 +27,6 @@ from line_oa.delivery_log.connections import (  # noqa: F401  (the log's connect
     sqlite_file_hook,
 )
 from line_oa.delivery_log.frequency import FrequencyRecords
-from line_oa.delivery_log.inserts import insert_rows
 from line_oa.delivery_log.queries import LogQueries
 from line_oa.delivery_log.records import RunRecords
 from line_oa.delivery_log.rows import (  # noqa: F401  (LedgerRow and the table names, re-exported)
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+BATCH_SIZE = 1000
 
 # Must match the WITH clause of schema/postgres.sql (package data beside this module).
 PG_FILLFACTOR = "fillfactor=50"
@@ -279,7 +279,8 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords):
         return (self.campaign_id, self.run_id, *values, now, row.updated_at or now)
 
     def _write(self, rows: Iterable[LedgerRow], *, overwrite: bool) -> int:
-        sql = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES %s "
+        placeholders = ", ".join([self._p] * len(COLUMNS))
+        sql = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
         sql += "ON CONFLICT (campaign_id, run_id, profile_id) DO "
         if overwrite:
             sql += "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in UPDATED_ON_CONFLICT)
@@ -288,8 +289,9 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords):
         now = self._now()
         values = [self._values(row, now) for row in rows]
         with self.transaction():
-            row_sql = "(" + ", ".join([self._p] * len(COLUMNS)) + ")"
-            insert_rows(self._conn.cursor(), self.dialect, sql, row_sql, values)
+            cursor = self._conn.cursor()
+            for start in range(0, len(values), BATCH_SIZE):
+                cursor.executemany(sql, values[start : start + BATCH_SIZE])
         return len(values)
 
     def add(self, rows: Iterable[LedgerRow]) -> int:
