@@ -116,3 +116,24 @@ def test_several_tasks_opening_a_new_sqlite_log_at_once_all_get_it(tmp_path):
         for thread in threads:
             thread.join(timeout=60)
         assert errors == [], errors
+
+
+def test_a_sender_reads_its_chunk_through_the_chunk_index_in_profile_order(tmp_path):
+    """On SQLite, reading one chunk's rows to send must not walk the whole run in primary-key order:
+    with 20 chunks of 50,000 that walk made each push task read all 1,000,000 rows of the run."""
+    from line_oa.delivery_log.store import sqlite_file_hook
+
+    ledger = DeliveryLog(sqlite_file_hook(tmp_path / "log.db"), campaign_id="plan", run_id="r1")
+    rows = [
+        LedgerRow(f"P{(i * 7) % 3000:05d}", f"U{i:032x}", "pending", chunk_index=i % 3) for i in range(3000)
+    ]
+    ledger.add(rows)
+    statements: list[str] = []
+    ledger._conn.set_trace_callback(statements.append)
+    chunk = ledger.rows_to_send(1)
+    ledger._conn.set_trace_callback(None)
+    assert [row.profile_id for row in chunk] == sorted(row.profile_id for row in rows if row.chunk_index == 1)
+    select = next(s for s in statements if s.lstrip().upper().startswith("SELECT"))
+    plan = " ".join(str(step[3]) for step in ledger._conn.execute("EXPLAIN QUERY PLAN " + select))
+    assert "line_delivery_log_chunk_rows" in plan, plan
+    ledger.close()

@@ -47,11 +47,15 @@ class LogQueries:
         )
         return int(cursor.fetchone()[0])
 
-    def _select(self, where: str, params: tuple) -> Iterator[LedgerRow]:
+    def _select(self, where: str, params: tuple, *, one_chunk: bool = False) -> Iterator[LedgerRow]:
         cols = [*ROW_FIELDS, "updated_at"]
         sql = f"SELECT {', '.join(cols)} FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p}"
+        # One chunk's rows: "+profile_id" keeps SQLite on the chunk index (then sorts the chunk) instead
+        # of walking the whole run in primary-key order to skip the other chunks' rows; that walk made
+        # every push task of a 1,000,000-row run read all of its rows (3.6 s vs 1.1 s a chunk at 200,000).
+        order = "+profile_id" if one_chunk and self.dialect == "sqlite" else "profile_id"
         cursor = self._conn.cursor()
-        cursor.execute(f"{sql} AND {where} ORDER BY profile_id", (self.campaign_id, self.run_id, *params))
+        cursor.execute(f"{sql} AND {where} ORDER BY {order}", (self.campaign_id, self.run_id, *params))
         while batch := cursor.fetchmany(5000):
             for values in batch:
                 row = LedgerRow(**dict(zip(cols, values, strict=True)))
@@ -71,7 +75,7 @@ class LogQueries:
             f"chunk_index = {self._p} AND (status IN ('{Status.PENDING}', '{Status.SENDING}') "
             f"OR (status = '{Status.FAILED}' AND reason IN ({reasons})))"
         )
-        return list(self._select(where, (chunk_index, *RESUMABLE_REASONS)))
+        return list(self._select(where, (chunk_index, *RESUMABLE_REASONS), one_chunk=True))
 
     def rows(self, status: str | None = None) -> Iterator[LedgerRow]:
         """Iterate over this run's rows (optionally of one status), ordered by profile id."""
