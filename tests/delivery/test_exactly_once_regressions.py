@@ -203,7 +203,15 @@ def test_a_temporary_monthly_limit_is_waited_out_with_the_same_keys(line_conn, l
     """Before: a reservation by another delivery stopped the campaign as `quota_exceeded`."""
     quota(sim, 1000)
     sim.admin.reserve(990)
-    timer = threading.Timer(0.3, lambda: sim.admin.reserve(0))
+
+    def release_after_the_first_refusal() -> None:
+        # Not after a fixed delay: on a busy machine the sender's first request came after it.
+        deadline = time.monotonic() + 60
+        while sim.admin.stats()["quota_exceeded_by_reservation"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sim.admin.reserve(0)
+
+    timer = threading.Thread(target=release_after_the_first_refusal)
     timer.start()
     ledger = ledger_factory()
     policy = RetryPolicy(max_attempts=8, initial_backoff_seconds=0.05, max_backoff_seconds=0.2)
