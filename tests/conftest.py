@@ -48,8 +48,8 @@ def _worker_group(path: str) -> str | None:
 
 def pytest_xdist_make_scheduler(config, log):
     """``make test`` (``-n 4 --dist loadgroup``): spread single tests over the workers, but keep the tests
-    of a file that defines a module- or class-scoped fixture (a live Airflow stack, a built wheel, a
-    browser) on one worker, so the fixture is set up once.
+    that share an expensive fixture (a live Airflow stack, a built wheel, a browser, the chaos run) on
+    one worker, so the fixture is set up once (``_worker_group``).
 
     xdist's own ``xdist_group`` marks do not group under pytest 9.2 (xdist 3.8 renames the node ids
     through an attribute pytest no longer reads), so the grouping is done here, by file.
