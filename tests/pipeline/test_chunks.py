@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.io import attach
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from line_oa.integration.chunks import (
     ChunkDescriptor,
@@ -200,3 +202,26 @@ def test_a_million_rows_make_100_chunks_in_bounded_memory(tmp_path):
     assert arrow_peak < 100 * 2**20
     assert rss_growth < 100 * 2**20
     assert read_chunk(descriptors[-1])[-1] == ("P00999999", f"U{999_999:032x}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batch_sizes=st.lists(st.integers(min_value=0, max_value=40), max_size=12),
+    chunk_size=st.integers(min_value=1, max_value=50),
+)
+def test_arrow_chunks_regroup_any_batches_into_full_chunks_in_order(batch_sizes, chunk_size):
+    """Every chunk but the last holds exactly ``chunk_size`` rows, and no row is lost, repeated or moved."""
+    from line_oa.integration.chunks import arrow_chunks
+
+    start, batches = 0, []
+    for size in batch_sizes:
+        ids = [f"P{i:05d}" for i in range(start, start + size)]
+        columns = [pa.array(ids, pa.string()), pa.array([f"U{i}" for i in ids], pa.string())]
+        batches.append(pa.record_batch(columns, names=["profile_id", "line_user_id"]))
+        start += size
+    tables = list(arrow_chunks(batches, chunk_size))
+    assert [t.num_rows for t in tables[:-1]] == [chunk_size] * (len(tables) - 1)
+    assert all(0 < t.num_rows <= chunk_size for t in tables)
+    assert [p for t in tables for p in t.column("profile_id").to_pylist()] == [
+        f"P{i:05d}" for i in range(start)
+    ]

@@ -29,6 +29,7 @@ from line_oa.delivery_log.connections import (  # noqa: F401  (the log's connect
 from line_oa.delivery_log.frequency import FrequencyRecords
 from line_oa.delivery_log.queries import LogQueries
 from line_oa.delivery_log.records import RunRecords
+from line_oa.delivery_log.registration import PendingRegistration
 from line_oa.delivery_log.rows import (  # noqa: F401  (LedgerRow and the table names, re-exported)
     CLAIM_TABLE,
     COLUMNS,
@@ -94,7 +95,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class DeliveryLog(LogQueries, RunRecords, FrequencyRecords):
+class DeliveryLog(LogQueries, RunRecords, FrequencyRecords, PendingRegistration):
     """Read and write one (campaign, run)'s rows of the delivery log.
 
     :param hook: a common.sql hook (``SqliteHook`` or ``PostgresHook``).

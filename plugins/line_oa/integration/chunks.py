@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from airflow.sdk import ObjectStoragePath
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +79,25 @@ def write_chunks(
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be 1 or more, got {chunk_size}")
+    return write_chunk_tables(_row_tables(rows, chunk_size), staging_uri=staging_uri)
+
+
+def write_chunk_tables(
+    tables: Iterable[pa.Table], *, staging_uri: str | pathlib.Path
+) -> list[dict[str, Any]]:
+    """Write each Arrow table (``CHUNK_SCHEMA`` or ``VALUES_CHUNK_SCHEMA``) as the next chunk file.
+
+    As ``write_chunks``, for rows already in Arrow (the chunk task reads the staged segment so, and no
+    recipient becomes a Python tuple on its way to a chunk file).
+    """
     base = staging_path(staging_uri)
     base.mkdir(parents=True, exist_ok=True)
     descriptors: list[dict[str, Any]] = []
-    iterator = iter(rows)
-    for index in itertools.count():
-        batch = list(itertools.islice(iterator, chunk_size))
-        if not batch:
-            break
-        descriptors.append(_write_chunk(base, index, batch).to_dict())
-        del batch
+    for index, table in enumerate(tables):
+        path = base / chunk_file_name(index)
+        with path.open("wb") as handle:
+            pq.write_table(table, handle)
+        descriptors.append(ChunkDescriptor(index=index, uri=str(path), rows=table.num_rows).to_dict())
     _remove_chunk_files(base, keep={chunk_file_name(index) for index in range(len(descriptors))})
     log.info(
         "wrote %d chunk files (%d rows) under %s",
@@ -99,16 +108,31 @@ def write_chunks(
     return descriptors
 
 
-def _write_chunk(base: ObjectStoragePath, index: int, batch: list[tuple[str, ...]]) -> ChunkDescriptor:
-    """Write one chunk file and describe it (a third element per row: its personalization values)."""
-    columns = list(zip(*batch, strict=True))
-    arrays = [pa.array(column, pa.string()) for column in columns]
-    schema = CHUNK_SCHEMA if len(arrays) == 2 else VALUES_CHUNK_SCHEMA
-    table = pa.table(arrays, schema=schema)
-    path = base / chunk_file_name(index)
-    with path.open("wb") as handle:
-        pq.write_table(table, handle)
-    return ChunkDescriptor(index=index, uri=str(path), rows=len(batch))
+def _row_tables(rows: Iterable[tuple[str, ...]], chunk_size: int) -> Iterator[pa.Table]:
+    """Group rows into tables of ``chunk_size`` (a third element per row: its personalization values)."""
+    iterator = iter(rows)
+    while batch := list(itertools.islice(iterator, chunk_size)):
+        arrays = [pa.array(column, pa.string()) for column in zip(*batch, strict=True)]
+        yield pa.table(arrays, schema=CHUNK_SCHEMA if len(arrays) == 2 else VALUES_CHUNK_SCHEMA)
+        del batch, arrays
+
+
+def arrow_chunks(batches: Iterable[pa.RecordBatch], chunk_size: int) -> Iterator[pa.Table]:
+    """Regroup record batches into tables of exactly ``chunk_size`` rows (the last one may hold fewer)."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be 1 or more, got {chunk_size}")
+    held: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        held.append(batch)
+        rows += batch.num_rows
+        while rows >= chunk_size:
+            table = pa.Table.from_batches(held)
+            yield table.slice(0, chunk_size)
+            rest = table.slice(chunk_size)
+            held, rows = rest.to_batches(), rest.num_rows
+    if rows:
+        yield pa.Table.from_batches(held)
 
 
 def read_chunk(descriptor: Mapping[str, Any] | ChunkDescriptor) -> list[tuple[str, str]]:

@@ -152,47 +152,34 @@ def _query_error(campaign: Campaign, path: pathlib.Path, err: Exception) -> Segm
 
 
 # -- chunk ------------------------------------------------------------------------------------
-REGISTER_BATCH = 5000  # rows registered in the delivery log per transaction by chunk_profiles
-
-
 def chunk_profiles(
     segment: dict[str, Any], *, campaign: Campaign, ledger: DeliveryLog
 ) -> list[dict[str, Any]]:
     """Split the staged segment into chunk files and register their recipients as ``pending``.
 
-    Then check the promise that every profile the segment returned has exactly one row: the run's rows
-    in the log must number the profiles extracted (``segment["profiles"]``); otherwise raise
-    ``RowCountMismatch`` (a ``LineOAError``) before any chunk is sent.
+    Each chunk's recipients are registered in one transaction, then its file is written. Then check
+    the promise that every profile the segment returned has exactly one row: the run's rows in the log
+    must number the profiles extracted (``segment["profiles"]``); otherwise raise ``RowCountMismatch``
+    (a ``LineOAError``) before any chunk is sent.
     """
-    from line_oa.delivery.chunk import pending_rows
-    from line_oa.integration.chunks import plan_chunk_size, write_chunks
-    from line_oa.integration.segment import read_segment
+    from line_oa.integration.chunks import plan_chunk_size, write_chunk_tables
+    from line_oa.integration.segment import read_segment_chunks
 
     size = plan_chunk_size(segment["eligible"], requested=campaign.activation.chunk_size)
     is_test = bool(segment.get("is_test"))
-    batch: list[tuple[str, str]] = []
-    position = 0
 
-    def registering(rows):
-        nonlocal position
-        for row in rows:
-            batch.append(row[:2])  # the log needs the ids; the chunk file also keeps the values
-            position += 1
-            # A few thousand rows at a time, never across a chunk boundary: memory stays flat.
-            if len(batch) >= REGISTER_BATCH or position % size == 0 or position == segment["eligible"]:
-                index = (position - 1) // size
-                ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, index, batch, is_test=is_test))
-                batch.clear()
-            yield row
+    def registered(tables):
+        for index, table in enumerate(tables):
+            profile_ids, user_ids = (
+                table.column(name).to_pylist() for name in ("profile_id", "line_user_id")
+            )
+            ledger.add_pending(index, profile_ids, user_ids, is_test=is_test)
+            del profile_ids, user_ids
+            yield table
 
     staging = segment["segment_uri"].rsplit("/", 1)[0] + "/chunks"
-    chunks = write_chunks(
-        registering(read_segment(segment["segment_uri"], with_values=True)),
-        staging_uri=staging,
-        chunk_size=size,
-    )
-    if batch:
-        ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, position // size, batch, is_test=is_test))
+    tables = read_segment_chunks(segment["segment_uri"], size, with_values=True)
+    chunks = write_chunk_tables(registered(tables), staging_uri=staging)
     check_one_row_per_profile(ledger, profiles=int(segment["profiles"]))
     return [{**chunk, "is_test": is_test} for chunk in chunks]
 

@@ -416,6 +416,21 @@ def read_segment(segment_uri: str, *, with_values: bool = False) -> Iterator[tup
             yield from zip(*(batch.column(n).to_pylist() for n in range(columns)), strict=True)
 
 
+def read_segment_chunks(
+    segment_uri: str, chunk_size: int, *, with_values: bool = False
+) -> Iterator[pa.Table]:
+    """Yield the staged eligible recipients as Arrow tables of ``chunk_size`` rows (the last may hold
+    fewer), in the segment's order: ``profile_id``, ``line_user_id`` and, when ``with_values`` and the
+    campaign is personalized, ``values``. One chunk at a time is held in memory."""
+    from line_oa.integration.chunks import arrow_chunks, staging_path
+
+    with staging_path(segment_uri).open("rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        schema = VALUES_SCHEMA if with_values and "values" in parquet.schema_arrow.names else SCHEMA
+        batches = parquet.iter_batches(batch_size=FETCH_SIZE, columns=schema.names)
+        yield from arrow_chunks((batch.cast(schema) for batch in batches), chunk_size)
+
+
 def rows_for_test_send(user_ids: Iterable[str]) -> list[tuple[str, str]]:
     """Return the rows of a test send: each listed LINE user id under a ``test:`` profile id."""
     return [(f"test:{uid}", uid) for uid in dict.fromkeys(u.strip() for u in user_ids if u and u.strip())]

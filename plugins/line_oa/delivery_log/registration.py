@@ -1,0 +1,69 @@
+"""Registering a run's recipients in the delivery log: one ``pending`` row per recipient, with its key.
+
+The chunk task registers every recipient of a run before anything is sent (1,000,000 rows for a
+million-profile campaign), so this path writes plain tuples of the columns a pending row sets, with
+no ``LedgerRow`` per recipient; the rows are the ones ``pending_rows`` describes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from line_oa.delivery.keys import push_retry_keys
+from line_oa.delivery_log.rows import TABLE
+from line_oa.vocabulary import Status
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+# The columns a pending row sets; every other column keeps its default (NULL, attempts 0).
+PENDING_COLUMNS = (
+    "campaign_id", "run_id", "profile_id", "line_user_id", "status", "chunk_index", "retry_key", "is_test",
+    "created_at", "updated_at",
+)  # fmt: skip
+STATEMENT_ROWS = 1000  # rows per executemany call (PostgreSQL pipelines each call)
+
+
+def _profile_id(values: tuple) -> str:
+    return values[2]
+
+
+class PendingRegistration:
+    """The registration side of ``DeliveryLog`` (a mixin: it uses the log's connection and transactions)."""
+
+    def add_pending(
+        self,
+        chunk_index: int,
+        profile_ids: Sequence[str],
+        line_user_ids: Sequence[str | None],
+        *,
+        is_test: bool = False,
+    ) -> int:
+        """Register a chunk's recipients as ``pending`` under their push keys, in one transaction.
+
+        A recipient already in the run's log (a retried chunk task) keeps its row as it is, as with
+        ``add``. Returns how many recipients were given.
+        """
+        if len(profile_ids) != len(line_user_ids):
+            raise ValueError(f"{len(profile_ids)} profile ids but {len(line_user_ids)} LINE user ids")
+        now = self._now()
+        fixed_before = (self.campaign_id, self.run_id)
+        keys = push_retry_keys(self.campaign_id, self.run_id, line_user_ids)
+        test = int(bool(is_test))
+        values = [
+            (*fixed_before, profile_id, user_id, Status.PENDING.value, chunk_index, key, test, now, now)
+            for profile_id, user_id, key in zip(profile_ids, line_user_ids, keys, strict=True)
+        ]
+        # In primary-key order: each insert lands beside the last one in the (campaign, run, profile)
+        # index, where a segment in LINE user id order would scatter them (6-8 % faster at 1,000,000).
+        values.sort(key=_profile_id)
+        placeholders = ", ".join([self._p] * len(PENDING_COLUMNS))
+        sql = (
+            f"INSERT INTO {TABLE} ({', '.join(PENDING_COLUMNS)}) VALUES ({placeholders}) "
+            "ON CONFLICT (campaign_id, run_id, profile_id) DO NOTHING"
+        )
+        with self.transaction():
+            cursor = self._conn.cursor()
+            for start in range(0, len(values), STATEMENT_ROWS):
+                cursor.executemany(sql, values[start : start + STATEMENT_ROWS])
+        return len(values)

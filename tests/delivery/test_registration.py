@@ -1,0 +1,84 @@
+"""Registering a run's recipients: the chunk task's fast path writes the rows ``pending_rows`` describes."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from line_oa.delivery.chunk import pending_rows
+from line_oa.delivery.keys import push_retry_key, push_retry_keys
+from line_oa.delivery_log.rows import COLUMNS, TABLE
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    campaign_id=st.text(),
+    run_id=st.text(),
+    users=st.lists(st.one_of(st.none(), st.text()), max_size=20),
+)
+def test_the_batch_of_push_keys_is_each_recipients_push_key(campaign_id, run_id, users):
+    """A resumed run finds its keys again only if registration derives the same key as every other path."""
+    assert push_retry_keys(campaign_id, run_id, users) == [
+        push_retry_key(campaign_id, run_id, u) for u in users
+    ]
+
+
+def _logged(ledger) -> list[tuple]:
+    cursor = ledger._conn.cursor()
+    columns = [c for c in COLUMNS if c not in ("created_at", "updated_at")]
+    cursor.execute(
+        f"SELECT {', '.join(columns)} FROM {TABLE} WHERE campaign_id = {ledger._p} AND run_id = {ledger._p} "
+        "ORDER BY profile_id",
+        (ledger.campaign_id, ledger.run_id),
+    )
+    rows = [tuple(row) for row in cursor.fetchall()]
+    ledger._conn.commit()
+    return rows
+
+
+@pytest.mark.parametrize("is_test", [False, True])
+def test_add_pending_writes_the_rows_pending_rows_describes(ledger_factory, is_test):
+    """Same columns and defaults as ``add(pending_rows(...))``, each under its push key, whatever the order."""
+    people = [(f"P{i:04d}", f"U{(i * 7919) % 1000:032x}") for i in range(300)]
+    run = uuid.uuid4().hex[:12]  # PostgreSQL keeps earlier tests' rows: runs of their own
+    slow = ledger_factory(run_id=f"slow-{run}")
+    slow.add(pending_rows(slow.campaign_id, slow.run_id, 3, people, is_test=is_test))
+    fast = ledger_factory(run_id=f"fast-{run}")
+    assert fast.add_pending(3, [p for p, _ in people], [u for _, u in people], is_test=is_test) == 300
+    key = COLUMNS.index("retry_key")
+    slow_rows, fast_rows = _logged(slow), _logged(fast)
+    assert len(fast_rows) == 300
+    assert [row[2:key] + row[key + 1 :] for row in fast_rows] == [
+        row[2:key] + row[key + 1 :] for row in slow_rows
+    ]
+    keys = {row[2]: row[key] for row in fast_rows}
+    assert keys == {p: push_retry_key(fast.campaign_id, fast.run_id, u) for p, u in people}
+    assert {row[COLUMNS.index("status")] for row in fast_rows} == {"pending"}
+    assert {bool(row[COLUMNS.index("is_test")]) for row in fast_rows} == {is_test}
+
+
+def test_add_pending_leaves_a_row_already_in_the_log_as_it_is(ledger_factory):
+    """A retried chunk task registers its recipients again: an outcome already written must survive."""
+    ledger = ledger_factory()
+    ledger.add_pending(0, ["P1", "P2"], ["U" + "1" * 32, "U" + "2" * 32])
+    cursor = ledger._conn.cursor()
+    cursor.execute(
+        f"UPDATE {TABLE} SET status = 'sent', attempts = 1 WHERE run_id = {ledger._p} AND profile_id = 'P1'",
+        (ledger.run_id,),
+    )
+    ledger._conn.commit()
+    ledger.add_pending(0, ["P1", "P2", "P3"], ["U" + "1" * 32, "U" + "2" * 32, "U" + "3" * 32])
+    by_profile = {row.profile_id: row for row in ledger.rows()}
+    assert sorted(by_profile) == ["P1", "P2", "P3"]
+    assert (by_profile["P1"].status, by_profile["P1"].attempts) == ("sent", 1)
+    assert by_profile["P3"].status == "pending"
+
+
+def test_add_pending_refuses_columns_of_different_lengths(ledger_factory):
+    ledger = ledger_factory()
+    with pytest.raises(ValueError, match="2 profile ids but 1 LINE user ids"):
+        ledger.add_pending(0, ["P1", "P2"], ["U" + "1" * 32])
+    assert ledger.row_count() == 0
