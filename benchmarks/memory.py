@@ -1,21 +1,48 @@
-"""Sample the resident memory of a process tree while it runs (psutil), to attribute peaks to tasks."""
+"""Sample the resident memory of a process tree while it runs (psutil), to attribute peaks to tasks.
+
+Besides the tree's total, the sampler keeps each process's own peak (by pid) with the process title it
+had then (``setproctitle`` titles such as ``airflow worker -- <task instance id>``), so that a run where
+every task is its own process (LocalExecutor) can name the largest task process.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 import time
+from dataclasses import dataclass
 
 import psutil
 
 
-class TreeMemorySampler:
-    """Record (wall time, summed RSS of a process and its children) every ``interval`` seconds."""
+@dataclass
+class ProcessPeak:
+    """The highest memory one process of the tree reached while it was sampled."""
 
-    def __init__(self, pid: int, interval: float = 0.1):
+    pid: int
+    ppid: int
+    title: str
+    peak_rss: int = 0
+    peak_uss: int | None = None  # unique set size: memory no other process shares (with ``unique=True``)
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    samples: int = 0
+    titles: tuple[str, ...] = ()  # every title seen, in order (a forked child is retitled after start)
+
+
+class TreeMemorySampler:
+    """Record (wall time, summed RSS of a process and its children) every ``interval`` seconds.
+
+    :param unique: also read each process's unique set size (``/proc/<pid>/smaps_rollup``, a few
+        milliseconds per large process): what the process holds that a forked parent does not share.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.1, *, unique: bool = False):
         self.pid = pid
         self.interval = interval
+        self.unique = unique
         self.samples: list[tuple[float, int]] = []
+        self.processes: dict[int, ProcessPeak] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -33,15 +60,38 @@ class TreeMemorySampler:
         except psutil.NoSuchProcess:
             return
         while not self._stop.is_set():
+            now = time.time()
             total = 0
             try:
-                for process in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        total += process.memory_info().rss
+                tree = [root, *root.children(recursive=True)]
             except psutil.Error:
                 return
-            self.samples.append((time.time(), total))
+            for process in tree:
+                with contextlib.suppress(psutil.Error):
+                    total += self._sample(process, now)
+            self.samples.append((now, total))
             self._stop.wait(self.interval)
+
+    def _sample(self, process: psutil.Process, now: float) -> int:
+        """Return one process's RSS and raise its own peak; psutil errors (it ended) go to the caller."""
+        rss = process.memory_info().rss
+        uss = process.memory_full_info().uss if self.unique else None
+        title = " ".join(process.cmdline())
+        peak = self.processes.get(process.pid)
+        if peak is None:
+            peak = self.processes[process.pid] = ProcessPeak(
+                process.pid, process.ppid(), title, first_seen=now
+            )
+        if title and (not peak.titles or peak.titles[-1] != title):
+            peak.titles = (*peak.titles, title)
+        if rss >= peak.peak_rss:
+            peak.peak_rss = rss
+            peak.title = title or peak.title
+        if uss is not None and uss >= (peak.peak_uss or 0):
+            peak.peak_uss = uss
+        peak.last_seen = now
+        peak.samples += 1
+        return rss
 
     def peak_between(self, start: float, end: float) -> int | None:
         """Return the highest sampled RSS between two wall-clock times (None if no sample fell inside)."""

@@ -143,35 +143,98 @@ def _parse(case: dict) -> list[str]:
 
 def _dag_scale(case: dict) -> list[str]:
     lines = [
-        "`python -m airflow dags test line_campaign__<id>` with the environment of `line_oa.cli.demo` "
-        "(SQLite metadata DB, SQLite CDP without gaps, SQLite delivery log, simulator at 30 ms with LINE's limits) "
-        "and chunks of 50,000. Task times from Airflow's `task_instance` rows (mapped push: sum over the "
-        "instances). Memory: `airflow dags test` runs every task inside its one process, one after another, so per-task "
-        "memory is the highest resident set of that process (and any children) sampled every 0.1 s while the task "
-        "ran; it includes Airflow itself (about 195 MB before the first task) and whatever earlier tasks left allocated; "
-        '"growth" is that peak minus the resident set just before the task started. One run each.',
+        "Whole runs of `line_campaign__<id>` with the environment of `line_oa.cli.demo` (SQLite metadata DB, "
+        "sample CDP without gaps, simulator at 30 ms with LINE's limits, `core.parallelism` 4) and chunks of "
+        "50,000 unless a run says otherwise. Runner **dags test**: `python -m airflow dags test`, every task inside that one process, one "
+        "after another. Runner **LocalExecutor**: `python -m benchmarks.executor_dag_test` "
+        "(`dag.test(use_executor=True)`, the execution API on a thread of that process), each task in its own "
+        "process, forked by a LocalExecutor worker. Stores **sqlite**: CDP and delivery log in SQLite files; "
+        "**postgres**: both in a scratch PostgreSQL database (127.0.0.1:5432) made for the run, the profiles "
+        "copied in with `COPY`. Wall = the runner process's wall time (`db migrate` and writing the CDP not "
+        "included). Task times from Airflow's `task_instance` rows (mapped push: sum over the instances). Memory, "
+        "sampled every 0.1 s: under dags test, the highest resident set of the whole process tree while the task "
+        "ran, Airflow itself (about 195 MB before the first task) and what earlier tasks left allocated included, "
+        '"growth" being that peak minus the resident set just before the task started; under LocalExecutor, the '
+        "peak resident set (RSS) of the task's own process (`airflow worker -- <task instance id>`; largest over "
+        "a mapped task's instances) and its unique set size (USS: what no other process shares; a forked task "
+        "process's RSS counts the pages it inherited from its parents). One run each. Scenarios and sizes are "
+        "chosen with `LINE_OA_DAG_SCALE` (e.g. `multicast_1m,push_200k` or `multicast_1m:5000000`), "
+        "`LINE_OA_DAG_SCALE_PROFILES` and `LINE_OA_DAG_SCALE_CHUNK_SIZE` (see `benchmarks/dag_scale.py`); a "
+        "result not rerun is carried over and marked with its own run date.",
         "",
     ]
+    if case.get("sample_cdp"):
+        s = case["sample_cdp"]
+        lines += [f"Sample CDP with the demo's gaps: {s['profiles']:,} profiles written in {s['seconds']:.1f} s"
+                  f"{_carried_note(s)}.", ""]  # fmt: skip
     for r in case["results"]:
-        lines += [
-            f"**{r['scenario']}**: {r['profiles']:,} profiles, {r['mode']}; exit status {r['returncode']}; "
-            f"`dags test` wall {r['dags_test_wall_seconds']:.1f} s (first task start to last task end "
-            f"{_n(r['tasks_span_seconds'], 1)} s; `db migrate` {r['db_migrate_seconds']:.1f} s and the sample CDP "
-            f'{r["cdp_seconds"]:.1f} s not included); sending (sum of "chunk N done ... X s") {r["send_seconds"]:.1f} s '
-            f"in {r['chunks_done']} chunks; time outside the sends {_pct(r['outside_sends_share_wall'])} of the wall "
-            f"time ({_pct(r['outside_sends_share_tasks'])} of the task span); process peak {r['process_peak_rss_mb']:,.0f} MB; "
-            f"simulator: {r['simulator']['deliveries']:,} deliveries, {r['simulator']['rate_limited']} rate-limited answers.",
-            "",
-        ]
-        lines += _table(
-            ["task", "instances", "wall s", "peak RSS MB", "growth MB", "states"],
-            [[t["task"], t["instances"], _n(t["seconds"], 2), _n(t["peak_rss_mb"]), _n(t.get("peak_growth_mb")),
-              ", ".join(f"{k} {v}" for k, v in t["states"].items())] for t in r["tasks"]],
-        )  # fmt: skip
+        lines += [_dag_scale_paragraph(r), ""]
+        lines += _dag_scale_tasks(r)
         if r.get("error_excerpt"):
             lines += ["", "Error lines from the run's log:", "", "```", *r["error_excerpt"], "```"]
         lines.append("")
     return lines
+
+
+def _carried_note(r: dict) -> str:
+    carried = r.get("carried_over")
+    return (
+        f" (carried over from the run of {carried.get('date')} on code `{carried.get('code')}`)"
+        if carried
+        else ""
+    )
+
+
+def _dag_scale_paragraph(r: dict) -> str:
+    runner = {"dags_test": "dags test", "local_executor": "LocalExecutor"}[r.get("runner", "dags_test")]
+    copy = r.get("cdp_copy_to_postgres_seconds")
+    text = (
+        f"**{r['scenario']}**: {r['profiles']:,} profiles, {r['mode']}, {runner}, stores {r.get('stores', 'sqlite')}, "
+        f"chunks of {r.get('chunk_size', 50_000):,}{_carried_note(r)}; exit status {r['returncode']}; wall "
+        f"{r['dags_test_wall_seconds']:.1f} s (first task start to last task end {_n(r['tasks_span_seconds'], 1)} s; "
+        f"`db migrate` {r['db_migrate_seconds']:.1f} s, the sample CDP {r['cdp_seconds']:.1f} s"
+        + (f" and its copy to PostgreSQL {copy:.1f} s" if copy is not None else "")
+        + f' not included); sending (sum of "chunk N done ... X s") {r["send_seconds"]:.1f} s in {r["chunks_done"]} '
+        f"chunks; time outside the sends {_pct(r['outside_sends_share_wall'])} of the wall time "
+        f"({_pct(r['outside_sends_share_tasks'])} of the task span); process tree peak (RSS summed over its processes) "
+        f"{r['process_peak_rss_mb']:,.0f} MB; "
+        f"simulator: {r['simulator']['deliveries']:,} deliveries, {r['simulator']['rate_limited']} rate-limited answers."
+    )
+    largest = r.get("largest_task_process")
+    if largest:
+        text += (
+            f" Largest task process: `{largest['task']}`"
+            + (f"[{largest['map_index']}]" if _map_index(largest["map_index"]) != "–" else "")
+            + f", {largest['peak_rss_mb']:,.0f} MB RSS ({_n(largest['peak_uss_mb'])} MB USS); LocalExecutor worker "
+            f"(supervisor) processes up to {_n(r.get('supervisor_peak_rss_mb'))} MB, the launching process "
+            f"{_n(r.get('launcher_peak_rss_mb'))} MB."
+        )
+    if r.get("tasks_without_sampled_process"):
+        text += f" No task process sampled (ran under 0.1 s or not at all): {', '.join(r['tasks_without_sampled_process'])}."
+    return text
+
+
+def _map_index(value: int | None) -> str:
+    return "–" if value is None or value < 0 else str(value)
+
+
+def _dag_scale_tasks(r: dict) -> list[str]:
+    def states(t: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in t["states"].items())
+
+    if r.get("memory_basis") == "task_process":
+        return _table(
+            ["task", "instances", "wall s", "task process peak RSS MB", "peak USS MB", "largest: map index",
+             "processes sampled", "states"],
+            [[t["task"], t["instances"], _n(t["seconds"], 2), _n(t["peak_rss_mb"]), _n(t.get("peak_uss_mb")),
+              _map_index(t.get("largest_map_index")), t["processes_sampled"],
+              states(t)] for t in r["tasks"]],
+        )  # fmt: skip
+    return _table(
+        ["task", "instances", "wall s", "peak RSS MB", "growth MB", "states"],
+        [[t["task"], t["instances"], _n(t["seconds"], 2), _n(t["peak_rss_mb"]), _n(t.get("peak_growth_mb")),
+          states(t)] for t in r["tasks"]],
+    )  # fmt: skip
 
 
 SECTIONS = {
