@@ -24,10 +24,6 @@ PENDING_COLUMNS = (
 STATEMENT_ROWS = 1000  # rows per executemany call (PostgreSQL pipelines each call)
 
 
-def _profile_id(values: tuple) -> str:
-    return values[2]
-
-
 class PendingRegistration:
     """The registration side of ``DeliveryLog`` (a mixin: it uses the log's connection and transactions)."""
 
@@ -54,9 +50,9 @@ class PendingRegistration:
             (*fixed_before, profile_id, user_id, Status.PENDING.value, chunk_index, key, test, now, now)
             for profile_id, user_id, key in zip(profile_ids, line_user_ids, keys, strict=True)
         ]
-        # In primary-key order: each insert lands beside the last one in the (campaign, run, profile)
-        # index, where a segment in LINE user id order would scatter them (6-8 % faster at 1,000,000).
-        values.sort(key=_profile_id)
+        # In the segment's order (LINE user id order), not sorted by profile id: a table's rows then lie
+        # in the order multicast batches (ranges of LINE user ids) mark and settle them. Sorting here made
+        # registration 6-8 % faster but the 1,000,000-recipient multicast's sends 2.4 times slower.
         placeholders = ", ".join([self._p] * len(PENDING_COLUMNS))
         sql = (
             f"INSERT INTO {TABLE} ({', '.join(PENDING_COLUMNS)}) VALUES ({placeholders}) "
