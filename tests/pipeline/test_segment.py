@@ -162,6 +162,37 @@ def test_extract_streams_from_a_postgresql_cdp(tmp_path, monkeypatch):
         conn.close()
 
 
+@pytest.mark.postgres
+def test_a_postgresql_segment_is_fetched_batch_by_batch_never_whole(tmp_path, monkeypatch):
+    """A segment of millions must not be loaded into the extract task at once: while the first rows
+    are read, PostgreSQL holds the result and the task fetches it a batch at a time."""
+    import psycopg2
+
+    from line_oa.delivery_log.store import sql_hook
+    from line_oa.integration import segment
+
+    application = f"line_oa_stream_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CDP_PG",
+        json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
+                    "schema": "test", "extra": {"application_name": application}}),
+    )  # fmt: skip
+    monkeypatch.setattr(segment, "FETCH_SIZE", 100)
+    sql = "SELECT 'P' || n AS profile_id, 'U' || md5(n::text) AS line_user_id FROM generate_series(1, 5000) AS n"
+    rows = segment.stream_rows(sql_hook("cdp_pg", tmp_path / "unused.db"), sql)
+    first = [next(rows) for _ in range(150)]
+    observer = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test")
+    try:
+        cursor = observer.cursor()
+        cursor.execute("SELECT query FROM pg_stat_activity WHERE application_name = %s", (application,))
+        (last_query,) = cursor.fetchone()
+    finally:
+        observer.close()
+    assert last_query.startswith("FETCH FORWARD 100 FROM"), last_query
+    rest = list(rows)
+    assert [p for p, _ in first + rest] == [f"P{n}" for n in range(1, 5001)]
+
+
 # --- One row per profile: ids normalized before deduplication, nothing dropped by the log's key ---
 
 SEGMENT_SQL = "SELECT profile_id, line_user_id FROM profiles WHERE opted_in = 1"

@@ -194,13 +194,27 @@ def stream_rows(hook: DbApiHook, sql: str) -> Iterator[tuple[Any, ...]]:
     try:
         if isinstance(conn, sqlite3.Connection):
             conn.text_factory = _lenient_text
-        cursor = conn.cursor()
+        cursor = _streaming_cursor(conn)
         cursor.execute(sql)
         while batch := cursor.fetchmany(FETCH_SIZE):
             for row in batch:
                 yield tuple(row)
     finally:
         conn.close()
+
+
+def _streaming_cursor(conn: Any) -> Any:
+    """Return a cursor that keeps the result on the server and fetches it batch by batch.
+
+    psycopg's default cursor loads a whole result into the client on ``execute`` (1,000,000 profiles
+    took 233 MB in the extract task); a named cursor is server-side and fetches ``FETCH_SIZE`` rows at a
+    time. SQLite and other drivers step through the result already.
+    """
+    if type(conn).__module__.split(".")[0] in ("psycopg2", "psycopg"):
+        cursor = conn.cursor(name="line_oa_segment")
+        cursor.itersize = FETCH_SIZE
+        return cursor
+    return conn.cursor()
 
 
 def _lenient_text(data: bytes) -> str:
