@@ -30,7 +30,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from line_oa.delivery.chunk import deliver_chunk, pending_rows
+from line_oa.delivery.chunk import deliver_chunk
 from line_oa.delivery.client import AsyncLineClient, ChannelSettings
 from line_oa.delivery.engine import FLUSH_EVERY_ROWS
 from line_oa.delivery.results import RetryPolicy
@@ -258,7 +258,7 @@ def start_scenario(world: World, scenario: Scenario) -> list[tuple[str, str]]:
     ledger = world.ledger()
     record_transitions(ledger)
     assert ledger.enter_delivery(one_off=True, redeliver=False) is None
-    ledger.add(pending_rows(world.campaign_id, world.run_id, 0, people))
+    ledger.add_pending(0, [profile for profile, _ in people], [user_id for _, user_id in people])
     return people
 
 
