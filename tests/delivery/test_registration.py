@@ -47,7 +47,9 @@ def test_add_pending_writes_the_rows_pending_rows_describes(ledger_factory, is_t
     slow = ledger_factory(run_id=f"slow-{run}")
     slow.add(pending_rows(slow.campaign_id, slow.run_id, 3, people, is_test=is_test))
     fast = ledger_factory(run_id=f"fast-{run}")
-    assert fast.add_pending(3, [p for p, _ in people], [u for _, u in people], is_test=is_test) == 300
+    users = [u for _, u in people]
+    keys = push_retry_keys(fast.campaign_id, fast.run_id, users)
+    assert fast.add_pending(3, [p for p, _ in people], users, keys, is_test=is_test) == 300
     key = COLUMNS.index("retry_key")
     slow_rows, fast_rows = _logged(slow), _logged(fast)
     assert len(fast_rows) == 300
@@ -63,14 +65,16 @@ def test_add_pending_writes_the_rows_pending_rows_describes(ledger_factory, is_t
 def test_add_pending_leaves_a_row_already_in_the_log_as_it_is(ledger_factory):
     """A retried chunk task registers its recipients again: an outcome already written must survive."""
     ledger = ledger_factory()
-    ledger.add_pending(0, ["P1", "P2"], ["U" + "1" * 32, "U" + "2" * 32])
+    ledger.add_pending(0, ["P1", "P2"], ["U" + "1" * 32, "U" + "2" * 32], ["k1", "k2"])
     cursor = ledger._conn.cursor()
     cursor.execute(
         f"UPDATE {TABLE} SET status = 'sent', attempts = 1 WHERE run_id = {ledger._p} AND profile_id = 'P1'",
         (ledger.run_id,),
     )
     ledger._conn.commit()
-    ledger.add_pending(0, ["P1", "P2", "P3"], ["U" + "1" * 32, "U" + "2" * 32, "U" + "3" * 32])
+    ledger.add_pending(
+        0, ["P1", "P2", "P3"], ["U" + "1" * 32, "U" + "2" * 32, "U" + "3" * 32], ["k1", "k2", "k3"]
+    )
     by_profile = {row.profile_id: row for row in ledger.rows()}
     assert sorted(by_profile) == ["P1", "P2", "P3"]
     assert (by_profile["P1"].status, by_profile["P1"].attempts) == ("sent", 1)
@@ -79,6 +83,6 @@ def test_add_pending_leaves_a_row_already_in_the_log_as_it_is(ledger_factory):
 
 def test_add_pending_refuses_columns_of_different_lengths(ledger_factory):
     ledger = ledger_factory()
-    with pytest.raises(ValueError, match="2 profile ids but 1 LINE user ids"):
-        ledger.add_pending(0, ["P1", "P2"], ["U" + "1" * 32])
+    with pytest.raises(ValueError, match="2 profile ids, 1 LINE user ids and 2 retry keys"):
+        ledger.add_pending(0, ["P1", "P2"], ["U" + "1" * 32], ["k1", "k2"])
     assert ledger.row_count() == 0

@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from line_oa.delivery.chunk import deliver_chunk
 from line_oa.delivery.client import AsyncLineClient, ChannelSettings
 from line_oa.delivery.engine import FLUSH_EVERY_ROWS
+from line_oa.delivery.keys import push_retry_keys
 from line_oa.delivery.results import RetryPolicy
 from line_oa.delivery_log.store import RESUMABLE_REASONS, DeliveryLog
 from line_oa.transitions import allowed
@@ -258,7 +259,9 @@ def start_scenario(world: World, scenario: Scenario) -> list[tuple[str, str]]:
     ledger = world.ledger()
     record_transitions(ledger)
     assert ledger.enter_delivery(one_off=True, redeliver=False) is None
-    ledger.add_pending(0, [profile for profile, _ in people], [user_id for _, user_id in people])
+    users = [user_id for _, user_id in people]
+    keys = push_retry_keys(world.campaign_id, world.run_id, users)
+    ledger.add_pending(0, [profile for profile, _ in people], users, keys)
     return people
 
 

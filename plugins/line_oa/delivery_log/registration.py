@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from line_oa.delivery.keys import push_retry_keys
 from line_oa.delivery_log.rows import TABLE
 from line_oa.vocabulary import Status
 
@@ -32,23 +31,27 @@ class PendingRegistration:
         chunk_index: int,
         profile_ids: Sequence[str],
         line_user_ids: Sequence[str | None],
+        retry_keys: Sequence[str],
         *,
         is_test: bool = False,
     ) -> int:
         """Register a chunk's recipients as ``pending`` under their push keys, in one transaction.
 
-        A recipient already in the run's log (a retried chunk task) keeps its row as it is, as with
-        ``add``. Returns how many recipients were given.
+        ``retry_keys`` are the recipients' push keys (``delivery.keys.push_retry_keys``). A recipient
+        already in the run's log (a retried chunk task) keeps its row as it is, as with ``add``. Returns
+        how many recipients were given.
         """
-        if len(profile_ids) != len(line_user_ids):
-            raise ValueError(f"{len(profile_ids)} profile ids but {len(line_user_ids)} LINE user ids")
+        if not len(profile_ids) == len(line_user_ids) == len(retry_keys):
+            raise ValueError(
+                f"{len(profile_ids)} profile ids, {len(line_user_ids)} LINE user ids and {len(retry_keys)} "
+                "retry keys: one of each per recipient"
+            )
         now = self._now()
         fixed_before = (self.campaign_id, self.run_id)
-        keys = push_retry_keys(self.campaign_id, self.run_id, line_user_ids)
         test = int(bool(is_test))
         values = [
             (*fixed_before, profile_id, user_id, Status.PENDING.value, chunk_index, key, test, now, now)
-            for profile_id, user_id, key in zip(profile_ids, line_user_ids, keys, strict=True)
+            for profile_id, user_id, key in zip(profile_ids, line_user_ids, retry_keys, strict=True)
         ]
         # In the segment's order (LINE user id order), not sorted by profile id: a table's rows then lie
         # in the order multicast batches (ranges of LINE user ids) mark and settle them. Sorting here made
