@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from line_oa.delivery.chunk import pending_rows
-from line_oa.delivery.keys import push_retry_key, push_retry_keys
+from line_oa.delivery.keys import RETRY_KEY_NAMESPACE, push_retry_key, push_retry_keys
 from line_oa.delivery_log.rows import COLUMNS, TABLE
 
 
@@ -19,11 +19,11 @@ from line_oa.delivery_log.rows import COLUMNS, TABLE
     run_id=st.text(),
     users=st.lists(st.one_of(st.none(), st.text()), max_size=20),
 )
-def test_the_batch_of_push_keys_is_each_recipients_push_key(campaign_id, run_id, users):
-    """A resumed run finds its keys again only if registration derives the same key as every other path."""
-    assert push_retry_keys(campaign_id, run_id, users) == [
-        push_retry_key(campaign_id, run_id, u) for u in users
-    ]
+def test_the_batch_of_push_keys_is_uuid5_of_campaign_run_and_each_recipient(campaign_id, run_id, users):
+    """A resumed run finds its keys again only if registration derives the key every other path does:
+    ``uuid5`` of the namespace and ``push|<campaign>|<run>|<user id>`` (``push_retry_key`` is one of these)."""
+    expected = [str(uuid.uuid5(RETRY_KEY_NAMESPACE, f"push|{campaign_id}|{run_id}|{u}")) for u in users]
+    assert push_retry_keys(campaign_id, run_id, users) == expected
 
 
 def _logged(ledger) -> list[tuple]:
