@@ -73,6 +73,30 @@ def test_push_delivers_each_recipient_once_and_logs_the_request_id(line_conn, le
     assert ledger.counts() == {("sent", None, False): 300}
 
 
+def test_a_chunk_the_log_holds_is_sent_from_the_log_and_its_file_is_read_only_when_rows_are_missing(
+    line_conn, ledger_factory, sim
+):
+    """The chunk task registers every chunk before any push task runs: a push task then sends from the log
+    without reading its chunk file (no Arrow in its process). A chunk the log lacks rows of is read."""
+    from line_oa.delivery.chunk import ChunkRecipients, pending_rows
+
+    people = recipients(40)
+    ledger = ledger_factory()
+    ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, 0, people))
+    reads = []
+
+    def read():
+        reads.append(1)
+        return people
+
+    result = run_chunk(line_conn, ledger, ChunkRecipients(len(people), read), mode="push")
+    assert (result.sent, reads) == (40, [])
+    more = recipients(25, start=40)
+    result = run_chunk(line_conn, ledger, ChunkRecipients(25, lambda: reads.append(1) or more), chunk_index=1)
+    assert (result.sent, result.already_final, reads) == (25, 0, [1])
+    assert_log_matches_record(ledger, sim, expected_sent=65)
+
+
 def test_retry_key_is_deterministic_per_campaign_run_and_recipient():
     key = push_retry_key("spring_sale", "run-1", user_id(1))
     assert key == push_retry_key("spring_sale", "run-1", user_id(1))

@@ -204,6 +204,31 @@ def test_a_million_rows_make_100_chunks_in_bounded_memory(tmp_path):
     assert read_chunk(descriptors[-1])[-1] == ("P00999999", f"U{999_999:032x}")
 
 
+STAGING_PROGRAM = """
+import json, sys
+from line_oa.integration.chunks import read_chunk, write_chunks
+from line_oa.integration.segment import read_segment_chunks
+rows = [(f"P{i:08d}", f"U{i:032x}") for i in range(25_000)]
+descriptors = write_chunks(iter(rows), staging_uri=sys.argv[1], chunk_size=10_000)
+assert [r for d in descriptors for r in read_chunk(d)] == rows
+assert sum(t.num_rows for t in read_segment_chunks(descriptors[0]["uri"], 4_000)) == 10_000
+print(json.dumps(sorted(name for name in ("pandas", "pyarrow.dataset") if name in sys.modules)))
+"""
+
+
+def test_staging_and_reading_recipients_never_loads_pandas_or_arrows_dataset_layer(tmp_path):
+    """Each task process that stages or reads recipients stays small (issue 17: 300 MB under LocalExecutor):
+    ``pa.array`` and ``pq.read_table`` would load pandas and Arrow's dataset layer, about 90 MB more."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", STAGING_PROGRAM, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     batch_sizes=st.lists(st.integers(min_value=0, max_value=40), max_size=12),

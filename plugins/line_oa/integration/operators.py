@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from line_oa.campaign.personalization import bundle_of
-from line_oa.delivery.chunk import deliver_chunk
+from line_oa.delivery.chunk import ChunkRecipients, deliver_chunk
 from line_oa.delivery.ratelimit import channel_share
 from line_oa.delivery.results import RetryPolicy
 from line_oa.delivery_log.store import DeliveryLog
@@ -100,13 +100,11 @@ class LineOAPushOperator(BaseOperator):
         Inside the campaign's quiet hours a real delivery sends nothing: the task defers until they end
         and then runs ``execute`` again (``event`` is the trigger's, unused).
         """
-        from line_oa.integration.chunks import read_chunk
-
         campaign = self.campaign
         chunk = self.chunk if isinstance(self.chunk, dict) else json.loads(self.chunk)
-        recipients = read_chunk(chunk)
+        recipients = ChunkRecipients(int(chunk["rows"]), functools.partial(read_chunk_file, chunk))
         if str(self.dry_run).lower() in ("true", "1"):
-            return self._dry_run(chunk, recipients)
+            return self._dry_run(chunk, recipients.count)
         self._wait_out_quiet_hours(context, chunk)
         options = self._sending_options(chunk, recipients)
         ledger = DeliveryLog.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
@@ -143,19 +141,19 @@ class LineOAPushOperator(BaseOperator):
             )  # fmt: skip
             defer_until(self, resumes)
 
-    def _dry_run(self, chunk: dict[str, Any], recipients: list[tuple[str, str]]) -> dict[str, Any]:
+    def _dry_run(self, chunk: dict[str, Any], count: int) -> dict[str, Any]:
         self.log.info(
-            "chunk %d: dry run, %d recipients would be sent to; nothing sent", chunk["index"], len(recipients)
+            "chunk %d: dry run, %d recipients would be sent to; nothing sent", chunk["index"], count
         )
-        return {"chunk_index": chunk["index"], "total": len(recipients), "sent": 0, "dry_run": True}
+        return {"chunk_index": chunk["index"], "total": count, "sent": 0, "dry_run": True}
 
-    def _sending_options(self, chunk: dict[str, Any], recipients: list[tuple[str, str]]) -> dict[str, Any]:
+    def _sending_options(self, chunk: dict[str, Any], recipients: ChunkRecipients) -> dict[str, Any]:
         """Return what ``deliver_chunk`` needs besides the chunk: messages, mode, rates, retries, progress."""
         campaign = self.campaign
         rates = self._rates()
         self.log.info(
             "chunk %d: %d recipients, mode %s, rates %.0f push/s %.0f multicast/s via %s",
-            chunk["index"], len(recipients), campaign.content.delivery_mode, rates["push"], rates["multicast"],
+            chunk["index"], recipients.count, campaign.content.delivery_mode, rates["push"], rates["multicast"],
             self.hook.settings.conn_id,
         )  # fmt: skip
         retry = campaign.activation.retry
@@ -175,7 +173,7 @@ class LineOAPushOperator(BaseOperator):
             # Test sends carry no unit: they must not count in the campaign's LINE statistics.
             "aggregation_unit": None if is_test else self._run_unit(campaign.id),
             "max_in_flight": self.max_in_flight,
-            "progress": functools.partial(self._log_progress, total=len(recipients)),
+            "progress": functools.partial(self._log_progress, total=recipients.count),
             "progress_interval": self.progress_interval,
             "on_engine": self._keep_engine,
         }
@@ -220,6 +218,13 @@ class LineOAPushOperator(BaseOperator):
         """Stop sending: in-flight requests finish, their outcomes and the rest are logged."""
         if self._engine is not None:
             self._engine.request_stop(Reason.STOPPED)
+
+
+def read_chunk_file(chunk: dict[str, Any]) -> list[tuple[str, str]]:
+    """Read a chunk file's rows; Arrow is imported only here, when a push task must read its file."""
+    from line_oa.integration.chunks import read_chunk
+
+    return read_chunk(chunk)
 
 
 def personalizer(bundle: PersonalizedBundle, chunk: dict[str, Any]):

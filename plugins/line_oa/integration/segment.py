@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from line_oa.delivery_log.store import EXCLUDED, FAILED, LedgerRow
 from line_oa.errors import LineOAError
 from line_oa.integration import profile_values
+from line_oa.integration.chunks import arrow_chunks, parquet_file, staging_path, string_array
 from line_oa.vocabulary import Reason
 
 if TYPE_CHECKING:
@@ -347,8 +348,6 @@ def extract_segment(
     ``value_columns`` names the personalization values that follow the four columns of each row
     (``wrap_segment_sql(..., columns=...)``); they are staged with each eligible recipient as JSON.
     """
-    from line_oa.integration.chunks import staging_path
-
     base = staging_path(staging_dir)
     base.mkdir(parents=True, exist_ok=True)
     target = base / "segment.parquet"
@@ -392,11 +391,9 @@ def _settle_frequency(frequency: FrequencyCheck, result: SegmentExtract, base, *
     if not late:
         return
     left_out = {profile for profile, _user in late}
-    from line_oa.integration.chunks import staging_path
-
     target = base / "segment-capped.parquet"
     with staging_path(result.segment_uri).open("rb") as handle:
-        schema = pq.ParquetFile(handle).schema_arrow
+        schema = parquet_file(handle).schema_arrow
     with target.open("wb") as handle, pq.ParquetWriter(handle, schema) as writer:
         kept: list[tuple[str, ...]] = []
         for pair in read_segment(result.segment_uri, with_values=True):
@@ -412,8 +409,8 @@ def _settle_frequency(frequency: FrequencyCheck, result: SegmentExtract, base, *
 
 def _write_batch(writer: pq.ParquetWriter, rows: list[tuple[str, ...]]) -> None:
     if rows:
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        writer.write_table(pa.table(columns, schema=writer.schema))
+        columns = [string_array(column) for column in zip(*rows, strict=True)]
+        writer.write_table(pa.Table.from_arrays(columns, schema=writer.schema))
         rows.clear()
 
 
@@ -421,10 +418,8 @@ def read_segment(segment_uri: str, *, with_values: bool = False) -> Iterator[tup
     """Yield the staged eligible recipients in batches (never the whole file in memory):
     ``(profile_id, line_user_id)``, and their personalization values (JSON) when ``with_values``
     and the campaign is personalized."""
-    from line_oa.integration.chunks import staging_path
-
     with staging_path(segment_uri).open("rb") as handle:
-        parquet = pq.ParquetFile(handle)
+        parquet = parquet_file(handle)
         columns = 3 if with_values and "values" in parquet.schema_arrow.names else 2
         for batch in parquet.iter_batches(batch_size=FETCH_SIZE):
             yield from zip(*(batch.column(n).to_pylist() for n in range(columns)), strict=True)
@@ -436,13 +431,13 @@ def read_segment_chunks(
     """Yield the staged eligible recipients as Arrow tables of ``chunk_size`` rows (the last may hold
     fewer), in the segment's order: ``profile_id``, ``line_user_id`` and, when ``with_values`` and the
     campaign is personalized, ``values``. One chunk at a time is held in memory."""
-    from line_oa.integration.chunks import arrow_chunks, staging_path
-
     with staging_path(segment_uri).open("rb") as handle:
-        parquet = pq.ParquetFile(handle)
+        parquet = parquet_file(handle)
         schema = VALUES_SCHEMA if with_values and "values" in parquet.schema_arrow.names else SCHEMA
         batches = parquet.iter_batches(batch_size=FETCH_SIZE, columns=schema.names)
-        yield from arrow_chunks((batch.cast(schema) for batch in batches), chunk_size)
+        # a cast only where the file's types differ: casting loads Arrow's compute layer (about 7 MB)
+        same = (batch if batch.schema.equals(schema) else batch.cast(schema) for batch in batches)
+        yield from arrow_chunks(same, chunk_size)
 
 
 def rows_for_test_send(user_ids: Iterable[str]) -> list[tuple[str, str]]:
