@@ -5,6 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export AIRFLOW_HOME ?= $(CURDIR)/data/airflow
+# Python and pytest may keep bytecode (__pycache__, ignored by git) of the project's modules and of the
+# tests as pytest rewrites them: with PYTHONDONTWRITEBYTECODE set, as on these machines, every test
+# worker rewrote about 190 test modules again (collection 8.9 -> 5.1 s a process) and every Airflow
+# process compiled the plugins again.
+unexport PYTHONDONTWRITEBYTECODE
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast test-live chaos chaos-model demo airflow screenshots bench bench-push lint format requirements simulator wheel clean
@@ -19,16 +24,14 @@ $(BIN)/uv: $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 
 # --compile-bytecode: every process (each test worker, each Airflow component and task process) then
-# loads Airflow's modules from bytecode instead of compiling about 2,500 of them again, about 1.2 s of CPU
-# per process; with PYTHONDONTWRITEBYTECODE set (as on these machines) Python never writes it itself.
+# loads Airflow's modules from bytecode instead of compiling about 2,500 of them (about 1.2 s of CPU a
+# process), from the first run on.
 $(STAMP): requirements.txt pyproject.toml | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv (if missing) and install the pinned requirements and the package
-	@# the project's own modules as bytecode too (only files changed since are compiled again)
-	@$(BIN)/python -m compileall -q -j 0 plugins dags tests benchmarks
 
 # make test spreads the suite over workers, each with its own AIRFLOW_HOME and metadata DB (tests/conftest.py);
 # more workers than cores: many end-to-end tests wait on the simulator, Airflow or a quiet-hours window
