@@ -235,12 +235,19 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def test_campaign_run_succeeds_with_push_tasks_on_both_celery_workers(live):
+def test_campaign_runs_succeed_with_their_tasks_spread_over_both_celery_workers(live):
+    """The four runs start together: about 16 tasks are queued at once and each worker holds at most
+    two (concurrency 2, Airflow's prefetch multiplier 1), so both workers must take some. Which worker
+    takes each of the main campaign's push tasks is not: they run one after another, and under load one
+    worker took all of them (seen once with six test workers), so they are only required to run on
+    the stack's workers."""
     assert live.states[MAIN] == "success", live.task_instances[MAIN]
     pushes = live.tis(MAIN, "push")
     assert len(pushes) >= 5, "the campaign should have been split into several chunks"
     assert {ti["state"] for ti in pushes} == {"success"}
-    assert {ti["hostname"] for ti in pushes} == {"worker1", "worker2"}
+    assert {ti["hostname"] for ti in pushes} <= {"worker1", "worker2"}
+    ran_on = {ti["hostname"] for runs in live.task_instances.values() for ti in runs if ti.get("hostname")}
+    assert ran_on == {"worker1", "worker2"}
     (summary,) = live.ledger(
         "SELECT state, sent, not_sent FROM line_campaign_summary WHERE campaign_id = %s AND run_id = %s",
         (MAIN, live.run_ids[MAIN]),
