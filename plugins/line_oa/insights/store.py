@@ -100,7 +100,14 @@ class InsightStore:
 
     @classmethod
     def connect(cls, conn_id: str | None = None) -> InsightStore:
-        """Open the statistics table on the delivery log's connection (see ``ledger_hook``)."""
+        """Open the statistics table on the delivery log's connection (see ``ledger_hook``).
+
+        The delivery log's tables are created first when missing (a fresh install asked for insights
+        before any delivery): the store reads them, and an empty log means "nothing delivered yet".
+        """
+        from line_oa.delivery_log.store import DeliveryLog
+
+        DeliveryLog.connect(conn_id, campaign_id="", run_id="insights").close()  # its tables only
         return cls(ledger_hook(conn_id))
 
     def close(self) -> None:
