@@ -206,3 +206,7 @@ def test_a_broken_file_is_reported_by_the_dag_processor_not_in_other_campaigns_t
     caplog.clear()
     build_campaign_dags(tmp_path, strict=False)
     assert "broken.yaml" in caplog.text, "the broken file's own task says why it fails"
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "line_campaign_insights")
+    caplog.clear()
+    assert build_campaign_dags(tmp_path, strict=False) == ({}, {}), "another DAG's task builds no campaign"
+    assert "broken.yaml" not in caplog.text

@@ -13,7 +13,7 @@ import pytest
 from line_oa.cli.commands import main
 from line_oa.insights.store import InsightStore
 
-from .conftest import run_dag, task_states
+from .conftest import dag_test, run_dag, task_states
 
 pytestmark = pytest.mark.slow
 DAY = 86400
@@ -21,7 +21,7 @@ DAY = 86400
 
 def insights_run(airflow_env, logical_date: datetime):
     dag = airflow_env["bag"].dags["line_campaign_insights"]
-    return dag.test(logical_date=logical_date, run_conf={"backoff_seconds": 0.2})
+    return dag_test(dag, logical_date=logical_date, run_conf={"backoff_seconds": 0.2})
 
 
 def stored_rows(campaign_id: str) -> list[dict]:

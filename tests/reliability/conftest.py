@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from line_simulator import DEFAULT_TOKEN
-from tests.dags.conftest import _campaign, airflow_env, line  # noqa: F401  (fixtures reused)
+from tests.dags.conftest import _campaign, airflow_env, dag_test, line  # noqa: F401  (fixtures reused)
 
 if TYPE_CHECKING:
     import pathlib
@@ -471,7 +471,7 @@ def chaos_run(executor_env, line_simulator) -> ChaosRun:
     started = time.monotonic()
     killer = PushKiller(sim, dag.dag_id, thresholds, base / "data" / "delivery_log.db", "rel_chaos")
     with killer, console_to(console):
-        dag_run = dag.test(use_executor=True)
+        dag_run = dag_test(dag, use_executor=True)
     seconds = time.monotonic() - started
     tries = {
         (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): ti.try_number

@@ -379,9 +379,12 @@ def _files_to_render(directory: pathlib.Path, running_task_of: str | None) -> li
 
     A campaign's id is its file's name (validation refuses anything else), so the DAG
     ``line_campaign__<id>`` comes from ``<id>.yaml``; a task process then builds one DAG, not every
-    campaign's (Airflow's parsing context, as its docs recommend for generated DAGs).
+    campaign's (Airflow's parsing context, as its docs recommend for generated DAGs). A task of any
+    other DAG (``line_campaign_insights``, a user's own) builds none: it never needs a campaign's.
     """
-    if running_task_of is not None and running_task_of.startswith(DAG_PREFIX):
+    if running_task_of is not None and not running_task_of.startswith(DAG_PREFIX):
+        return []
+    if running_task_of is not None:
         own = directory / f"{running_task_of.removeprefix(DAG_PREFIX)}.yaml"
         if own.is_file():
             return [own]
