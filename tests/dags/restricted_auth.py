@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
 
-OUTSIDER = "outsider"
-OUTSIDER_MAY_READ = "line_campaign__e2e_pages"
+from tests.dags.pages_users import OUTSIDER, OUTSIDER_MAY_READ
 
 
 class RestrictedAuthManager(SimpleAuthManager):

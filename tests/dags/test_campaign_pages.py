@@ -14,7 +14,7 @@ import pytest
 from line_simulator import DEFAULT_TOKEN
 
 from .conftest import eligible_profiles, run_dag, task_states
-from .restricted_auth import OUTSIDER, OUTSIDER_MAY_READ
+from .pages_users import OUTSIDER, OUTSIDER_MAY_READ
 
 pytestmark = pytest.mark.slow  # real DAG runs behind the pages
 PAGES = "/line-campaigns"
