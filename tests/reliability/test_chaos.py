@@ -46,6 +46,7 @@ def test_chaos_run_delivers_every_eligible_recipient_exactly_once(chaos_run, cap
         "faults_configured": CHAOS_FAULTS,
         "requests": run.stats["requests"].get("push", {}),
         "kills": [kill.__dict__ for kill in run.kills],
+        "kills_after_the_chunk_ended": [kill.__dict__ for kill in run.late_kills],
         "push_tries": {task: n for task, n in run.task_tries.items() if task.startswith("push")},
         "sent": sent,
         "settled_by_409": settled_by_409,

@@ -118,8 +118,8 @@ def test_mutations_of_a_valid_campaign_parse_or_raise_campaign_file_error(change
     for path, action, value in changes:
         try:
             document = mutate(document, path, action, value)
-        except (KeyError, IndexError, TypeError):
-            continue  # an earlier change removed or replaced this path
+        except (KeyError, IndexError, TypeError, AttributeError):
+            continue  # an earlier change removed this path or replaced a part of it by a scalar or None
     outcome = parse_or_problems(yaml.safe_dump(document, allow_unicode=True))
     if isinstance(outcome, Campaign):
         assert outcome.wire_messages(), "a valid campaign always renders its messages"
