@@ -8,6 +8,8 @@ import pathlib
 import re
 import tempfile
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Each pytest process (each xdist worker too) has its own AIRFLOW_HOME and metadata DB: workers never
 # share a log folder, a config or a SQLite file. The Makefile's AIRFLOW_HOME (data/airflow) is the demo's.
@@ -20,7 +22,40 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 
+# The PostgreSQL tests' delivery logs go to a database of this process's own (tests/delivery/conftest.py
+# POSTGRES_CONN), created for the session and dropped after it.
+os.environ["LINE_OA_TEST_PG_DATABASE"] = f"line_oa_test_{_WORKER}_{os.getpid()}"
+
 pytest_plugins = ["line_simulator.pytest_plugin"]
+
+
+def _postgres_admin(statement: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5
+    )
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres_test_database():
+    """Create this process's PostgreSQL test database; drop it at the end. Without a server the
+    PostgreSQL tests fail on their own, naming the connection (.ci/run starts the server)."""
+    name = os.environ["LINE_OA_TEST_PG_DATABASE"]
+    try:
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _postgres_admin(f'CREATE DATABASE "{name}"')
+    except Exception:  # no server: nothing to create or drop
+        yield name
+        return
+    yield name
+    _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 _SHARED_FIXTURE = re.compile(r"""@pytest\.fixture\(\s*scope\s*=\s*["'](module|class)["']""")

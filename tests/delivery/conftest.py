@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import uuid
 
 import pytest
@@ -15,7 +16,9 @@ POSTGRES_CONN = {
     "host": "127.0.0.1",
     "port": 5432,
     "login": "postgres",
-    "schema": "test",
+    # this pytest process's own database, created and dropped by tests/conftest.py: the delivery logs
+    # the tests write never pile up from one run to the next (they slowed every later run)
+    "schema": os.environ["LINE_OA_TEST_PG_DATABASE"],
 }
 
 
