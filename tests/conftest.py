@@ -29,33 +29,20 @@ os.environ["LINE_OA_TEST_PG_DATABASE"] = f"line_oa_test_{_WORKER}_{os.getpid()}"
 pytest_plugins = ["line_simulator.pytest_plugin"]
 
 
-def _postgres_admin(statement: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(
-        host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5
-    )
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="session", autouse=True)
 def postgres_test_database():
     """Create this process's PostgreSQL test database; drop it at the end. Without a server the
     PostgreSQL tests fail on their own, naming the connection (.ci/run starts the server)."""
+    from line_oa.cli.stack import drop_database
+    from tests.live.airflow_stack import postgres_available, recreate_database
+
     name = os.environ["LINE_OA_TEST_PG_DATABASE"]
-    try:
-        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        _postgres_admin(f'CREATE DATABASE "{name}"')
-    except Exception:  # no server: nothing to create or drop
+    if not postgres_available():
         yield name
         return
+    recreate_database(name)
     yield name
-    _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(name)
 
 
 _SHARED_FIXTURE = re.compile(r"""@pytest\.fixture\(\s*scope\s*=\s*["'](module|class)["']""")

@@ -193,7 +193,11 @@ def opt_out_list(tmp_path, monkeypatch, ending: str) -> None:
 
 @contextlib.contextmanager
 def parsing_context(dag_id: str):
-    """Set Airflow's DAG parsing context to ``dag_id`` (as a task process of that DAG has it), then restore it."""
+    """Set Airflow's DAG parsing context to ``dag_id`` (as a task process of that DAG has it), then restore it.
+
+    Airflow's own ``_airflow_parsing_context_manager`` leaves the variable set when it was unset before,
+    which would make every later DAG bag of the session render one campaign only.
+    """
     key = "_AIRFLOW_PARSING_CONTEXT_DAG_ID"
     before = os.environ.get(key)
     os.environ[key] = dag_id
