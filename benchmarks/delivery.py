@@ -51,6 +51,9 @@ class InMemoryLog:
                 added += 1
         return added
 
+    def refresh_statistics(self) -> None:
+        """No planner here."""
+
     def upsert(self, rows: Iterable[LedgerRow]) -> int:
         for row in rows:
             self._rows[row.profile_id] = row

@@ -97,6 +97,7 @@ def deliver_chunk(
         rows = recipients.read()
         ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, rows, is_test=is_test))
         del rows
+        ledger.refresh_statistics()
     if engine_options.get("personalize") is not None:
         mode = "push"  # one body per recipient
     ledger.claim_chunk(chunk_index, sender_identity())

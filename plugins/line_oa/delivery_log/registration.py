@@ -7,6 +7,7 @@ no ``LedgerRow`` per recipient; the rows are the ones ``pending_rows`` describes
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from line_oa.delivery_log.rows import TABLE
@@ -21,6 +22,10 @@ PENDING_COLUMNS = (
     "created_at", "updated_at",
 )  # fmt: skip
 STATEMENT_ROWS = 1000  # rows per executemany call (PostgreSQL pipelines each call)
+# How long ANALYZE may wait for its table lock (a VACUUM or another run's ANALYZE holding it).
+ANALYZE_LOCK_TIMEOUT = "5s"
+
+log = logging.getLogger(__name__)
 
 
 class PendingRegistration:
@@ -66,3 +71,31 @@ class PendingRegistration:
             for start in range(0, len(values), STATEMENT_ROWS):
                 cursor.executemany(sql, values[start : start + STATEMENT_ROWS])
         return len(values)
+
+    def refresh_statistics(self) -> None:
+        """Let PostgreSQL's planner know the rows just registered: ``ANALYZE`` the log table.
+
+        Until its statistics include a run, the planner expects a handful of rows for the run's
+        (campaign, run) and reads all of the run's rows to find one chunk's rows or the rows of one
+        push mark: a mark of 40 rows in a 20,000-row run cost 41 ms of server CPU, 0.5 ms after
+        ``ANALYZE`` (0.4 s on a 200,000-row log). Called once the run's rows are registered. SQLite's
+        planner keeps no statistics here (its queries carry index hints): nothing to do.
+
+        Only an optimisation: a role that does not own the table (PostgreSQL then only warns), or a
+        lock not granted in time, leaves the log working, its queries slower.
+        """
+        if self.dialect != "postgres":
+            return
+        with self._lock:
+            cursor = self._conn.cursor()
+            try:
+                cursor.execute(f"SET LOCAL lock_timeout = '{ANALYZE_LOCK_TIMEOUT}'")
+                cursor.execute(f"ANALYZE {TABLE}")
+                self._conn.commit()
+            except Exception as err:  # the driver's OperationalError/LockNotAvailable, whatever its version
+                self._conn.rollback()
+                log.warning(
+                    "Could not refresh the planner's statistics of %s (%s); this run's log queries may "
+                    "be slower: run ANALYZE %s as its owner",
+                    TABLE, str(err).splitlines()[0], TABLE,
+                )  # fmt: skip

@@ -182,6 +182,7 @@ def chunk_profiles(
     staging = segment["segment_uri"].rsplit("/", 1)[0] + "/chunks"
     tables = read_segment_chunks(segment["segment_uri"], size, with_values=True)
     chunks = write_chunk_tables(registered(tables), staging_uri=staging)
+    ledger.refresh_statistics()  # PostgreSQL: the push tasks' queries find the run's rows by index
     check_one_row_per_profile(ledger, profiles=int(segment["profiles"]))
     return [{**chunk, "is_test": is_test} for chunk in chunks]
 
