@@ -6,7 +6,7 @@ Airflow's metadata and the delivery log on PostgreSQL, Redis as the broker, chun
 staging directory and the LINE simulator as LINE. Four campaigns are triggered at once through the
 REST API:
 
-- ``live_welcome``: 20,000 profiles in chunks of 2,000 on channel ``default``;
+- ``live_welcome``: 10,000 profiles in chunks of 2,000 (five push tasks) on channel ``default``;
 - ``live_shared_a`` and ``live_shared_b``: 1,000 recipients each, in push mode, on channel ``shared``
   whose LINE push limit is 200 requests/s; both go through the pool ``line_oa__line_oa_shared``
   (2 slots, ``concurrent_senders: 2``), so each sender gets half of the limit;
@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.timeout(900)]
 
 LIVE_TOKEN = "sim-live-token-xyz123"
 SHARED_TOKEN = "sim-live-shared-token-abc789"
-PROFILES = 20_000
+PROFILES = 10_000
 MAIN, SHARED_A, SHARED_B, OTHER_WORKSPACE = (
     "live_welcome", "live_shared_a", "live_shared_b", "live_other_workspace",
 )  # fmt: skip
