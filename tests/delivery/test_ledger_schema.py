@@ -84,8 +84,22 @@ def test_a_task_role_without_ddl_rights_opens_an_older_log_and_is_told_how_to_tu
             ledger = DeliveryLog(ledger_hook("ledger_role"), campaign_id="c", run_id="r")
         ledger.add([LedgerRow(profile_id="p1", line_user_id="U" + "0" * 32, status="pending")])
         assert ledger.counts() == {("pending", None, False): 1}
+        # registration copies through a temporary table; ANALYZE, for the owner only, is skipped
+        ledger.add_pending(0, ["p2", "p3"], ["U" + "2" * 32, "U" + "3" * 32], ["k2", "k3"])
+        ledger.refresh_statistics()
+        assert ledger.counts() == {("pending", None, False): 3}
         ledger.close()
         assert "ALTER TABLE line_delivery_log SET (fillfactor = 50)" in caplog.text
+        # without the right to create temporary tables, registration goes row by row
+        admin_of_database = admin_in(database)
+        admin_of_database.execute(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC")
+        admin_of_database.connection.close()
+        with caplog.at_level(logging.INFO, logger="line_oa.delivery_log.registration"):
+            ledger = DeliveryLog(ledger_hook("ledger_role"), campaign_id="c", run_id="r2")
+            ledger.add_pending(0, ["p4", "p5"], ["U" + "4" * 32, "U" + "5" * 32], ["k4", "k5"])
+        assert ledger.counts() == {("pending", None, False): 2}
+        ledger.close()
+        assert "Registering recipients row by row" in caplog.text
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.execute(f"DROP ROLE IF EXISTS {role}")

