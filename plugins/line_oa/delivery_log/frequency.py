@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 SCOPE_COLUMNS = ("workspace", "sender_account")
 CLAIM_BATCH = 1000
+# PostgreSQL: the session's temporary table the claims are copied into before one INSERT ... SELECT.
+PG_CLAIM_STAGING = "line_oa_claims_in"
 
 
 class FrequencyRecords:
@@ -108,6 +110,9 @@ SELECT c.line_user_id FROM {FREQUENCY_CLAIM_TABLE} AS c {runs.format(t="c")} AND
             "ON CONFLICT (campaign_id, run_id, line_user_id) DO NOTHING"
         )
         now, batch, count = self._now(), [], 0
+        if self.dialect == "postgres" and self._can_copy():  # one statement, not one per user
+            with self.transaction():
+                return self._copy_claims(users, now)
         with self.transaction():
             cursor = self._conn.cursor()
             for user in users:
@@ -118,3 +123,23 @@ SELECT c.line_user_id FROM {FREQUENCY_CLAIM_TABLE} AS c {runs.format(t="c")} AND
             if batch:
                 cursor.executemany(sql, batch)
         return count + len(batch)
+
+    def _copy_claims(self, users: Iterable[str], now: str) -> int:
+        """PostgreSQL: ``COPY`` the users into a temporary table, then one ``INSERT … SELECT`` (as
+        ``add_pending`` registers a chunk); return how many users were given."""
+        cursor = self._conn.cursor()
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {PG_CLAIM_STAGING} (line_user_id TEXT) ON COMMIT DELETE ROWS"
+        )
+        count = 0
+        with cursor.copy(f"COPY {PG_CLAIM_STAGING} (line_user_id) FROM STDIN") as copy:
+            for user in users:
+                copy.write_row((user,))
+                count += 1
+        cursor.execute(
+            f"INSERT INTO {FREQUENCY_CLAIM_TABLE} (campaign_id, run_id, line_user_id, claimed_at) "
+            f"SELECT %s, %s, line_user_id, %s::timestamptz FROM {PG_CLAIM_STAGING} "
+            "ON CONFLICT (campaign_id, run_id, line_user_id) DO NOTHING",
+            (self.campaign_id, self.run_id, now),
+        )
+        return count
