@@ -141,6 +141,8 @@ class PendingRegistration:
         if self.dialect != "postgres":
             return
         with self._lock:
+            if self._in_transaction:  # its commit would end the caller's transaction: leave it to them
+                return
             cursor = self._conn.cursor()
             try:
                 cursor.execute(f"SET LOCAL lock_timeout = '{ANALYZE_LOCK_TIMEOUT}'")
