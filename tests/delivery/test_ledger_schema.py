@@ -99,7 +99,7 @@ def test_a_task_role_without_ddl_rights_opens_an_older_log_and_is_told_how_to_tu
             ledger.add_pending(0, ["p4", "p5"], ["U" + "4" * 32, "U" + "5" * 32], ["k4", "k5"])
         assert ledger.counts() == {("pending", None, False): 2}
         ledger.close()
-        assert "Registering recipients row by row" in caplog.text
+        assert "Registering recipients and claims row by row" in caplog.text
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.execute(f"DROP ROLE IF EXISTS {role}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from line_oa.delivery_log.registration import copy_to_staging
 from line_oa.delivery_log.rows import DELIVERY_TABLE, FREQUENCY_CLAIM_TABLE, TABLE
 from line_oa.vocabulary import Reason, Status
 
@@ -126,16 +127,10 @@ SELECT c.line_user_id FROM {FREQUENCY_CLAIM_TABLE} AS c {runs.format(t="c")} AND
 
     def _copy_claims(self, users: Iterable[str], now: str) -> int:
         """PostgreSQL: ``COPY`` the users into a temporary table, then one ``INSERT … SELECT`` (as
-        ``add_pending`` registers a chunk); return how many users were given."""
+        ``add_pending`` registers a chunk; ``_can_copy`` is the registration mixin's); return how many
+        users were given."""
         cursor = self._conn.cursor()
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {PG_CLAIM_STAGING} (line_user_id TEXT) ON COMMIT DELETE ROWS"
-        )
-        count = 0
-        with cursor.copy(f"COPY {PG_CLAIM_STAGING} (line_user_id) FROM STDIN") as copy:
-            for user in users:
-                copy.write_row((user,))
-                count += 1
+        count = copy_to_staging(cursor, PG_CLAIM_STAGING, ("line_user_id",), ((user,) for user in users))
         cursor.execute(
             f"INSERT INTO {FREQUENCY_CLAIM_TABLE} (campaign_id, run_id, line_user_id, claimed_at) "
             f"SELECT %s, %s, line_user_id, %s::timestamptz FROM {PG_CLAIM_STAGING} "

@@ -8,13 +8,13 @@ no ``LedgerRow`` per recipient; the rows are the ones ``pending_rows`` describes
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from line_oa.delivery_log.rows import TABLE
 from line_oa.vocabulary import Status
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
 # The columns a pending row sets; every other column keeps its default (NULL, attempts 0).
 PENDING_COLUMNS = (
@@ -28,6 +28,22 @@ PG_STAGING = "line_oa_pending_in"
 ANALYZE_LOCK_TIMEOUT = "5s"
 
 log = logging.getLogger(__name__)
+
+
+def copy_to_staging(cursor: Any, staging: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> int:
+    """PostgreSQL (psycopg 3): ``COPY`` rows into this session's temporary text table ``staging``, made
+    if missing and emptied at commit; return how many rows were copied. The caller then moves them with
+    one ``INSERT … SELECT`` in the same transaction. ``write_row`` escapes every value."""
+    cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} ({', '.join(f'{c} TEXT' for c in columns)}) "
+        "ON COMMIT DELETE ROWS"
+    )
+    count = 0
+    with cursor.copy(f"COPY {staging} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
 
 
 class PendingRegistration:
@@ -79,8 +95,9 @@ class PendingRegistration:
         return len(values)
 
     def _can_copy(self) -> bool:
-        """Whether this PostgreSQL connection can register by ``COPY``: psycopg 3's ``cursor.copy`` and
-        a role that may create temporary tables (PostgreSQL grants that to every role unless revoked)."""
+        """Whether this PostgreSQL connection can write in bulk by ``COPY`` (``copy_to_staging``; also
+        used by the frequency claims): psycopg 3's ``cursor.copy`` and a role that may create temporary
+        tables (PostgreSQL grants that to every role unless revoked)."""
         if getattr(self, "_copy_ok", None) is None:
             cursor = self._conn.cursor()
             ok = hasattr(cursor, "copy")
@@ -91,7 +108,7 @@ class PendingRegistration:
             self._copy_ok = ok
             if not ok:
                 log.info(
-                    "Registering recipients row by row: this connection cannot COPY into a temporary table"
+                    "Registering recipients and claims row by row: this connection cannot COPY into a temporary table"
                 )
         return bool(self._copy_ok)
 
@@ -112,13 +129,8 @@ class PendingRegistration:
         as it was.
         """
         cursor = self._conn.cursor()
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {PG_STAGING} "
-            "(profile_id TEXT, line_user_id TEXT, retry_key TEXT) ON COMMIT DELETE ROWS"
-        )
-        with cursor.copy(f"COPY {PG_STAGING} (profile_id, line_user_id, retry_key) FROM STDIN") as copy:
-            for row in zip(profile_ids, line_user_ids, retry_keys, strict=True):
-                copy.write_row(row)
+        rows = zip(profile_ids, line_user_ids, retry_keys, strict=True)
+        copy_to_staging(cursor, PG_STAGING, ("profile_id", "line_user_id", "retry_key"), rows)
         cursor.execute(
             f"INSERT INTO {TABLE} ({', '.join(PENDING_COLUMNS)}) "
             f"SELECT %s, %s, profile_id, line_user_id, %s, %s, retry_key, %s, %s::timestamptz, %s::timestamptz "
