@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import uuid
 
@@ -151,3 +152,151 @@ def test_a_sender_reads_its_chunk_through_the_chunk_index_in_profile_order(tmp_p
     plan = " ".join(str(step[3]) for step in ledger._conn.execute("EXPLAIN QUERY PLAN " + select))
     assert "line_delivery_log_chunk_rows" in plan, plan
     ledger.close()
+
+
+def earlier_release_statements(dialect: str) -> list[str]:
+    """The log's layout before run keys: the two text ids lead every key and index, no run table."""
+    from line_oa.delivery_log.store import schema_statements
+
+    statements = []
+    for statement in schema_statements(dialect):
+        if "line_delivery_run (" in statement:
+            continue
+        statement = re.sub(r"\n\s*run_key\s+\w+\s+NOT NULL,", "", statement)
+        statements.append(statement.replace("(run_key, ", "(campaign_id, run_id, "))
+    assert not any("run_key" in statement for statement in statements)
+    return statements
+
+
+def _old_log_rows(cursor, p: str) -> None:
+    now = "2026-12-01T00:00:00+00:00"
+    rows = [  # campaign, run, profile, LINE user, status, reason, chunk, batch id, attempts
+        ("c", "A", "P1", "U1", "sent", None, 0, "kP1", 1),
+        ("c", "A", "P2", "U2", "pending", None, 0, "kP2", 0),
+        ("c", "A", "P3", "U3", "failed", "stopped", 1, "kP3", 2),
+        ("c", "A", "P4", None, "excluded", "no_line_user_id", None, None, 0),
+        ("c", "B", "P1", "U1", "sent", None, 0, "kB1", 1),
+    ]
+    cursor.executemany(
+        "INSERT INTO line_delivery_log (campaign_id, run_id, profile_id, line_user_id, status, reason, "
+        f"chunk_index, retry_key, attempts, created_at, updated_at, sent_at) VALUES ({', '.join([p] * 12)})",
+        [(*row, now, now, now if row[4] == "sent" else None) for row in rows],
+    )
+    cursor.executemany(
+        f"INSERT INTO line_frequency_claim (campaign_id, run_id, line_user_id, claimed_at) VALUES ({p}, {p}, {p}, {p})",
+        [("c", "A", "U2", now), ("c", "A", "U9", now)],
+    )
+    cursor.execute(
+        "INSERT INTO line_campaign_delivery (campaign_id, run_id, redeliver, started_at, workspace) "
+        f"VALUES ({p}, {p}, 0, {p}, {p})",
+        ("c", "A", now, "w"),
+    )
+
+
+def _check_moved_log(open_log) -> None:
+    run_a = open_log("A")
+    assert {(r.profile_id, r.status, r.reason, r.retry_key, r.attempts) for r in run_a.rows()} == {
+        ("P1", "sent", None, "kP1", 1), ("P2", "pending", None, "kP2", 0), ("P3", "failed", "stopped", "kP3", 2),
+        ("P4", "excluded", "no_line_user_id", None, 0),
+    }  # fmt: skip
+    assert [r.profile_id for r in run_a.rows_to_send(0)] == ["P2"]
+    assert [r.profile_id for r in run_a.rows_to_send(1)] == ["P3"]
+    # a retried chunk task registers again: the rows already there keep their outcome
+    run_a.add_pending(0, ["P1", "P2", "P5"], ["U1", "U2", "U5"], ["x1", "x2", "kP5"])
+    assert run_a.counts() == {
+        ("sent", None, False): 1, ("pending", None, False): 2, ("failed", "stopped", False): 1,
+        ("excluded", "no_line_user_id", False): 1,
+    }  # fmt: skip
+    assert [r.profile_id for r in open_log("B").rows()] == ["P1"]
+    # the claims moved too: another run of the workspace counts U9 (claimed, no row) and U1 and U2 (rows)
+    other = open_log("C")
+    capped = other.over_frequency_cap(
+        scope="workspace", value="w", since="2026-11-30T00:00:00+00:00", max_deliveries=1
+    )
+    assert capped == {"U1", "U2", "U9", "U5"}
+    for ledger in (run_a, other):
+        ledger.close()
+
+
+def test_a_log_of_an_earlier_release_moves_to_run_keys_once_when_tasks_open_it_together(tmp_path):
+    """Every row and claim of every run keeps its outcome; of six tasks opening it at once, one moves it."""
+    import sqlite3
+
+    from line_oa.delivery_log.store import sqlite_file_hook
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for statement in earlier_release_statements("sqlite"):
+        conn.execute(statement)
+    _old_log_rows(conn.cursor(), "?")
+    conn.commit()
+    conn.close()
+    start, errors = threading.Barrier(6), []
+
+    def open_log() -> None:
+        try:
+            start.wait()
+            DeliveryLog(sqlite_file_hook(path), campaign_id="c", run_id="A").close()
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_log) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    conn = sqlite3.connect(path)
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "line_delivery_log_before_run_key" not in tables
+    assert "line_delivery_run" in tables
+    plan = " ".join(
+        str(step[3])
+        for step in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM line_delivery_log WHERE run_key = 1 AND chunk_index = 0"
+        )
+    )
+    assert "line_delivery_log_chunk_rows" in plan, plan
+    conn.close()
+    _check_moved_log(lambda run: DeliveryLog(sqlite_file_hook(path), campaign_id="c", run_id=run))
+
+
+@pytest.mark.postgres
+def test_a_postgresql_log_of_an_earlier_release_moves_to_run_keys_with_its_owner_only(monkeypatch):
+    """A task role without DDL rights is told what to do and changes nothing; the owner moves it."""
+    database, role = f"ledger_old_{uuid.uuid4().hex[:8]}", f"line_task_{uuid.uuid4().hex[:8]}"
+    admin = admin_in("test")
+    admin.execute(f"CREATE DATABASE {database}")
+    try:
+        owner = admin_in(database)
+        for statement in earlier_release_statements("postgres"):
+            owner.execute(statement)
+        _old_log_rows(owner, "%s")
+        owner.execute(f"CREATE ROLE {role} LOGIN")
+        owner.execute(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}")
+        for name, login in (("ledger_task", role), ("ledger_owner", "postgres")):
+            conn = {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": 5432,
+                "login": login,
+                "schema": database,
+            }
+            monkeypatch.setenv(f"AIRFLOW_CONN_{name.upper()}", json.dumps(conn))
+        from line_oa.errors import LineOAError
+
+        with pytest.raises(LineOAError, match=r"earlier release.*Upgrading the delivery log"):
+            DeliveryLog(ledger_hook("ledger_task"), campaign_id="c", run_id="A")
+        owner.execute("SELECT COUNT(*) FROM line_delivery_log")
+        assert owner.fetchone()[0] == 5
+        DeliveryLog(ledger_hook("ledger_owner"), campaign_id="c", run_id="A").close()
+        owner.execute(
+            "SELECT to_regclass('line_delivery_log_before_run_key'), to_regclass('line_delivery_run')"
+        )
+        assert owner.fetchone() == (None, "line_delivery_run")
+        _check_moved_log(lambda run: DeliveryLog(ledger_hook("ledger_owner"), campaign_id="c", run_id=run))
+        owner.connection.close()
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.connection.close()

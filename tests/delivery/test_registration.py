@@ -28,7 +28,7 @@ def test_the_batch_of_push_keys_is_uuid5_of_campaign_run_and_each_recipient(camp
 
 def _logged(ledger) -> list[tuple]:
     cursor = ledger._conn.cursor()
-    columns = [c for c in COLUMNS if c not in ("created_at", "updated_at")]
+    columns = [c for c in COLUMNS if c not in ("created_at", "updated_at", "run_key")]
     cursor.execute(
         f"SELECT {', '.join(columns)} FROM {TABLE} WHERE campaign_id = {ledger._p} AND run_id = {ledger._p} "
         "ORDER BY profile_id",

@@ -17,8 +17,10 @@ SELECT
     MIN(updated_at) AS first_seen,
     MAX(updated_at) AS last_seen
 FROM line_delivery_log
-WHERE campaign_id = :campaign_id
-  AND run_id = :run_id
+-- the run's rows, found through its key (the log's index)
+WHERE run_key = (
+    SELECT run_key FROM line_delivery_run WHERE campaign_id = :campaign_id AND run_id = :run_id
+)
   AND status = 'failed'
 GROUP BY reason, http_status, COALESCE(line_message, '')
 ORDER BY recipients DESC, reason

@@ -15,7 +15,9 @@ SELECT
     is_test,
     COUNT(*) AS profiles
 FROM line_delivery_log
-WHERE campaign_id = :campaign_id
-  AND run_id = :run_id
+-- the run's rows, found through its key (the log's index)
+WHERE run_key = (
+    SELECT run_key FROM line_delivery_run WHERE campaign_id = :campaign_id AND run_id = :run_id
+)
 GROUP BY status, COALESCE(reason, ''), is_test
 ORDER BY status, profiles DESC, reason

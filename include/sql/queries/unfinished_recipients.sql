@@ -22,8 +22,10 @@ SELECT
     retry_key,
     updated_at
 FROM line_delivery_log
-WHERE campaign_id = :campaign_id
-  AND run_id = :run_id
+-- the run's rows, found through its key (the log's index)
+WHERE run_key = (
+    SELECT run_key FROM line_delivery_run WHERE campaign_id = :campaign_id AND run_id = :run_id
+)
   AND (
       status IN ('pending', 'sending')
       OR (status = 'failed' AND reason IN (

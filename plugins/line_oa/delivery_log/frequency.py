@@ -15,7 +15,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from line_oa.delivery_log.registration import copy_to_staging
-from line_oa.delivery_log.rows import DELIVERY_TABLE, FREQUENCY_CLAIM_TABLE, TABLE
+from line_oa.delivery_log.rows import DELIVERY_TABLE, FREQUENCY_CLAIM_TABLE, RUN_TABLE, TABLE
 from line_oa.vocabulary import Reason, Status
 
 if TYPE_CHECKING:
@@ -67,18 +67,20 @@ class FrequencyRecords:
         if scope not in SCOPE_COLUMNS:
             raise ValueError(f"unknown frequency cap scope {scope!r}")
         p = self._p
+        # the scope's other runs, then their rows by run key
         runs = (
-            f"JOIN {DELIVERY_TABLE} AS d ON d.campaign_id = {{t}}.campaign_id AND d.run_id = {{t}}.run_id "
+            f"{DELIVERY_TABLE} AS d JOIN {RUN_TABLE} AS k ON k.campaign_id = d.campaign_id AND k.run_id = d.run_id "
+            "JOIN {table} AS {t} ON {t}.run_key = k.run_key "
             f"WHERE d.{scope} = {p} AND NOT (d.campaign_id = {p} AND d.run_id = {p})"
         )
         sql = f"""SELECT line_user_id FROM (
-SELECT l.line_user_id FROM {TABLE} AS l {runs.format(t="l")}
+SELECT l.line_user_id FROM {runs.format(table=TABLE, t="l")}
     AND l.is_test = 0 AND l.line_user_id IS NOT NULL
     AND ((l.status = '{Status.SENT}' AND COALESCE(l.sent_at, l.updated_at) >= {p})
          OR (l.status IN ('{Status.PENDING}', '{Status.SENDING}') AND l.updated_at >= {p}))
 UNION ALL
-SELECT c.line_user_id FROM {FREQUENCY_CLAIM_TABLE} AS c {runs.format(t="c")} AND c.claimed_at >= {p}
-    AND NOT EXISTS (SELECT 1 FROM {TABLE} AS r WHERE r.campaign_id = c.campaign_id AND r.run_id = c.run_id
+SELECT c.line_user_id FROM {runs.format(table=FREQUENCY_CLAIM_TABLE, t="c")} AND c.claimed_at >= {p}
+    AND NOT EXISTS (SELECT 1 FROM {TABLE} AS r WHERE r.run_key = c.run_key
                     AND r.line_user_id = c.line_user_id AND r.status <> '{Status.EXCLUDED}')
 ) AS deliveries GROUP BY line_user_id HAVING COUNT(*) >= {p}"""
         mine = (value, self.campaign_id, self.run_id)
@@ -93,9 +95,9 @@ SELECT c.line_user_id FROM {FREQUENCY_CLAIM_TABLE} AS c {runs.format(t="c")} AND
         sending (any row that is not excluded): a resumed run keeps both outcomes."""
         cursor = self._conn.cursor()
         cursor.execute(
-            f"SELECT line_user_id, status FROM {TABLE} WHERE campaign_id = {self._p} AND run_id = {self._p} "
+            f"SELECT line_user_id, status FROM {TABLE} WHERE run_key = {self._p} "
             f"AND line_user_id IS NOT NULL AND (status <> '{Status.EXCLUDED}' OR reason = {self._p})",
-            (self.campaign_id, self.run_id, Reason.FREQUENCY_CAPPED),
+            (self.run_key, Reason.FREQUENCY_CAPPED),
         )
         capped, registered = set(), set()
         for user, status in cursor.fetchall():
@@ -106,9 +108,9 @@ SELECT c.line_user_id FROM {FREQUENCY_CLAIM_TABLE} AS c {runs.format(t="c")} AND
     def claim_recipients(self, users: Iterable[str]) -> int:
         """Enter this run's LINE users as claims (kept as they are when a retried extract enters them again)."""
         sql = (
-            f"INSERT INTO {FREQUENCY_CLAIM_TABLE} (campaign_id, run_id, line_user_id, claimed_at) "
-            f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}) "
-            "ON CONFLICT (campaign_id, run_id, line_user_id) DO NOTHING"
+            f"INSERT INTO {FREQUENCY_CLAIM_TABLE} (run_key, campaign_id, run_id, line_user_id, claimed_at) "
+            f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}, {self._p}) "
+            "ON CONFLICT (run_key, line_user_id) DO NOTHING"
         )
         now, batch, count = self._now(), [], 0
         if self.dialect == "postgres" and self._can_copy():  # one statement, not one per user
@@ -117,7 +119,7 @@ SELECT c.line_user_id FROM {FREQUENCY_CLAIM_TABLE} AS c {runs.format(t="c")} AND
         with self.transaction():
             cursor = self._conn.cursor()
             for user in users:
-                batch.append((self.campaign_id, self.run_id, user, now))
+                batch.append((self.run_key, self.campaign_id, self.run_id, user, now))
                 if len(batch) >= CLAIM_BATCH:
                     cursor.executemany(sql, batch)
                     count, batch = count + len(batch), []
@@ -132,9 +134,9 @@ SELECT c.line_user_id FROM {FREQUENCY_CLAIM_TABLE} AS c {runs.format(t="c")} AND
         cursor = self._conn.cursor()
         count = copy_to_staging(cursor, PG_CLAIM_STAGING, ("line_user_id",), ((user,) for user in users))
         cursor.execute(
-            f"INSERT INTO {FREQUENCY_CLAIM_TABLE} (campaign_id, run_id, line_user_id, claimed_at) "
-            f"SELECT %s, %s, line_user_id, %s::timestamptz FROM {PG_CLAIM_STAGING} "
-            "ON CONFLICT (campaign_id, run_id, line_user_id) DO NOTHING",
-            (self.campaign_id, self.run_id, now),
+            f"INSERT INTO {FREQUENCY_CLAIM_TABLE} (run_key, campaign_id, run_id, line_user_id, claimed_at) "
+            f"SELECT %s, %s, %s, line_user_id, %s::timestamptz FROM {PG_CLAIM_STAGING} "
+            "ON CONFLICT (run_key, line_user_id) DO NOTHING",
+            (self.run_key, self.campaign_id, self.run_id, now),
         )
         return count

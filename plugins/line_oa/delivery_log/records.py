@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from line_oa.delivery_log.rows import DELIVERY_TABLE, EVENT_TABLE, SUMMARY_TABLE, TABLE
+from line_oa.delivery_log.rows import DELIVERY_TABLE, EVENT_TABLE, RUN_TABLE, SUMMARY_TABLE, TABLE
 from line_oa.vocabulary import Status
 
 
@@ -61,8 +61,9 @@ class RunRecords:
             # logs written before the delivery table existed
             f"SELECT run_id FROM {SUMMARY_TABLE} WHERE campaign_id = {p} AND run_id <> {p} "
             "AND state = 'Finished' AND dry_run = 0 AND targeted > 0",
-            f"SELECT run_id FROM {TABLE} WHERE campaign_id = {p} AND run_id <> {p} AND is_test = 0 "
-            f"AND status IN ('{Status.SENT}', '{Status.SENDING}')",
+            f"SELECT k.run_id FROM {RUN_TABLE} AS k JOIN {TABLE} AS l ON l.run_key = k.run_key "
+            f"WHERE k.campaign_id = {p} AND k.run_id <> {p} AND l.is_test = 0 "
+            f"AND l.status IN ('{Status.SENT}', '{Status.SENDING}')",
         )
         for sql in queries:
             cursor.execute(sql + " LIMIT 1", params)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 # The columns a pending row sets; every other column keeps its default (NULL, attempts 0).
 PENDING_COLUMNS = (
-    "campaign_id", "run_id", "profile_id", "line_user_id", "status", "chunk_index", "retry_key", "is_test",
+    "run_key", "campaign_id", "run_id", "profile_id", "line_user_id", "status", "chunk_index", "retry_key", "is_test",
     "created_at", "updated_at",
 )  # fmt: skip
 STATEMENT_ROWS = 1000  # rows per executemany call (PostgreSQL pipelines each call)
@@ -75,7 +75,7 @@ class PendingRegistration:
             with self.transaction():
                 self._copy_pending(chunk_index, profile_ids, line_user_ids, retry_keys, test, now)
             return len(profile_ids)
-        fixed_before = (self.campaign_id, self.run_id)
+        fixed_before = (self.run_key, self.campaign_id, self.run_id)
         values = [
             (*fixed_before, profile_id, user_id, Status.PENDING.value, chunk_index, key, test, now, now)
             for profile_id, user_id, key in zip(profile_ids, line_user_ids, retry_keys, strict=True)
@@ -86,7 +86,7 @@ class PendingRegistration:
         placeholders = ", ".join([self._p] * len(PENDING_COLUMNS))
         sql = (
             f"INSERT INTO {TABLE} ({', '.join(PENDING_COLUMNS)}) VALUES ({placeholders}) "
-            "ON CONFLICT (campaign_id, run_id, profile_id) DO NOTHING"
+            "ON CONFLICT (run_key, profile_id) DO NOTHING"
         )
         with self.transaction():
             cursor = self._conn.cursor()
@@ -133,9 +133,9 @@ class PendingRegistration:
         copy_to_staging(cursor, PG_STAGING, ("profile_id", "line_user_id", "retry_key"), rows)
         cursor.execute(
             f"INSERT INTO {TABLE} ({', '.join(PENDING_COLUMNS)}) "
-            f"SELECT %s, %s, profile_id, line_user_id, %s, %s, retry_key, %s, %s::timestamptz, %s::timestamptz "
-            f"FROM {PG_STAGING} ON CONFLICT (campaign_id, run_id, profile_id) DO NOTHING",
-            (self.campaign_id, self.run_id, Status.PENDING.value, chunk_index, test, now, now),
+            "SELECT %s, %s, %s, profile_id, line_user_id, %s, %s, retry_key, %s, %s::timestamptz, "
+            f"%s::timestamptz FROM {PG_STAGING} ON CONFLICT (run_key, profile_id) DO NOTHING",
+            (self.run_key, self.campaign_id, self.run_id, Status.PENDING.value, chunk_index, test, now, now),
         )
 
     def refresh_statistics(self) -> None:

@@ -6,6 +6,7 @@ import operator
 from dataclasses import dataclass, fields
 
 TABLE = "line_delivery_log"
+RUN_TABLE = "line_delivery_run"  # each run's short key (``run_key``) in the log's keys
 SUMMARY_TABLE = "line_campaign_summary"
 CLAIM_TABLE = "line_delivery_claim"
 DELIVERY_TABLE = "line_campaign_delivery"
@@ -36,7 +37,7 @@ class LedgerRow:
 
 
 ROW_FIELDS = [f.name for f in fields(LedgerRow) if f.name not in ("updated_at",)]
-COLUMNS = ["campaign_id", "run_id", *ROW_FIELDS, "created_at", "updated_at"]
+COLUMNS = ["campaign_id", "run_id", *ROW_FIELDS, "created_at", "updated_at", "run_key"]
 row_values = operator.attrgetter(*ROW_FIELDS)  # fast: this runs once per recipient and write
 IS_TEST = ROW_FIELDS.index("is_test")
 UPDATED_ON_CONFLICT = [c for c in ROW_FIELDS if c not in ("profile_id",)] + ["updated_at"]

@@ -41,6 +41,7 @@ from line_oa.delivery_log.rows import (  # noqa: F401  (LedgerRow and the table 
     LedgerRow,
     row_values,
 )
+from line_oa.delivery_log.runs import RunKeys
 from line_oa.vocabulary import RESUMABLE_REASONS, Status
 
 if TYPE_CHECKING:
@@ -66,6 +67,16 @@ def schema_sql(dialect: str) -> str:
     return (importlib.resources.files("line_oa.delivery_log") / "schema" / f"{dialect}.sql").read_text(
         "utf-8"
     )
+
+
+def schema_statements(dialect: str) -> list[str]:
+    """The DDL's statements, one by one, without their comments."""
+    statements = []
+    for statement in (s.strip() for s in schema_sql(dialect).split(";")):
+        body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
+        if body.strip():
+            statements.append(body)
+    return statements
 
 
 class ChunkClaimLost(Exception):
@@ -95,7 +106,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class DeliveryLog(LogQueries, RunRecords, FrequencyRecords, PendingRegistration):
+class DeliveryLog(LogQueries, RunRecords, FrequencyRecords, PendingRegistration, RunKeys):
     """Read and write one (campaign, run)'s rows of the delivery log.
 
     :param hook: a common.sql hook (``SqliteHook`` or ``PostgresHook``).
@@ -125,6 +136,7 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords, PendingRegistration)
             self._conn = hook.get_conn()
         self._lock = threading.RLock()
         self._in_transaction = False
+        self._run_key: int | None = None  # see ``run_key``
         self.fence: tuple[int, int] | None = None  # (chunk index, epoch) this log's writes must hold
         self.abandoned = False  # a write never came back: the connection is left alone (see close)
         if self.dialect == "sqlite":
@@ -159,6 +171,8 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords, PendingRegistration)
             if self._in_transaction:
                 yield
                 return
+            if self._run_key is None:
+                self._enter_run()  # before the transaction: a rollback must not take the run's key with it
             self._in_transaction = True
             try:
                 if self.dialect == "sqlite":
@@ -215,9 +229,12 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords, PendingRegistration)
         return epoch
 
     def ensure_schema(self) -> None:
-        """Create the tables from the package's ``schema/<dialect>.sql`` when missing."""
-        ddl = schema_sql(self.dialect)
+        """Create the tables from the package's ``schema/<dialect>.sql`` when missing (moving an earlier
+        release's log to run keys first, see ``migrate_to_run_keys``)."""
+        ddl, statements = schema_sql(self.dialect), schema_statements(self.dialect)
         cursor = self._conn.cursor()
+        if self._tables_without_run_key(cursor):
+            self.migrate_to_run_keys(statements)
         if self.dialect == "postgres":
             # A role without CREATE rights on the schema may not even run CREATE ... IF NOT EXISTS:
             # when an admin created everything up front (docs/operations.md), leave it at that.
@@ -231,10 +248,8 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords, PendingRegistration)
             # Tasks starting together on an empty database would race on CREATE TABLE IF NOT EXISTS
             # (a unique violation in pg_type): serialise them for this transaction.
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('line_delivery_log'))")
-        for statement in (s.strip() for s in ddl.split(";")):
-            body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
-            if body.strip():
-                cursor.execute(body)
+        for statement in statements:
+            cursor.execute(statement)
         self._conn.commit()
         if self.dialect == "postgres":
             self._ensure_fillfactor()
@@ -277,12 +292,12 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords, PendingRegistration)
     def _values(self, row: LedgerRow, now: str) -> tuple:
         values = list(row_values(row))
         values[IS_TEST] = int(bool(row.is_test))
-        return (self.campaign_id, self.run_id, *values, now, row.updated_at or now)
+        return (self.campaign_id, self.run_id, *values, now, row.updated_at or now, self.run_key)
 
     def _write(self, rows: Iterable[LedgerRow], *, overwrite: bool) -> int:
         placeholders = ", ".join([self._p] * len(COLUMNS))
         sql = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
-        sql += "ON CONFLICT (campaign_id, run_id, profile_id) DO "
+        sql += "ON CONFLICT (run_key, profile_id) DO "
         if overwrite:
             sql += "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in UPDATED_ON_CONFLICT)
         else:
@@ -311,15 +326,9 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords, PendingRegistration)
         sets += [f"{column} = {column} + {self._p}" for column in increments or {}]
         sql = (
             f"UPDATE {TABLE} SET {', '.join(sets)}, updated_at = {self._p} "
-            f"WHERE campaign_id = {self._p} AND run_id = {self._p} AND {where}"
+            f"WHERE run_key = {self._p} AND {where}"
         )
-        values = (
-            *assignments.values(),
-            *(increments or {}).values(),
-            self._now(),
-            self.campaign_id,
-            self.run_id,
-        )
+        values = (*assignments.values(), *(increments or {}).values(), self._now(), self.run_key)
         with self.transaction():
             cursor = self._conn.cursor()
             cursor.execute(sql, (*values, *params))
@@ -377,11 +386,11 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords, PendingRegistration)
         sql = (
             f"UPDATE {TABLE} SET status = {self._p}, reason = NULL, "
             f"dispatched_at = COALESCE(dispatched_at, {self._p}), updated_at = {self._p} "
-            f"WHERE campaign_id = {self._p} AND run_id = {self._p} AND {where}"
+            f"WHERE run_key = {self._p} AND {where}"
         )
         with self.transaction():
             cursor = self._conn.cursor()
-            cursor.execute(sql, (SENDING, now, now, self.campaign_id, self.run_id, *ids, *RESUMABLE_REASONS))
+            cursor.execute(sql, (SENDING, now, now, self.run_key, *ids, *RESUMABLE_REASONS))
             marked = cursor.rowcount
             _expect_marked(marked, len(rows), f"{len(rows)} push rows")
         for row in rows:

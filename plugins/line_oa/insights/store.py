@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from line_oa import settings
 from line_oa.delivery_log.connections import ledger_hook
-from line_oa.delivery_log.rows import SUMMARY_TABLE, TABLE
+from line_oa.delivery_log.rows import RUN_TABLE, SUMMARY_TABLE, TABLE
 from line_oa.insights.figures import CampaignFigures, campaign_figures, latest_overview
 from line_oa.insights.periods import JST
 from line_oa.vocabulary import Status
@@ -223,8 +223,8 @@ class InsightStore:
         """Return how many recipients the campaign's real runs sent to (test sends excluded)."""
         cursor = self._conn.cursor()
         cursor.execute(
-            f"SELECT COUNT(*) FROM {TABLE} WHERE campaign_id = {self._p} AND status = '{Status.SENT}' "
-            "AND is_test = 0",
+            f"SELECT COUNT(*) FROM {RUN_TABLE} AS k JOIN {TABLE} AS log ON log.run_key = k.run_key "
+            f"WHERE k.campaign_id = {self._p} AND log.status = '{Status.SENT}' AND log.is_test = 0",
             (campaign_id,),
         )
         count = int(cursor.fetchone()[0])
@@ -242,8 +242,9 @@ class InsightStore:
         end = dt.datetime.strptime(date_to, "%Y%m%d").replace(tzinfo=JST) + dt.timedelta(days=1)
         cursor = self._conn.cursor()
         cursor.execute(
-            f"SELECT COUNT(*) FROM {TABLE} log JOIN {UNIT_TABLE} unit ON unit.campaign_id = log.campaign_id "
-            f"AND unit.run_id = log.run_id WHERE log.campaign_id = {self._p} AND unit.unit = {self._p} "
+            f"SELECT COUNT(*) FROM {UNIT_TABLE} unit JOIN {RUN_TABLE} k ON k.campaign_id = unit.campaign_id "
+            f"AND k.run_id = unit.run_id JOIN {TABLE} log ON log.run_key = k.run_key "
+            f"WHERE unit.campaign_id = {self._p} AND unit.unit = {self._p} "
             f"AND log.status = '{Status.SENT}' AND log.is_test = 0 "
             f"AND log.sent_at >= {self._p} AND log.sent_at < {self._p}",
             (campaign_id, unit, self._time(start), self._time(end)),
