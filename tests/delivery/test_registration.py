@@ -164,3 +164,32 @@ def test_a_push_mark_and_a_chunk_read_find_their_rows_by_index_in_a_log_holding_
     else:
         assert _rows_read(ledger, select, select_params) <= 2000 + 10
         assert _rows_read(ledger, mark, mark_params) <= 40 * 2
+
+
+def test_a_run_whose_key_could_not_be_entered_registers_on_the_next_try(ledger_factory):
+    """Entering a run's key fails while another session holds the log (a stalled or locked database):
+    that chunk fails, and the same log registers it on the next try, under one key for the run."""
+    ledger = ledger_factory()
+    blocker = ledger_factory(run_id="blocker")
+    blocker.row_count()  # the blocker's own run key, entered before it takes the lock
+    cursor = blocker._conn.cursor()
+    if ledger.dialect == "postgres":
+        ledger._conn.cursor().execute("SET statement_timeout = 300")
+        ledger._conn.commit()
+        cursor.execute("LOCK TABLE line_delivery_run IN ACCESS EXCLUSIVE MODE")
+    else:
+        ledger._conn.execute("PRAGMA busy_timeout=50")
+        cursor.execute("BEGIN IMMEDIATE")
+    users = ["U" + "1" * 32, "U" + "2" * 32]
+    with pytest.raises(Exception, match="(?i)locked|timeout"):
+        ledger.add_pending(0, ["P1", "P2"], users, ["k1", "k2"])
+    blocker._conn.rollback()
+    assert ledger.add_pending(0, ["P1", "P2"], users, ["k1", "k2"]) == 2
+    assert ledger.counts() == {("pending", None, False): 2}
+    cursor = blocker._conn.cursor()
+    cursor.execute(
+        f"SELECT COUNT(*) FROM line_delivery_run WHERE campaign_id = {ledger._p} AND run_id = {ledger._p}",
+        (ledger.campaign_id, ledger.run_id),
+    )
+    assert cursor.fetchone()[0] == 1
+    blocker._conn.commit()

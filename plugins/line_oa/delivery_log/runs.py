@@ -39,15 +39,19 @@ class RunKeys:
 
     def _enter_run(self) -> None:
         cursor = self._conn.cursor()
-        key = self._find_run_key(cursor)
-        if key is None:
-            cursor.execute(
-                f"INSERT INTO {RUN_TABLE} (campaign_id, run_id) VALUES ({self._p}, {self._p}) "
-                "ON CONFLICT (campaign_id, run_id) DO NOTHING",
-                (self.campaign_id, self.run_id),
-            )
+        try:
             key = self._find_run_key(cursor)
-        self._conn.commit()
+            if key is None:
+                cursor.execute(
+                    f"INSERT INTO {RUN_TABLE} (campaign_id, run_id) VALUES ({self._p}, {self._p}) "
+                    "ON CONFLICT (campaign_id, run_id) DO NOTHING",
+                    (self.campaign_id, self.run_id),
+                )
+                key = self._find_run_key(cursor)
+            self._conn.commit()
+        except BaseException:
+            self._conn.rollback()  # PostgreSQL: leave no failed transaction behind for the next write
+            raise
         self._run_key = key
 
     def _find_run_key(self, cursor: Any) -> int | None:
