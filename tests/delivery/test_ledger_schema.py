@@ -107,29 +107,32 @@ def test_a_task_role_without_ddl_rights_opens_an_older_log_and_is_told_how_to_tu
         admin.connection.close()
 
 
+def open_sqlite_log_together(path, *, run_id: str, tasks: int = 6) -> list[BaseException]:
+    """Open the SQLite log at ``path`` from ``tasks`` threads released at once; return their errors."""
+    from line_oa.delivery_log.store import sqlite_file_hook
+
+    start, errors = threading.Barrier(tasks), []
+
+    def open_log() -> None:
+        try:
+            start.wait()
+            DeliveryLog(sqlite_file_hook(path), campaign_id="c", run_id=run_id).close()
+        except BaseException as err:  # reported by the caller
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_log) for _ in range(tasks)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
 def test_several_tasks_opening_a_new_sqlite_log_at_once_all_get_it(tmp_path):
     """Switching a fresh file to WAL does not wait on the busy timeout: the opening retries it."""
-    import threading
-
-    from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
-
     for round_ in range(20):
         path = tmp_path / f"log-{round_}.db"
-        start = threading.Barrier(6)
-        errors: list[BaseException] = []
-
-        def open_log(path=path, start=start, errors=errors) -> None:
-            try:
-                start.wait()
-                DeliveryLog(sqlite_file_hook(path), campaign_id="c", run_id="r").close()
-            except BaseException as err:  # reported below
-                errors.append(err)
-
-        threads = [threading.Thread(target=open_log) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        errors = open_sqlite_log_together(path, run_id="r")
         assert errors == [], errors
 
 
@@ -231,21 +234,7 @@ def test_a_log_of_an_earlier_release_moves_to_run_keys_once_when_tasks_open_it_t
     _old_log_rows(conn.cursor(), "?")
     conn.commit()
     conn.close()
-    start, errors = threading.Barrier(6), []
-
-    def open_log() -> None:
-        try:
-            start.wait()
-            DeliveryLog(sqlite_file_hook(path), campaign_id="c", run_id="A").close()
-        except BaseException as err:  # reported below
-            errors.append(err)
-
-    threads = [threading.Thread(target=open_log) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    assert open_sqlite_log_together(path, run_id="A") == []
     conn = sqlite3.connect(path)
     tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "line_delivery_log_before_run_key" not in tables
