@@ -96,6 +96,12 @@ OPTIONS: dict[str, Option] = {
     "log_busy_timeout_ms": Option(
         "integer", "30000", "``busy_timeout`` of the SQLite delivery log, in milliseconds."
     ),
+    "push_retry_delay": Option(
+        "float",
+        "10",
+        "Seconds Airflow waits before it retries a failed push task (a killed worker, LINE still "
+        "failing after the chunk's own backoff); a push task has 3 retries.",
+    ),
 }
 _warned: set[str] = set()
 
@@ -199,3 +205,14 @@ def log_statement_timeout_ms() -> int:
 
 def log_busy_timeout_ms() -> int:
     return int(str(_text("log_busy_timeout_ms")))
+
+
+def push_retry_delay() -> float:
+    text = str(_text("push_retry_delay"))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"[{SECTION}] push_retry_delay must be a number of seconds, 0 or more, not {text!r}")
+    return seconds

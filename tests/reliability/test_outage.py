@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from datetime import timedelta
 
 import pytest
 
@@ -17,9 +17,6 @@ from .conftest import (
     eligible_ids,
     segment_profiles,
 )
-
-if TYPE_CHECKING:
-    from datetime import timedelta
 
 pytestmark = pytest.mark.slow
 
@@ -113,10 +110,15 @@ def test_the_default_retry_budget_outlasts_a_two_minute_outage(rel_env):
     from line_oa.campaign.loading import load_campaign
 
     campaign = load_campaign(rel_env["campaigns"] / "rel_right_sender.yaml")  # default activation section
+    from line_oa import settings
+
     push = rel_env["bag"].dags["line_campaign__rel_right_sender"].get_task("push")
     assert not push.retry_exponential_backoff
+    # the tests run with a 1 s delay (tests/conftest.py); a deployment has the setting's default
+    assert push.retry_delay == timedelta(seconds=settings.push_retry_delay()) == timedelta(seconds=1)
+    default_delay = timedelta(seconds=float(settings.OPTIONS["push_retry_delay"].default))
     span = minimum_retry_span(
-        campaign.activation.retry, task_tries=push.retries + 1, retry_delay=push.retry_delay
+        campaign.activation.retry, task_tries=push.retries + 1, retry_delay=default_delay
     )
     assert span > OUTAGE_SECONDS, f"a chunk stops retrying after {span:.0f} s of outage"
 

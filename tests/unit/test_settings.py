@@ -30,6 +30,7 @@ SAMPLES = {
     "log_connect_timeout": ("3", 3),
     "log_statement_timeout_ms": ("1500", 1500),
     "log_busy_timeout_ms": ("700", 700),
+    "push_retry_delay": ("0.5", 0.5),
 }
 DEFAULTS = {
     "data_dir": ROOT / "data",
@@ -44,6 +45,7 @@ DEFAULTS = {
     "log_connect_timeout": 10,
     "log_statement_timeout_ms": 60000,
     "log_busy_timeout_ms": 30000,
+    "push_retry_delay": 10.0,
 }
 
 
@@ -121,6 +123,15 @@ def test_a_boolean_that_is_neither_true_nor_false_is_an_error(monkeypatch):
     monkeypatch.setenv("AIRFLOW__LINE_OA__STRICT_DAGS", "yes please")
     with pytest.raises(ValueError, match=r"\[line_oa\] strict_dags"):
         settings.strict_dags()
+
+
+@pytest.mark.parametrize("text", ["soon", "-5", "nan", "inf"])
+def test_a_push_retry_delay_that_is_not_seconds_is_an_error(monkeypatch, text):
+    monkeypatch.setenv("AIRFLOW__LINE_OA__PUSH_RETRY_DELAY", text)
+    with pytest.raises(
+        ValueError, match=rf"\[line_oa\] push_retry_delay must be a number of seconds.*{text!r}"
+    ):
+        settings.push_retry_delay()
 
 
 def test_the_delivery_log_reads_its_timeouts_when_opened(tmp_path, monkeypatch):

@@ -144,7 +144,7 @@ def build_campaign_dag(campaign: Campaign) -> DAG:
             dry_run="{{ params.dry_run }}",
             max_active_tis_per_dagrun=1,
             retries=3,
-            retry_delay=timedelta(seconds=10),
+            retry_delay=timedelta(seconds=settings.push_retry_delay()),
             execution_timeout=push_task_timeout(campaign),
         ).expand(chunk=chunks)
         pushed >> summarize.override(trigger_rule=TriggerRule.ALL_DONE)(campaign_file)
