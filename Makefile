@@ -36,14 +36,19 @@ install: $(STAMP) ## Create .venv (if missing) and install the pinned requiremen
 # make test spreads the suite over workers, each with its own AIRFLOW_HOME and metadata DB (tests/conftest.py);
 # more workers than cores: many end-to-end tests wait on the simulator, Airflow or a quiet-hours window
 TEST_WORKERS ?= 4
+# The tests' files (each worker's AIRFLOW_HOME and metadata DB, SQLite delivery logs, chunk files) go to
+# tmpfs where the machine has one: Airflow's metadata DB and the logs commit (fsync) after every task
+# state change and every chunk, and on a disk those waits are part of every end-to-end test.
+TEST_TMPDIR ?= $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo "$${TMPDIR:-/tmp}")
+TEST_ENV := TMPDIR=$(TEST_TMPDIR)
 test: install ## Run the whole test suite (TEST_WORKERS=4 pytest-xdist workers; TEST_WORKERS=0 runs it in one process)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install ## Run the suite without the slow end-to-end tests, the model checker at 10 sequences per log
-	LINE_OA_MODEL_EXAMPLES=$${LINE_OA_MODEL_EXAMPLES:-10} $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not live"
+	$(TEST_ENV) LINE_OA_MODEL_EXAMPLES=$${LINE_OA_MODEL_EXAMPLES:-10} $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not live"
 
 test-live: install ## Run only the live tests: Airflow's components as processes (Celery, PostgreSQL, Redis)
-	$(BIN)/python -m pytest -m live
+	$(TEST_ENV) $(BIN)/python -m pytest -m live
 
 chaos: install ## Chaos run: 100,000 recipients through every fault at once, push task SIGKILLed mid-chunk
 	LINE_OA_CHAOS_RECIPIENTS=$${LINE_OA_CHAOS_RECIPIENTS:-100000} $(BIN)/python -m pytest tests/reliability -m chaos --timeout=0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import pathlib
 import re
+import shutil
 import tempfile
 
 import pytest
@@ -15,12 +17,17 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # share a log folder, a config or a SQLite file. The Makefile's AIRFLOW_HOME (data/airflow) is the demo's.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 _AIRFLOW_HOME = pathlib.Path(tempfile.mkdtemp(prefix=f"line_oa_airflow_{_WORKER}_"))
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+# Airflow waits 1 s, not the default 10 s, before it retries a push task: the runs that kill a push task
+# or keep LINE failing (the chaos run, the permanent outage) wait for every retry in real time. The
+# default's budget is checked in tests/reliability/test_outage.py.
+os.environ.setdefault("AIRFLOW__LINE_OA__PUSH_RETRY_DELAY", "1")
 
 # The PostgreSQL tests' delivery logs go to a database of this process's own (tests/delivery/conftest.py
 # POSTGRES_CONN), created for the session and dropped after it.
