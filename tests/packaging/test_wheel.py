@@ -15,10 +15,15 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.slow
 
@@ -127,10 +132,33 @@ def outcome(document: dict) -> dict[str, tuple[bool, list[tuple[str, str]]]]:
     }
 
 
+def beside_uvs_cache() -> str | None:
+    """A temporary folder's parent on the filesystem of uv's cache (None: the default one is).
+
+    uv links a venv's packages from its cache where it can (hard links: one filesystem); with the
+    tests' files on tmpfs (``make test``) it would copy Airflow and the rest, about 780 MB, into memory
+    on every run instead.
+    """
+    cache = run([uv(), "cache", "dir"]).stdout.strip()
+    if not cache or not os.path.isdir(cache):
+        return None
+    device = os.stat(cache).st_dev
+    if os.stat(tempfile.gettempdir()).st_dev == device:
+        return None
+    return next((d for d in ("/var/tmp", os.path.dirname(cache)) if os.stat(d).st_dev == device), None)
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> dict:
-    """Build the wheel, install it into a fresh venv and run ``CHILD`` there; return what it printed."""
-    tmp = tmp_path_factory.mktemp("wheel")
+def installed() -> Iterator[dict]:
+    """Build the wheel, install it into a fresh venv and run ``CHILD`` there; yield what it printed.
+
+    The folder (the venv alone is about 780 MB) is removed after the module's tests.
+    """
+    with tempfile.TemporaryDirectory(prefix="line_oa_wheel_", dir=beside_uvs_cache()) as folder:
+        yield build_and_install(pathlib.Path(folder))
+
+
+def build_and_install(tmp: pathlib.Path) -> dict:
     timings = {}
     started = time.monotonic()
     # Build from a copy: the build writes build/ and *.egg-info beside its sources, never in the checkout.
