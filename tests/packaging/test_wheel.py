@@ -145,7 +145,11 @@ def beside_uvs_cache() -> str | None:
     device = os.stat(cache).st_dev
     if os.stat(tempfile.gettempdir()).st_dev == device:
         return None
-    return next((d for d in ("/var/tmp", os.path.dirname(cache)) if os.stat(d).st_dev == device), None)
+    candidates = ("/var/tmp", os.path.dirname(cache))
+    return next(
+        (d for d in candidates if os.path.isdir(d) and os.access(d, os.W_OK) and os.stat(d).st_dev == device),
+        None,
+    )
 
 
 @pytest.fixture(scope="module")
