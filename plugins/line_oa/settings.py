@@ -11,6 +11,7 @@ Each setting is read when its accessor is called, in this order:
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import sys
@@ -212,7 +213,7 @@ def push_retry_delay() -> float:
     try:
         seconds = float(text)
     except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:  # refuses nan too
         raise ValueError(f"[{SECTION}] push_retry_delay must be a number of seconds, 0 or more, not {text!r}")
     return seconds
