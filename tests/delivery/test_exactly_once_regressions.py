@@ -6,8 +6,6 @@ the figures in the docstrings are what that engine did against the same simulato
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -19,6 +17,7 @@ from line_oa.delivery.chunk import deliver_chunk
 from line_oa.delivery.results import RetryPolicy
 from line_oa.integration.hooks import LineOAHook
 from line_simulator import DEFAULT_TOKEN
+from tests.stopped_backend import StoppedBackend
 
 from .conftest import user_id
 from .test_engine import MESSAGES, assert_log_matches_record, recipients
@@ -304,12 +303,11 @@ def test_a_stopped_postgres_backend_fails_the_chunk_instead_of_hanging(line_conn
     cursor.execute("SELECT pg_backend_pid()")
     backend = cursor.fetchone()[0]
     ledger._conn.commit()
-    stopped = []
+    stopped: list[StoppedBackend] = []
 
     def stop_backend(requests: int) -> None:
         if requests == 50 and not stopped:
-            os.kill(backend, signal.SIGSTOP)
-            stopped.append(backend)
+            stopped.append(StoppedBackend(backend, 60))
 
     people = recipients(400)
     started = time.monotonic()
@@ -318,8 +316,8 @@ def test_a_stopped_postgres_backend_fails_the_chunk_instead_of_hanging(line_conn
             send(line_conn, ledger, people, mode="push", rate=500, on_request=stop_backend, log_timeout=2.0)
         assert time.monotonic() - started < 20
     finally:
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
+        for backend_stop in stopped:
+            backend_stop.resume()
     time.sleep(0.2)
     send(line_conn, ledger_factory(), people, mode="push")
     no_duplicates(sim)

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import sqlite3
 import threading
 import time
@@ -38,6 +36,7 @@ from line_oa.delivery.results import RetryPolicy
 from line_oa.delivery_log.store import RESUMABLE_REASONS, DeliveryLog
 from line_oa.transitions import allowed
 from line_simulator import DEFAULT_TOKEN
+from tests.stopped_backend import StoppedBackend
 
 MESSAGES = [{"type": "text", "text": "Model check https://shop.example.com/m?utm_source=line"}]
 POLICY = RetryPolicy(max_attempts=4, initial_backoff_seconds=0.001, max_backoff_seconds=0.004)
@@ -390,6 +389,7 @@ class _LogFault:
         self._thread: threading.Thread | None = None
         self._release = threading.Event()
         self._pid: int | None = None
+        self._stopped: StoppedBackend | None = None
         if ledger.dialect == "postgres":
             cursor = ledger._conn.cursor()
             cursor.execute("SELECT pg_backend_pid()")
@@ -405,9 +405,7 @@ class _LogFault:
         STATS[f"log_fault:{self.kind}"] += 1
         if self._pid is not None:
             if self.kind == "stall":
-                os.kill(self._pid, signal.SIGSTOP)
-                self._thread = threading.Timer(0.3, os.kill, (self._pid, signal.SIGCONT))
-                self._thread.start()
+                self._stopped = StoppedBackend(self._pid, 0.3)
             else:
                 with self.world.ledger("admin").hook.get_conn() as conn, conn.cursor() as cursor:
                     cursor.execute("SELECT pg_terminate_backend(%s)", (self._pid,))
@@ -428,9 +426,8 @@ class _LogFault:
         self._release.set()
         if self._thread is not None:
             self._thread.join()
-        if self._pid is not None and self.kind == "stall":
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGCONT)
+        if self._stopped is not None:
+            self._stopped.wait()
 
 
 # -- invariants ---------------------------------------------------------------------------------
