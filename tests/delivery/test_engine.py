@@ -405,3 +405,27 @@ def test_multicast_outcomes_never_lag_far_behind_the_sends_on_a_slow_log(
     # unsettled (2) + in flight (4), and the batch being marked
     assert max(lag) <= 2 + 4 + 1, lag
     assert_log_matches_record(ledger, sim, expected_sent=20_000)
+
+
+@pytest.mark.parametrize("mode", ["push", "multicast"])
+def test_a_chunk_takes_one_rate_permit_per_request_and_none_after_its_last(
+    line_conn, ledger_factory, sim, monkeypatch, mode
+):
+    """Senders that come back for more while the last requests leave must not each wait for a permit
+    they cannot use: with 32 in flight at 200/s, that waiting was as long as the chunk's sends."""
+    from line_oa.delivery import ratelimit
+
+    granted = Counter()
+    acquire = ratelimit.TokenBucket.acquire
+
+    async def counting(self, wanted=None):
+        taken = await acquire(self, wanted)
+        granted[taken] += 1
+        return taken
+
+    monkeypatch.setattr(ratelimit.TokenBucket, "acquire", counting)
+    people = recipients(60 if mode == "push" else 30 * 500)
+    result = run_chunk(line_conn, ledger_factory(), people, mode=mode, rate=200)
+    assert result.sent == len(people)
+    assert result.requests == (60 if mode == "push" else 30)
+    assert granted[True] == result.requests, "permits taken beyond the requests made"

@@ -51,3 +51,52 @@ def test_the_push_retry_key_of_a_known_recipient_is_unchanged():
         push_retry_key("welcome_back", "manual__2026-11-30", "U" + "0" * 32)
         == "7883c103-a15f-5988-be90-8c11627f1ed7"
     )
+
+
+def test_senders_queued_for_a_rate_permit_leave_without_one_once_nothing_is_left_to_send(monkeypatch):
+    """Thirty senders wait for permits at 50/s with three requests to make: three permits are taken and
+    the other 27 leave without waiting (each would otherwise wait 20 ms for a permit it cannot use: a
+    multicast chunk spent 0.4 s this way after its last request, issue 17)."""
+    import asyncio
+
+    from line_oa.delivery import ratelimit
+
+    waits: list[float] = []
+    sleep = asyncio.sleep
+
+    async def counted_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await sleep(seconds)
+
+    monkeypatch.setattr(ratelimit.asyncio, "sleep", counted_sleep)
+
+    async def scenario() -> list[bool]:
+        bucket = ratelimit.TokenBucket(50, burst=1)
+        left = [3]
+
+        async def sender() -> bool:
+            taken = await bucket.acquire(wanted=lambda: left[0] > 0)
+            if taken:
+                left[0] -= 1
+            return taken
+
+        return await asyncio.gather(*(sender() for _ in range(30)))
+
+    answers = asyncio.run(scenario())
+    assert answers == [True] * 3 + [False] * 27
+    assert len(waits) <= 2, f"{len(waits)} waits for three permits with a burst of one"
+
+
+def test_a_rate_permit_is_still_waited_for_when_no_condition_is_given():
+    import asyncio
+    import time
+
+    from line_oa.delivery.ratelimit import TokenBucket
+
+    async def three() -> float:
+        bucket = TokenBucket(20, burst=1)
+        started = time.monotonic()
+        assert [await bucket.acquire() for _ in range(3)] == [True] * 3
+        return time.monotonic() - started
+
+    assert asyncio.run(three()) >= 0.09  # two waits of 1/20 s after the burst's one permit

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class TokenBucket:
@@ -23,18 +27,26 @@ class TokenBucket:
         self._last = time.monotonic()
         self._lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
-        """Wait until a permit is available and take it."""
+    async def acquire(self, wanted: Callable[[], bool] | None = None) -> bool:
+        """Wait until a permit is available and take it; return True once taken.
+
+        :param wanted: asked before each wait and before taking the permit; once it answers False the
+            call returns False at once, taking nothing. Senders queue here one per request they may
+            still make: without it, each of them would wait its turn for a permit (1/rate each) after
+            the last request had left, only to find nothing left to send.
+        """
         if not self.rate:
-            return
+            return wanted is None or wanted()
         async with self._lock:
             while True:
+                if wanted is not None and not wanted():
+                    return False
                 now = time.monotonic()
                 self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
                 self._last = now
                 if self._tokens >= 1:
                     self._tokens -= 1
-                    return
+                    return True
                 await asyncio.sleep((1 - self._tokens) / self.rate)
 
 
