@@ -115,11 +115,9 @@ def log_database() -> dict:
 
 
 def define_line_connection(base_url: str) -> None:
-    """Define the ``bench_line`` (line_oa) and ``bench_http`` (http) connections at the simulator, and
-    ``bench_pg``: a database of this process's own for PostgreSQL delivery logs (``log_database``)."""
+    """Define the ``bench_line`` (line_oa) and ``bench_http`` (http) connections at the simulator."""
     define_connection(LINE_CONN_ID, {"conn_type": "line_oa", "host": base_url, "password": DEFAULT_TOKEN})
     define_connection("bench_http", {"conn_type": "http", "host": base_url})
-    define_connection(POSTGRES_CONN_ID, log_database())
 
 
 def open_ledger(kind: str, work: pathlib.Path, campaign_id: str):
@@ -132,6 +130,8 @@ def open_ledger(kind: str, work: pathlib.Path, campaign_id: str):
     if kind == "sqlite":
         hook = sqlite_file_hook(work / f"delivery_log-{run_id}.db")
     elif kind == "postgres":
+        if not _LOG_DATABASE:  # the first PostgreSQL log: only cases that use one need the server
+            define_connection(POSTGRES_CONN_ID, log_database())
         hook = ledger_hook(POSTGRES_CONN_ID)
     else:
         raise ValueError(f"unknown delivery log kind {kind!r}; use one of {LEDGER_KINDS}")
