@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 
 # Must match the WITH clause of schema/postgres.sql (package data beside this module).
-PG_FILLFACTOR = "fillfactor=50"
+PG_FILLFACTOR = "fillfactor=30"
 # The statuses under the names the modules use (line_oa.vocabulary describes them and the reasons).
 EXCLUDED, PENDING, SENDING, SENT, FAILED = (
     Status.EXCLUDED, Status.PENDING, Status.SENDING, Status.SENT, Status.FAILED
@@ -71,12 +71,9 @@ def schema_sql(dialect: str) -> str:
 
 def schema_statements(dialect: str) -> list[str]:
     """The DDL's statements, one by one, without their comments."""
-    statements = []
-    for statement in (s.strip() for s in schema_sql(dialect).split(";")):
-        body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
-        if body.strip():
-            statements.append(body)
-    return statements
+    # comment lines go first: a comment may hold a semicolon
+    ddl = "\n".join(line for line in schema_sql(dialect).splitlines() if not line.strip().startswith("--"))
+    return [statement.strip() for statement in ddl.split(";") if statement.strip()]
 
 
 class ChunkClaimLost(Exception):
