@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
 import sys
+import threading
 from typing import Any
 
 from aiohttp import web
@@ -43,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hang-seconds", type=float, help="how long a hanging request hangs")
     parser.add_argument("--outage-seconds", type=float, help="answer 503 to send endpoints for N simulated s")
     parser.add_argument("--log-level", default="WARNING", help="log level on stderr (default WARNING)")
+    parser.add_argument(
+        "--exit-with-stdin",
+        action="store_true",
+        help="stop when standard input closes: a program that starts the simulator with a pipe there "
+        "ends it by ending, even when it is killed (SimulatorProcess does)",
+    )
     return parser.parse_args(argv)
 
 
@@ -87,8 +95,9 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-async def serve(simulator: Simulator, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT; print the listening URL on stdout first, flushed."""
+async def serve(simulator: Simulator, host: str, port: int, *, exit_with_stdin: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT (or, with ``exit_with_stdin``, until standard input closes); print
+    the listening URL on stdout first, flushed."""
     runner = web.AppRunner(create_app(simulator), access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -103,11 +112,23 @@ async def serve(simulator: Simulator, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):  # before announcing the port: a parent may signal at once
         loop.add_signal_handler(signum, stop.set)
+    if exit_with_stdin:
+        watcher = threading.Thread(target=_wait_for_eof, args=(loop, stop), name="stdin-eof", daemon=True)
+        watcher.start()
     print(f"LINE simulator listening on http://{url_host}:{bound_port}", flush=True)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def _wait_for_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Read standard input until it closes (the parent holding the pipe ended), then stop serving."""
+    with contextlib.suppress(OSError, ValueError):
+        while sys.stdin.buffer.read(4096):
+            pass
+    with contextlib.suppress(RuntimeError):  # the loop already closed: the server stopped first
+        loop.call_soon_threadsafe(stop.set)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"line_simulator: {error}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(simulator, args.host, args.port))
+        asyncio.run(serve(simulator, args.host, args.port, exit_with_stdin=args.exit_with_stdin))
     except OSError as error:
         print(f"line_simulator: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1

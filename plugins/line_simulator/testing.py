@@ -149,9 +149,13 @@ class SimulatorProcess:
         config_path.write_text(yaml.safe_dump(self.config or {}), encoding="utf-8")
         self.log_path = pathlib.Path(self._tmp.name, "simulator.log")
         command = [sys.executable, "-m", "line_simulator", "--host", self.host, "--port", "0"]
-        command += ["--config", str(config_path)]
+        # --exit-with-stdin: the simulator stops when this pipe closes, which the system does when this
+        # process ends, however it ends (a test run killed with SIGTERM or SIGKILL left simulators behind)
+        command += ["--config", str(config_path), "--exit-with-stdin"]
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=dict(os.environ))
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=dict(os.environ)
+            )
         line = self._first_line()
         self.port = int(line.rsplit(":", 1)[1])
         self.base_url = line.split(" on ", 1)[1]
@@ -185,8 +189,9 @@ class SimulatorProcess:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    pipe.close()
         if self.admin is not None:
             self.admin.session.close()
         if self._tmp is not None:

@@ -6,7 +6,9 @@ import pathlib
 import signal
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 import requests
 
@@ -95,5 +97,36 @@ def test_simulator_process_runs_a_given_config_and_stops(tmp_path):
         assert client.push(user_id(2)).status_code == 429
         assert process.admin.stats()["quota_exceeded"] == 1
         base_url = process.base_url
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{base_url}/_sim/stats", timeout=2)
+
+
+def test_a_simulator_process_ends_when_the_program_that_started_it_is_killed():
+    """A test run stopped with SIGKILL (or SIGTERM, which runs no cleanup either) left its simulators
+    serving; the simulator now stops when the pipe on its standard input closes."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from line_simulator.testing import SimulatorProcess\n"
+            "process = SimulatorProcess().start()\n"
+            "print(process.pid, process.base_url, flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid, base_url = parent.stdout.readline().split()
+        assert requests.get(f"{base_url}/_sim/stats", timeout=5).status_code == 200
+    finally:
+        parent.kill()
+        parent.wait()
+    simulator = psutil.Process(int(pid))
+    deadline = time.monotonic() + 20
+    while simulator.is_running() and simulator.status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the simulator outlived the process that started it"
+        time.sleep(0.1)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base_url}/_sim/stats", timeout=2)
