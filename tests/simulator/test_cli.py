@@ -130,3 +130,20 @@ def test_a_simulator_process_ends_when_the_program_that_started_it_is_killed():
         time.sleep(0.1)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base_url}/_sim/stats", timeout=2)
+
+
+def test_a_simulator_process_exits_cleanly_on_sigterm_and_when_its_stdin_closes():
+    """Its thread watching standard input must not stop the interpreter from exiting cleanly (a thread
+    blocked in ``sys.stdin.buffer`` made the exits abort with "could not acquire lock")."""
+    statuses = []
+    for _ in range(5):
+        simulator = SimulatorProcess().start()
+        process = simulator.process
+        simulator.stop()  # SIGTERM
+        statuses.append(process.returncode)
+    simulator = SimulatorProcess().start()
+    process = simulator.process
+    process.stdin.close()
+    statuses.append(process.wait(timeout=20))
+    simulator.stop()
+    assert statuses == [0] * 6
