@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS line_delivery_log (
 -- longer than the last) are then written in its own page (HOT updates) instead of adding entries to all
 -- three indexes each time. A multicast of 500 recipients updates 500 rows twice. At fillfactor 50 a
 -- fifth of those updates left the page and a 500-row UPDATE took 1.5-2 times as long; at 30 all stay
--- on a quiet server (up to 4.5 % left with another test running beside it), and the table
+-- on a quiet server (up to 1 in 22 left with another test running beside it), and the table
 -- ends no larger (benchmarks/analysis.md, 2026-12-06, eighth session). Keep in sync with PG_FILLFACTOR
 -- in line_oa/delivery_log/store.py.
 -- Chunks are looked up by index only: status and batch changes then touch no secondary index
