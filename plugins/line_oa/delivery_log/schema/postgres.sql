@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS line_delivery_log (
     dispatched_at       TIMESTAMPTZ,
     PRIMARY KEY (run_key, profile_id)
 ) WITH (fillfactor = 30);
--- Pages 70% empty when the rows are registered: a row's status changes (pending, sending, sent, each
+-- Pages seven tenths empty when the rows are registered: a row's status changes (pending, sending, sent, each
 -- longer than the last) are then written in its own page (HOT updates) instead of adding entries to all
 -- three indexes each time. A multicast of 500 recipients updates 500 rows twice. At fillfactor 50 a
 -- fifth of those updates left the page and a 500-row UPDATE took 1.5-2 times as long; at 30 all stay
