@@ -376,6 +376,8 @@ class PushKiller:
                 ours = os.getpid() in {parent.pid for parent in process.parents()}
             except psutil.NoSuchProcess:
                 continue
+            if not title and _exiting(process):
+                continue  # the task ended between the query and now (an exiting process shows no command line)
             if f"airflow worker -- {ti_id}" not in title or not ours:
                 self.errors.append(f"pid {pid} of push[{map_index}] is {title!r}; not killed")
                 continue
@@ -392,6 +394,26 @@ class PushKiller:
             self.kills.append(kill)
             return True
         return False
+
+
+def _exiting(process, wait: float = 2.0) -> bool:
+    """Whether a process is on its way out: gone, or a zombie its parent has not reaped, within ``wait`` s.
+
+    Seen once in CI: a push task's process read with an empty command line (its memory already released,
+    not yet a zombie) the moment its chunk ended, and the killer took it for a foreign process.
+    """
+    import psutil
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
