@@ -22,9 +22,10 @@ def admin_in(database: str):
     return conn.cursor()
 
 
-@pytest.mark.postgres
-def test_tasks_starting_together_on_an_empty_postgresql_database_all_get_the_tables(monkeypatch):
-    database = f"ledger_race_{uuid.uuid4().hex[:8]}"
+def new_database(monkeypatch, conn_id: str):
+    """Create an empty PostgreSQL database and point the connection ``conn_id`` at it; return an admin
+    cursor (on ``test``, to drop it afterwards) and its name."""
+    database = f"{conn_id}_{uuid.uuid4().hex[:8]}"
     admin = admin_in("test")
     admin.execute(f"CREATE DATABASE {database}")
     conn = {
@@ -34,7 +35,13 @@ def test_tasks_starting_together_on_an_empty_postgresql_database_all_get_the_tab
         "login": "postgres",
         "schema": database,
     }
-    monkeypatch.setenv("AIRFLOW_CONN_LEDGER_RACE", json.dumps(conn))
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return admin, database
+
+
+@pytest.mark.postgres
+def test_tasks_starting_together_on_an_empty_postgresql_database_all_get_the_tables(monkeypatch):
+    admin, database = new_database(monkeypatch, "ledger_race")
     errors: list[str] = []
 
     def open_ledger() -> None:
@@ -301,21 +308,10 @@ def test_every_status_change_of_a_delivered_chunk_stays_in_its_page_on_postgresq
     row's page adds an entry to each of the log's three indexes: a 500-row mark or outcome then takes
     1.5-2 times as long, and the senders wait for the marks. At fillfactor 50, 17 % (push) and 24 %
     (multicast) left their page; at 30 none on a quiet machine, and up to 4.5 % with another test
-    running beside it (PostgreSQL reclaims a page's replaced versions only when no open snapshot may
-    still see them, so when it does depends on timing)."""
+    running beside it (when PostgreSQL reclaims a page's replaced versions depends on timing)."""
     from .test_engine import recipients, run_chunk
 
-    database = f"ledger_hot_{uuid.uuid4().hex[:8]}"
-    admin = admin_in("test")
-    admin.execute(f"CREATE DATABASE {database}")
-    conn = {
-        "conn_type": "postgres",
-        "host": "127.0.0.1",
-        "port": 5432,
-        "login": "postgres",
-        "schema": database,
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_LEDGER_HOT", json.dumps(conn))
+    admin, database = new_database(monkeypatch, "ledger_hot")
     try:
         people = recipients(10_000 if mode == "multicast" else 1_000)
         ledger = DeliveryLog(ledger_hook("ledger_hot"), campaign_id="c", run_id="r")
