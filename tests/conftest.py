@@ -84,9 +84,35 @@ def postgres_test_database():
     if not postgres_available():
         yield name
         return
+    for orphan in _orphaned_test_databases():
+        drop_database(orphan)
     recreate_database(name)
     yield name
     drop_database(name)
+
+
+def _orphaned_test_databases() -> list[str]:
+    """The test databases of pytest processes that are gone without dropping theirs (stopped with
+    SIGTERM or SIGKILL, e.g. a long model-checker run): ``line_oa_test_<worker>_<pid>`` whose pid is no
+    live process. A live pid keeps its database, whoever it is."""
+    import psutil
+    import psycopg2
+
+    from tests.live.airflow_stack import POSTGRES
+
+    conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **POSTGRES)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE 'line_oa_test_%'")
+            names = [row[0] for row in cursor.fetchall()]
+    finally:
+        conn.close()
+    orphans = []
+    for name in names:
+        pid = name.rsplit("_", 1)[-1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            orphans.append(name)
+    return orphans
 
 
 _SHARED_FIXTURE = re.compile(r"""@pytest\.fixture\(\s*scope\s*=\s*["'](module|class)["']""")
