@@ -402,18 +402,14 @@ def _exiting(process, wait: float = 2.0) -> bool:
     Seen once in CI: a push task's process read with an empty command line (its memory already released,
     not yet a zombie) the moment its chunk ended, and the killer took it for a foreign process.
     """
-    import psutil
+    from tests.processes import ended
 
     deadline = time.monotonic() + wait
-    while True:
-        try:
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
+    while not ended(process):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+    return True
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import requests
 from line_simulator import build_config
 from line_simulator.config import load_file
 from line_simulator.testing import SimulatorProcess
+from tests.processes import ended
 
 from .simulator_helpers import LineClient, user_id
 
@@ -125,9 +126,13 @@ def test_a_simulator_process_ends_when_the_program_that_started_it_is_killed():
         parent.wait()
     simulator = psutil.Process(int(pid))
     deadline = time.monotonic() + 20
-    while simulator.is_running() and simulator.status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, "the simulator outlived the process that started it"
-        time.sleep(0.1)
+    try:
+        while not ended(simulator):
+            assert time.monotonic() < deadline, "the simulator outlived the process that started it"
+            time.sleep(0.1)
+    finally:
+        if not ended(simulator):
+            simulator.kill()  # not left serving after a failure
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base_url}/_sim/stats", timeout=2)
 
