@@ -144,9 +144,10 @@ def test_several_tasks_opening_a_new_sqlite_log_at_once_all_get_it(tmp_path):
         assert errors == [], errors
 
 
-def test_a_sender_reads_its_chunk_through_the_chunk_index_in_profile_order(tmp_path):
+def test_a_sender_reads_its_chunk_through_the_chunk_index_in_the_order_it_was_registered(tmp_path):
     """On SQLite, reading one chunk's rows to send must not walk the whole run in primary-key order:
-    with 20 chunks of 50,000 that walk made each push task read all 1,000,000 rows of the run."""
+    with 20 chunks of 50,000 that walk made each push task read all 1,000,000 rows of the run. Nor
+    sort them: they come in the order they were registered (the segment's), the index's own order."""
     from line_oa.delivery_log.store import sqlite_file_hook
 
     ledger = DeliveryLog(sqlite_file_hook(tmp_path / "log.db"), campaign_id="plan", run_id="r1")
@@ -158,10 +159,13 @@ def test_a_sender_reads_its_chunk_through_the_chunk_index_in_profile_order(tmp_p
     ledger._conn.set_trace_callback(statements.append)
     chunk = ledger.rows_to_send(1)
     ledger._conn.set_trace_callback(None)
-    assert [row.profile_id for row in chunk] == sorted(row.profile_id for row in rows if row.chunk_index == 1)
+    registered = [row.profile_id for row in rows if row.chunk_index == 1]
+    assert registered != sorted(registered), "profile ids not registered in their own order"
+    assert [row.profile_id for row in chunk] == registered
     select = next(s for s in statements if s.lstrip().upper().startswith("SELECT"))
     plan = " ".join(str(step[3]) for step in ledger._conn.execute("EXPLAIN QUERY PLAN " + select))
     assert "line_delivery_log_chunk_rows" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
     ledger.close()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from line_oa.delivery.chunk import pending_rows
@@ -96,6 +96,48 @@ def test_a_new_chunk_holding_a_recipient_the_log_already_has_keeps_that_row(ledg
         "P1": (0, "k1"), "P2": (0, "k2"), "P3": (1, "k3"), "P4": (1, "k4"),
     }  # fmt: skip
     assert ledger.counts() == {("pending", None, False): 4}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    people=st.lists(st.tuples(st.text(min_size=1), st.one_of(st.none(), st.text())), max_size=40,
+                    unique_by=lambda person: person[0]),
+    json_functions=st.booleans(),
+)  # fmt: skip
+def test_sqlite_writes_any_text_exactly_a_few_thousand_rows_a_statement(
+    tmp_path, monkeypatch, people, json_functions
+):
+    """On SQLite, registration and the frequency claims write thousands of rows a statement as one JSON
+    array (batches of 7 here, so a chunk spans several): every id arrives as it was given, any Unicode,
+    quotes, backslashes and NUL included (a batch with a NUL is bound row by row), and as well without
+    SQLite's JSON functions."""
+    from line_oa.delivery_log import registration
+    from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
+
+    statements: list[str] = []
+    ledger = DeliveryLog(sqlite_file_hook(tmp_path / f"{uuid.uuid4().hex}.db"), campaign_id="c", run_id="r")
+    ledger._conn.set_trace_callback(statements.append)
+    profiles, users = [p for p, _ in people], [u for _, u in people]
+    claimed = [u for u in users if u is not None]
+    with monkeypatch.context() as patch:  # one example's patches end with it
+        patch.setattr(registration, "JSON_ROWS", 7)
+        if not json_functions:
+            patch.setattr(registration, "_has_json", lambda cursor: False)
+        assert ledger.add_pending(2, profiles, users, [f"k{n}" for n in range(len(people))]) == len(people)
+        assert ledger.claim_recipients(claimed) == len(claimed)
+    ledger._conn.set_trace_callback(None)
+    rows = ledger._conn.execute(
+        "SELECT profile_id, line_user_id, retry_key, chunk_index, status FROM line_delivery_log ORDER BY rowid"
+    ).fetchall()
+    assert rows == [(p, u, f"k{n}", 2, "pending") for n, (p, u) in enumerate(people)]
+    claims = ledger._conn.execute("SELECT line_user_id FROM line_frequency_claim").fetchall()
+    assert sorted(u for (u,) in claims) == sorted(set(claimed))
+    batches = [people[n : n + 7] for n in range(0, len(people), 7)]
+    batches += [[(user, "") for user in claimed[n : n + 7]] for n in range(0, len(claimed), 7)]
+    without_nul = [all("\x00" not in p + (u or "") for p, u in batch) for batch in batches]
+    json_statements = [statement for statement in statements if "json_each" in statement]
+    assert len(json_statements) == (sum(without_nul) if json_functions else 0)
+    ledger.close()
 
 
 def test_add_pending_refuses_columns_of_different_lengths(ledger_factory):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from line_oa.delivery_log.registration import copy_to_staging
+from line_oa.delivery_log.registration import copy_to_staging, sqlite_insert_rows
 from line_oa.delivery_log.rows import DELIVERY_TABLE, FREQUENCY_CLAIM_TABLE, RUN_TABLE, TABLE
 from line_oa.vocabulary import Reason, Status
 
@@ -116,6 +116,16 @@ SELECT c.line_user_id FROM {runs.format(table=FREQUENCY_CLAIM_TABLE, t="c")} AND
         if self.dialect == "postgres" and self._can_copy():  # one statement, not one per user
             with self.transaction():
                 return self._copy_claims(users, now)
+        if self.dialect == "sqlite":  # a statement per few thousand users (``sqlite_insert_rows``)
+            with self.transaction():
+                return sqlite_insert_rows(
+                    self._conn.cursor(),
+                    f"INSERT INTO {FREQUENCY_CLAIM_TABLE} (run_key, campaign_id, run_id, line_user_id, claimed_at) "
+                    "{select} ON CONFLICT (run_key, line_user_id) DO NOTHING",
+                    "?, ?, ?, {0}, ?",
+                    (self.run_key, self.campaign_id, self.run_id, now),
+                    ((user,) for user in users),
+                )
         with self.transaction():
             cursor = self._conn.cursor()
             for user in users:

@@ -61,10 +61,12 @@ class LogQueries:
 
     def _select(self, where: str, params: tuple, *, one_chunk: bool = False) -> Iterator[LedgerRow]:
         sql = f"SELECT {', '.join(FIELD_ORDER)} FROM {TABLE} WHERE run_key = {self._p}"
-        # One chunk's rows: "+profile_id" keeps SQLite on the chunk index (then sorts the chunk) instead
-        # of walking the whole run in primary-key order to skip the other chunks' rows; that walk made
-        # every push task of a 1,000,000-row run read all of its rows (3.6 s vs 1.1 s a chunk at 200,000).
-        order = "+profile_id" if one_chunk and self.dialect == "sqlite" else "profile_id"
+        # One chunk's rows on SQLite: in the order they were registered (the segment's, by LINE user id),
+        # which is the chunk index's own order, so nothing is sorted. ORDER BY profile_id walked the whole
+        # run in primary-key order to skip the other chunks' rows (3.6 s vs 1.1 s a chunk at 200,000),
+        # and "+profile_id" (the chunk index, then a sort of the chunk) took 0.22-0.24 s a 50,000-row
+        # chunk against 0.18 s now (benchmarks/analysis.md, ninth session).
+        order = "rowid" if one_chunk and self.dialect == "sqlite" else "profile_id"
         cursor = self._conn.cursor()
         cursor.execute(f"{sql} AND {where} ORDER BY {order}", (self.run_key, *params))
         stamps = self.dialect != "sqlite"  # PostgreSQL answers timestamps as datetimes; rows keep ISO text

@@ -8,14 +8,16 @@ no ``LedgerRow`` per recipient; the rows are the ones ``pending_rows`` describes
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from line_oa.delivery_log.rows import TABLE
 from line_oa.vocabulary import Status
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
 # The columns a pending row sets; every other column keeps its default (NULL, attempts 0).
 PENDING_COLUMNS = (
@@ -23,6 +25,9 @@ PENDING_COLUMNS = (
     "created_at", "updated_at",
 )  # fmt: skip
 STATEMENT_ROWS = 1000  # rows per executemany call (PostgreSQL pipelines each call)
+# SQLite: rows per INSERT … SELECT … FROM json_each(?) (``sqlite_insert_rows``); a few hundred kB of JSON
+JSON_ROWS = 5000
+NUL_IN_JSON = "\\u0000"  # how json.dumps writes a NUL character
 # PostgreSQL: the session's temporary table a chunk is copied into before one INSERT ... SELECT.
 PG_STAGING = "line_oa_pending_in"
 # How long ANALYZE may wait for its table lock (a VACUUM or another run's ANALYZE holding it).
@@ -45,6 +50,51 @@ def copy_to_staging(cursor: Any, staging: str, columns: tuple[str, ...], rows: I
             copy.write_row(row)
             count += 1
     return count
+
+
+def sqlite_insert_rows(cursor: Any, insert: str, values: str, fixed: tuple, rows: Iterable[tuple]) -> int:
+    """SQLite: insert ``rows`` by ``insert`` (``INSERT INTO t (columns) {select} ON CONFLICT …``), a
+    statement per ``JSON_ROWS`` rows given as one JSON array; return how many rows were given.
+
+    ``values`` is the select list: ``?`` takes the next of the ``fixed`` values, ``{0}``, ``{1}``, …
+    the row's elements. One statement for thousands of rows instead of binding each row's values from
+    Python: 1,000,000 pending rows registered in 7.7-8.0 s instead of 9.3-9.6 s (benchmarks/analysis.md,
+    ninth session). JSON carries any text exactly (tabs, quotes, backslashes, any Unicode) and None as
+    NULL; a batch holding a NUL character (SQLite's JSON functions end a string there), or a SQLite
+    built without JSON functions, is bound row by row instead.
+    """
+    fixed_count = values.count("?")
+    numbered = iter(range(1, fixed_count + 1))
+    select = re.sub(r"\?", lambda _match: f"?{next(numbered)}", values)
+    elements = range(len(re.findall(r"\{\d+\}", select)))
+    from_json = insert.format(
+        select=f"SELECT {select.format(*map(_json_element, elements))} "
+        f"FROM json_each(?{fixed_count + 1}) AS j WHERE true"
+    )
+    one_row = insert.format(
+        select=f"SELECT {select.format(*(f'?{fixed_count + 2 + n}' for n in elements))} WHERE true"
+    )
+    use_json, rows, count = _has_json(cursor), iter(rows), 0
+    while batch := list(itertools.islice(rows, JSON_ROWS)):
+        text = json.dumps(batch) if use_json else None
+        if text is not None and NUL_IN_JSON not in text:
+            cursor.execute(from_json, (*fixed, text))
+        else:
+            cursor.executemany(one_row, [(*fixed, None, *row) for row in batch])
+        count += len(batch)
+    return count
+
+
+def _json_element(index: int) -> str:
+    return f"json_extract(j.value, '$[{index}]')"
+
+
+def _has_json(cursor: Any) -> bool:
+    try:
+        cursor.execute("SELECT json_extract('[1]', '$[0]')")
+    except Exception:  # sqlite3.OperationalError: built without JSON functions (optional before 3.38)
+        return False
+    return cursor.fetchone()[0] == 1
 
 
 class PendingRegistration:
@@ -76,26 +126,49 @@ class PendingRegistration:
             with self.transaction():
                 self._copy_pending(chunk_index, profile_ids, line_user_ids, retry_keys, test, now)
             return len(profile_ids)
-        fixed_before = (self.run_key, self.campaign_id, self.run_id)
         recipients = zip(profile_ids, line_user_ids, retry_keys, strict=True)
         # In the segment's order (LINE user id order), not sorted by profile id: a table's rows then lie
         # in the order multicast batches (ranges of LINE user ids) mark and settle them. Sorting here made
         # registration 6-8 % faster but the 1,000,000-recipient multicast's sends 2.2 times slower.
+        # A statement at a time, not the chunk's rows at once: 50,000 tuples of them were about 7 MB more
+        # at the chunk task's peak (issue 17's 300 MB budget for a task process).
+        with self.transaction():
+            if self.dialect == "sqlite":
+                sqlite_insert_rows(
+                    self._conn.cursor(),
+                    f"INSERT INTO {TABLE} ({', '.join(PENDING_COLUMNS)}) {{select}} "
+                    "ON CONFLICT (run_key, profile_id) DO NOTHING",
+                    "?, ?, ?, {0}, {1}, ?, ?, {2}, ?, ?, ?",
+                    (
+                        self.run_key,
+                        self.campaign_id,
+                        self.run_id,
+                        Status.PENDING.value,
+                        chunk_index,
+                        test,
+                        now,
+                        now,
+                    ),
+                    recipients,
+                )
+            else:
+                self._insert_pending(chunk_index, recipients, test, now)
+        return len(profile_ids)
+
+    def _insert_pending(self, chunk_index: int, recipients: Iterator[tuple], test: int, now: str) -> None:
+        """PostgreSQL without ``COPY`` (``_can_copy``): ``executemany`` a statement's rows at a time."""
+        fixed_before = (self.run_key, self.campaign_id, self.run_id)
         placeholders = ", ".join([self._p] * len(PENDING_COLUMNS))
         sql = (
             f"INSERT INTO {TABLE} ({', '.join(PENDING_COLUMNS)}) VALUES ({placeholders}) "
             "ON CONFLICT (run_key, profile_id) DO NOTHING"
         )
-        with self.transaction():
-            cursor = self._conn.cursor()
-            # the rows' tuples a statement at a time, not the chunk's at once: 50,000 of them were about
-            # 7 MB more at the chunk task's peak (issue 17's 300 MB budget for a task process)
-            while values := [
-                (*fixed_before, profile_id, user_id, Status.PENDING.value, chunk_index, key, test, now, now)
-                for profile_id, user_id, key in itertools.islice(recipients, STATEMENT_ROWS)
-            ]:
-                cursor.executemany(sql, values)
-        return len(profile_ids)
+        cursor = self._conn.cursor()
+        while values := [
+            (*fixed_before, profile_id, user_id, Status.PENDING.value, chunk_index, key, test, now, now)
+            for profile_id, user_id, key in itertools.islice(recipients, STATEMENT_ROWS)
+        ]:
+            cursor.executemany(sql, values)
 
     def _can_copy(self) -> bool:
         """Whether this PostgreSQL connection can write in bulk by ``COPY`` (``copy_to_staging``; also
