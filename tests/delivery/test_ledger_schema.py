@@ -310,25 +310,27 @@ def test_every_status_change_of_a_delivered_chunk_stays_in_its_page_on_postgresq
 ):
     """A row goes pending -> sending -> sent, longer each time. An update that no longer fits in the
     row's page adds an entry to each of the log's three indexes: a 500-row mark or outcome then takes
-    1.5-2 times as long, and the senders wait for the marks. At fillfactor 50, 17 % (push) and 24 %
-    (multicast) left their page; at 30 none.
+    1.5-2 times as long, and the senders wait for the marks.
 
-    A page's replaced versions are reclaimed only once no transaction in the database may still see
-    them: any snapshot older than the chunk's marks (a report, a backup, autovacuum's ANALYZE of this
-    new table) makes about 18 % of the updates leave their page (measured with a REPEATABLE READ
-    transaction held open beside the chunk: 3,570 of 20,000). Autovacuum visits a database at a time
-    of its own; in `make test` it once landed on this chunk (3,569 of 20,000), so it is kept off this
-    test's table."""
+    Checked at the worst a log sees: a report holding one snapshot the whole chunk long, so that no
+    replaced version can be reclaimed and every new version must fit in the room the fill factor left
+    (without it, the share depends on when PostgreSQL prunes pages, which made this test flaky in
+    `make test`). Then, every run alike: at fillfactor 30, 16,430 of 20,000 (multicast) and 1,858 of
+    2,000 (push) stay in their page; at 40, 12,230 and 1,395; at 50, 9,457 and 1,008. With nothing
+    holding a snapshot, all of them at 30 (and 76 % and 83 % at 50)."""
     from .test_engine import recipients, run_chunk
 
     admin, database = new_database(monkeypatch, "ledger_hot")
     try:
         people = recipients(10_000 if mode == "multicast" else 1_000)
         ledger = DeliveryLog(ledger_hook("ledger_hot"), campaign_id="c", run_id="r")
-        no_autovacuum = admin_in(database)
-        no_autovacuum.execute("ALTER TABLE line_delivery_log SET (autovacuum_enabled = false)")
-        no_autovacuum.connection.close()
+        report = admin_in(database).connection  # a reader holding one snapshot the whole chunk long
+        report.autocommit = False
+        report.cursor().execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        report.cursor().execute("SELECT count(*) FROM line_delivery_log")
         result = run_chunk(line_conn, ledger, people, mode=mode)
+        report.rollback()
+        report.close()
         ledger.close()  # its server process ends and reports its counts (an idle one waits 10 s)
         assert result.sent == len(people)
         stats = admin_in(database)
@@ -343,7 +345,7 @@ def test_every_status_change_of_a_delivered_chunk_stays_in_its_page_on_postgresq
             time.sleep(0.2)
         stats.connection.close()
         assert updates >= 2 * len(people), "every row is marked and then settled"
-        assert in_page >= 0.9 * updates, f"{updates - in_page} of {updates} status changes left their page"
+        assert in_page >= 0.8 * updates, f"{updates - in_page} of {updates} status changes left their page"
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.connection.close()
