@@ -52,6 +52,15 @@ class InMemoryLog:
                 added += 1
         return added
 
+    def add_pending(self, chunk_index, profile_ids, line_user_ids, retry_keys, *, is_test=False) -> int:
+        """Keep the chunk's ``pending`` rows, as ``DeliveryLog.add_pending`` writes them."""
+        from line_oa.delivery_log.store import LedgerRow
+
+        return self.add(
+            LedgerRow(profile, user, "pending", chunk_index=chunk_index, retry_key=key, is_test=is_test)
+            for profile, user, key in zip(profile_ids, line_user_ids, retry_keys, strict=True)
+        )
+
     def refresh_statistics(self) -> None:
         """No planner here."""
 

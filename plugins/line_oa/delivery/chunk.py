@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from line_oa.delivery.engine import DeliveryEngine
-from line_oa.delivery.keys import push_retry_key
+from line_oa.delivery.keys import push_retry_key, push_retry_keys
 from line_oa.delivery.plan import STALE_MARGIN, plan_delivery
 from line_oa.delivery.results import RetryPolicy
 from line_oa.delivery_log.store import LedgerRow
@@ -94,9 +94,11 @@ def deliver_chunk(
     if not isinstance(recipients, ChunkRecipients):
         recipients = ChunkRecipients.of(recipients)
     if ledger.chunk_size_logged(chunk_index) < recipients.count:
-        rows = recipients.read()
-        ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, chunk_index, rows, is_test=is_test))
-        del rows
+        rows = recipients.read()  # registered as ``pending_rows`` describes, by the log's bulk path
+        users = [user for _profile, user in rows]
+        keys = push_retry_keys(ledger.campaign_id, ledger.run_id, users)
+        ledger.add_pending(chunk_index, [profile for profile, _user in rows], users, keys, is_test=is_test)
+        del rows, users, keys
         ledger.refresh_statistics()
     if engine_options.get("personalize") is not None:
         mode = "push"  # one body per recipient
