@@ -32,7 +32,10 @@ if TYPE_CHECKING:
     import pathlib
 
 MB = 1_000_000
-CHUNK_DONE = re.compile(r"chunk (\d+) done: (\d+) sent now.*?, ([\d.]+)s, ")
+CHUNK_DONE = re.compile(r"chunk (\d+) done: (\d+) sent now.*?, (\d+) requests \((\d+) retries\), ([\d.]+)s, ")
+# LINE's rate limits as the benchmarks' simulator enforces them (``simulator_config(2000, 200)``): the
+# floor of a chunk's sends is its first attempts at these rates
+LINE_LIMITS = {"push": 2000, "multicast": 200}
 # A task process: "airflow worker -- <ti id>", or its supervisor's title when sampled before it renamed itself.
 TASK_TITLE = re.compile(
     r"^airflow worker -- (?:LocalExecutor: )?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
@@ -185,16 +188,50 @@ def by_task_process(tasks: list[dict], processes: list[dict]) -> None:
         entry["processes_sampled"] = len(mine)
 
 
-def chunk_seconds(home: pathlib.Path, console: str) -> dict[int, float]:
-    """Return each chunk's send time from its "chunk N done" line: the console, then task log files."""
+def chunks_done(home: pathlib.Path, console: str) -> dict[int, dict[str, float]]:
+    """Return each chunk's "chunk N done" figures (recipients sent, requests, retries, send seconds): the
+    console, then task log files."""
     texts = [console]
     logs = home / "airflow" / "logs"
     if logs.is_dir():
         texts += [path.read_text(errors="replace") for path in sorted(logs.rglob("*.log"))]
-    chunks: dict[int, float] = {}
+    chunks: dict[int, dict[str, float]] = {}
     for text in texts:
-        chunks.update({int(m.group(1)): float(m.group(3)) for m in CHUNK_DONE.finditer(text)})
+        for m in CHUNK_DONE.finditer(text):
+            sent, requests, retries, seconds = (
+                int(m.group(2)),
+                int(m.group(3)),
+                int(m.group(4)),
+                float(m.group(5)),
+            )
+            chunks[int(m.group(1))] = {
+                "sent": sent,
+                "requests": requests,
+                "retries": retries,
+                "seconds": seconds,
+            }
     return chunks
+
+
+def push_tasks(instances: list[dict], chunks: dict[int, dict[str, float]], mode: str) -> list[dict]:
+    """Each push task instance (its last try): wall time, its chunk's sends, the rest, and LINE's floor
+    for the chunk's first attempts (``LINE_LIMITS``)."""
+    last: dict[int, dict] = {}
+    for ti in sorted(instances, key=lambda ti: ti["try_number"]):  # a later try replaces an earlier
+        if ti["task_id"] == "push" and ti["start"] and ti["end"]:
+            last[ti["map_index"]] = ti
+    rows = []
+    for index, ti in sorted(last.items()):
+        chunk = chunks.get(index)
+        task = ti["end"] - ti["start"]
+        rows.append({
+            "map_index": index, "task_seconds": round(task, 2),
+            "send_seconds": chunk and chunk["seconds"], "sent": chunk and chunk["sent"],
+            "requests": chunk and chunk["requests"],
+            "overhead_seconds": chunk and round(task - chunk["seconds"], 2),
+            "line_floor_seconds": chunk and round((chunk["requests"] - chunk["retries"]) / LINE_LIMITS[mode], 3),
+        })  # fmt: skip
+    return rows
 
 
 def launch(
@@ -315,8 +352,9 @@ def collect(
     text = figures["log"].read_text(errors="replace")
     instances = task_instances(home / "airflow" / "airflow.db", dag_id)
     tasks = per_task(instances, sampler)
-    chunks = chunk_seconds(home, text)
-    send_seconds = sum(chunks.values())
+    chunks = chunks_done(home, text)
+    send_seconds = sum(chunk["seconds"] for chunk in chunks.values())
+    pushes = push_tasks(instances, chunks, "push" if spec["mode"] == "push" else "multicast")
     starts = [ti["start"] for ti in instances if ti["start"]]
     ends = [ti["end"] for ti in instances if ti["end"]]
     span = (max(ends) - min(starts)) if starts and ends else None
@@ -328,7 +366,8 @@ def collect(
         **{k: figures[k] for k in ("cdp_seconds", "cdp_copy_to_postgres_seconds", "db_migrate_seconds") if k in figures},
         "dags_test_wall_seconds": round(wall, 2), "tasks_span_seconds": round(span, 2) if span else None,
         "tasks": tasks, "memory_basis": "tree", "process_peak_rss_mb": round(sampler.peak / MB, 1),
-        "chunks_done": len(chunks), "send_seconds": round(send_seconds, 2),
+        "chunks_done": len(chunks), "send_seconds": round(send_seconds, 2), "push_tasks": pushes,
+        "line_floor_seconds": round(sum(p["line_floor_seconds"] or 0 for p in pushes), 2),
         "outside_sends_share_wall": round(1 - send_seconds / wall, 4) if wall else None,
         "outside_sends_share_tasks": round(1 - send_seconds / span, 4) if span else None,
         "simulator": {k: stats[k] for k in ("deliveries", "requests", "rate_limited")},

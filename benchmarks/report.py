@@ -170,6 +170,7 @@ def _dag_scale(case: dict) -> list[str]:
     for r in case["results"]:
         lines += [_dag_scale_paragraph(r), ""]
         lines += _dag_scale_tasks(r)
+        lines += _dag_scale_push_tasks(r)
         if r.get("error_excerpt"):
             lines += ["", "Error lines from the run's log:", "", "```", *r["error_excerpt"], "```"]
         lines.append("")
@@ -222,19 +223,41 @@ def _dag_scale_tasks(r: dict) -> list[str]:
     def states(t: dict) -> str:
         return ", ".join(f"{k} {v}" for k, v in t["states"].items())
 
+    def floor(t: dict) -> str:  # only the push tasks send to LINE
+        return _n(r.get("line_floor_seconds"), 2) if t["task"] == "push" else "–"
+
     if r.get("memory_basis") == "task_process":
         return _table(
-            ["task", "instances", "wall s", "task process peak RSS MB", "peak USS MB", "largest: map index",
-             "processes sampled", "states"],
-            [[t["task"], t["instances"], _n(t["seconds"], 2), _n(t["peak_rss_mb"]), _n(t.get("peak_uss_mb")),
+            ["task", "instances", "wall s", "LINE's floor s", "task process peak RSS MB", "peak USS MB",
+             "largest: map index", "processes sampled", "states"],
+            [[t["task"], t["instances"], _n(t["seconds"], 2), floor(t), _n(t["peak_rss_mb"]), _n(t.get("peak_uss_mb")),
               _map_index(t.get("largest_map_index")), t["processes_sampled"],
               states(t)] for t in r["tasks"]],
         )  # fmt: skip
     return _table(
-        ["task", "instances", "wall s", "peak RSS MB", "growth MB", "states"],
-        [[t["task"], t["instances"], _n(t["seconds"], 2), _n(t["peak_rss_mb"]), _n(t.get("peak_growth_mb")),
-          states(t)] for t in r["tasks"]],
+        ["task", "instances", "wall s", "LINE's floor s", "peak RSS MB", "growth MB", "states"],
+        [[t["task"], t["instances"], _n(t["seconds"], 2), floor(t), _n(t["peak_rss_mb"]),
+          _n(t.get("peak_growth_mb")), states(t)] for t in r["tasks"]],
     )  # fmt: skip
+
+
+def _dag_scale_push_tasks(r: dict) -> list[str]:
+    """Each push task: its wall time, its chunk's sends ("chunk N done"), the rest, and LINE's floor."""
+    pushes = r.get("push_tasks")
+    if not pushes:
+        return []
+    limit = "200 multicasts/s" if r["mode"] != "push" else "2,000 pushes/s"
+    lines = ["", f"Push tasks: the task's wall time, its chunk's sends, the rest (claim, reading the chunk, "
+             f"the last outcomes, Airflow around the task) and LINE's floor for the chunk's first attempts "
+             f"({limit}).", ""]  # fmt: skip
+    rows = [[p["map_index"], _n(p["sent"]), _n(p["requests"]), _n(p["task_seconds"], 2), _n(p["send_seconds"], 2),
+             _n(p["overhead_seconds"], 2), _n(p["line_floor_seconds"], 2)] for p in pushes]  # fmt: skip
+    total = [sum(p[k] or 0 for p in pushes) for k in ("task_seconds", "send_seconds", "overhead_seconds")]
+    rows.append(["all", _n(sum(p["sent"] or 0 for p in pushes)), _n(sum(p["requests"] or 0 for p in pushes)),
+                 *(_n(v, 2) for v in total), _n(r.get("line_floor_seconds"), 2)])  # fmt: skip
+    return lines + _table(
+        ["map index", "sent", "requests", "task s", "sends s", "rest s", "LINE's floor s"], rows
+    )
 
 
 SECTIONS = {
