@@ -198,17 +198,12 @@ def chunks_done(home: pathlib.Path, console: str) -> dict[int, dict[str, float]]
     chunks: dict[int, dict[str, float]] = {}
     for text in texts:
         for m in CHUNK_DONE.finditer(text):
-            sent, requests, retries, seconds = (
-                int(m.group(2)),
-                int(m.group(3)),
-                int(m.group(4)),
-                float(m.group(5)),
-            )
+            sent, requests, retries = (int(m.group(n)) for n in (2, 3, 4))
             chunks[int(m.group(1))] = {
                 "sent": sent,
                 "requests": requests,
                 "retries": retries,
-                "seconds": seconds,
+                "seconds": float(m.group(5)),
             }
     return chunks
 

@@ -184,7 +184,8 @@ def run_engine(
         DAG run (``registration_seconds`` says how long that took); otherwise ``deliver_chunk``
         registers it while it sends, as for a chunk the log has never seen.
     """
-    from line_oa.delivery.chunk import deliver_chunk, pending_rows
+    from line_oa.delivery.chunk import deliver_chunk
+    from line_oa.delivery.keys import push_retry_keys
     from line_oa.delivery.results import RetryPolicy
     from line_oa.integration.hooks import LineOAHook
 
@@ -195,7 +196,9 @@ def run_engine(
     try:
         if registered:
             started = time.perf_counter()
-            ledger.add(pending_rows(ledger.campaign_id, ledger.run_id, 0, people))
+            users = [user for _profile, user in people]  # as chunk_profiles registers a chunk
+            keys = push_retry_keys(ledger.campaign_id, ledger.run_id, users)
+            ledger.add_pending(0, [profile for profile, _user in people], users, keys)
             ledger.refresh_statistics()  # as chunk_profiles does: else PostgreSQL's planner may walk the run
             registration = time.perf_counter() - started
         started = time.perf_counter()
