@@ -176,6 +176,50 @@ def line(sim, airflow_env):
     return sim
 
 
+class FastForward:
+    """The clock of a test whose run is deferred until a moment (the end of quiet hours), moved forward.
+
+    ``shifted`` is how far it moved. The simulator (another process) keeps the real clock: a time it
+    records plus ``shifted`` is the test's clock.
+    """
+
+    # the clock stops this far short of the trigger's moment: the trigger still sees it ahead and fires
+    # when it passes, as Airflow's triggerer would at the end of the window
+    LEAD = timedelta(seconds=1)
+
+    def __init__(self, traveller) -> None:
+        self.traveller = traveller
+        self.shifted = timedelta(0)
+
+    def to_just_before(self, moment: datetime) -> None:
+        ahead = moment - datetime.now(UTC) - self.LEAD
+        if ahead > timedelta(0):
+            self.traveller.shift(ahead)
+            self.shifted += ahead
+
+
+@pytest.fixture
+def fast_forward(monkeypatch):
+    """Simulated time for the quiet-hours runs: the test's process runs on a clock that ticks as the real
+    one (``time_machine``), and when a ``dag.test`` run's deferred task starts its ``DateTimeTrigger``,
+    the clock jumps to a second before the trigger's moment instead of waiting up to two minutes for it.
+    Everything before the deferral (validate, the quiet_hours task deferring) happens in real time."""
+    import time_machine
+    from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+    run = DateTimeTrigger.run
+    with time_machine.travel(datetime.now(UTC), tick=True) as traveller:
+        forward = FastForward(traveller)
+
+        async def run_from_just_before_the_moment(trigger):
+            forward.to_just_before(trigger.moment)
+            async for event in run(trigger):
+                yield event
+
+        monkeypatch.setattr(DateTimeTrigger, "run", run_from_just_before_the_moment)
+        yield forward
+
+
 def opt_out_list(tmp_path, monkeypatch, ending: str) -> None:
     """Point the SQL root at a copy of include/sql whose list ``e2e_optouts`` holds every profile whose
     id ends in ``ending`` (by profile id)."""

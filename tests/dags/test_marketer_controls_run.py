@@ -33,7 +33,7 @@ def _listed_users(airflow_env) -> set[str]:
 
 
 def test_personalization_cap_suppression_and_quiet_hours_together_deliver_everyone_else_once_after_the_window(
-    airflow_env, line, tmp_path, monkeypatch
+    airflow_env, line, tmp_path, monkeypatch, fast_forward
 ):
     connection = {"conn_type": "line_oa", "host": line.base_url, "password": DEFAULT_TOKEN}
     connection["extra"] = {"workspaces": "retail_ctl", "timeout": 5}
@@ -59,7 +59,7 @@ def test_personalization_cap_suppression_and_quiet_hours_together_deliver_everyo
     waited = dag_run.get_task_instance("quiet_hours").xcom_pull(task_ids="quiet_hours")
     assert waited["held"] is True, "the quiet_hours task waited for the window to end"
     assert second, "the second campaign reached nobody"
-    first_send = min(datetime.fromisoformat(d["time"]) for d in second)
+    first_send = min(datetime.fromisoformat(d["time"]) for d in second) + fast_forward.shifted
     assert first_send >= window_end, f"sent at {first_send}, inside the quiet hours (until {window_end})"
 
     ledger = ledger_of("e2e_controls", dag_run.run_id)

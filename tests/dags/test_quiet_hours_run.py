@@ -18,10 +18,11 @@ TOKYO = zoneinfo.ZoneInfo("Asia/Tokyo")
 
 
 def _window_around_now(campaigns_dir, campaign_id: str) -> tuple[str, str, datetime]:
-    """Rewrite the campaign's quiet hours to a window holding now and ending 20 to 80 seconds from now."""
+    """Rewrite the campaign's quiet hours to a window holding now and ending 60 to 120 seconds from now
+    (the runs that wait fast-forward their clock to the end: ``fast_forward``)."""
     now = datetime.now(TOKYO)
     minute = now.replace(second=0, microsecond=0)
-    end = minute + timedelta(minutes=1 if now.second < 40 else 2)
+    end = minute + timedelta(minutes=2)
     start, closing = (minute - timedelta(minutes=1)).strftime("%H:%M"), end.strftime("%H:%M")
     path = campaigns_dir / f"{campaign_id}.yaml"
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -30,7 +31,9 @@ def _window_around_now(campaigns_dir, campaign_id: str) -> tuple[str, str, datet
     return start, closing, end
 
 
-def test_a_launch_inside_quiet_hours_waits_deferred_and_delivers_when_they_end(airflow_env, line):
+def test_a_launch_inside_quiet_hours_waits_deferred_and_delivers_when_they_end(
+    airflow_env, line, fast_forward
+):
     start, end, window_end = _window_around_now(airflow_env["campaigns"], "e2e_quiet")
     launched, hold = time.monotonic(), (window_end - datetime.now(UTC)).total_seconds()
     dag_run = run_dag(airflow_env, "e2e_quiet")
@@ -46,9 +49,11 @@ def test_a_launch_inside_quiet_hours_waits_deferred_and_delivers_when_they_end(a
 
     record = line.admin.deliveries()
     assert record, "the campaign was delivered after the window"
-    first = min(datetime.fromisoformat(d["time"]) for d in record)
+    assert fast_forward.shifted > timedelta(0), "the run was deferred until the window's end"
+    first = min(datetime.fromisoformat(d["time"]) for d in record) + fast_forward.shifted
     assert first >= window_end, f"LINE received a message at {first}, inside quiet hours (until {window_end})"
-    assert time.monotonic() - launched >= hold, "the run lasted at least until the window ended"
+    lasted = time.monotonic() - launched + fast_forward.shifted.total_seconds()
+    assert lasted >= hold, "the run lasted, by the test's clock, at least until the window ended"
     sent = assert_log_matches_record(ledger_of("e2e_quiet", dag_run.run_id), line)
     assert sent == eligible_profiles(airflow_env), "every eligible recipient once, after the window"
 
