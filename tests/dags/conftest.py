@@ -177,39 +177,42 @@ def line(sim, airflow_env):
 
 
 class FastForward:
-    """The clock of a test whose run is deferred until a moment (the end of quiet hours), moved forward.
+    """The clocks of a test whose run is deferred until a moment (the end of quiet hours), moved forward.
 
-    ``shifted`` is how far it moved. The simulator (another process) keeps the real clock: a time it
-    records plus ``shifted`` is the test's clock.
+    Both move together: the test's process (Airflow's tasks and trigger) and LINE's (the simulator's
+    ``/_sim/clock``, which stamps its record). ``shifted`` is how far they moved.
     """
 
-    # the clock stops this far short of the trigger's moment: the trigger still sees it ahead and fires
+    # the clocks stop this far short of the trigger's moment: the trigger still sees it ahead and fires
     # when it passes, as Airflow's triggerer would at the end of the window
     LEAD = timedelta(seconds=1)
 
-    def __init__(self, traveller) -> None:
+    def __init__(self, traveller, simulator) -> None:
         self.traveller = traveller
+        self.simulator = simulator
         self.shifted = timedelta(0)
 
     def to_just_before(self, moment: datetime) -> None:
         ahead = moment - datetime.now(UTC) - self.LEAD
         if ahead > timedelta(0):
+            self.simulator.admin.advance_clock(ahead.total_seconds())
             self.traveller.shift(ahead)
             self.shifted += ahead
 
 
 @pytest.fixture
-def fast_forward(monkeypatch):
+def fast_forward(monkeypatch, sim):
     """Simulated time for the quiet-hours runs: the test's process runs on a clock that ticks as the real
     one (``time_machine``), and when a ``dag.test`` run's deferred task starts its ``DateTimeTrigger``,
-    the clock jumps to a second before the trigger's moment instead of waiting up to two minutes for it.
-    Everything before the deferral (validate, the quiet_hours task deferring) happens in real time."""
+    that clock and the simulator's jump to a second before the trigger's moment instead of waiting up
+    to two minutes for it. Everything before the deferral (validate, the quiet_hours task deferring)
+    happens in real time."""
     import time_machine
     from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
     run = DateTimeTrigger.run
     with time_machine.travel(datetime.now(UTC), tick=True) as traveller:
-        forward = FastForward(traveller)
+        forward = FastForward(traveller, sim)
 
         async def run_from_just_before_the_moment(trigger):
             forward.to_just_before(trigger.moment)

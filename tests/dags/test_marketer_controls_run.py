@@ -59,7 +59,7 @@ def test_personalization_cap_suppression_and_quiet_hours_together_deliver_everyo
     waited = dag_run.get_task_instance("quiet_hours").xcom_pull(task_ids="quiet_hours")
     assert waited["held"] is True, "the quiet_hours task waited for the window to end"
     assert second, "the second campaign reached nobody"
-    first_send = min(datetime.fromisoformat(d["time"]) for d in second) + fast_forward.shifted
+    first_send = min(datetime.fromisoformat(d["time"]) for d in second)
     assert first_send >= window_end, f"sent at {first_send}, inside the quiet hours (until {window_end})"
 
     ledger = ledger_of("e2e_controls", dag_run.run_id)

@@ -50,7 +50,7 @@ def test_a_launch_inside_quiet_hours_waits_deferred_and_delivers_when_they_end(
     record = line.admin.deliveries()
     assert record, "the campaign was delivered after the window"
     assert fast_forward.shifted > timedelta(0), "the run was deferred until the window's end"
-    first = min(datetime.fromisoformat(d["time"]) for d in record) + fast_forward.shifted
+    first = min(datetime.fromisoformat(d["time"]) for d in record)
     assert first >= window_end, f"LINE received a message at {first}, inside quiet hours (until {window_end})"
     lasted = time.monotonic() - launched + fast_forward.shifted.total_seconds()
     assert lasted >= hold, "the run lasted, by the test's clock, at least until the window ended"

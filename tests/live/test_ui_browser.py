@@ -2,8 +2,9 @@
 
 The stack is ``line_oa.cli.stack``: a real api-server, scheduler, dag-processor and triggerer (metadata
 on PostgreSQL), the simulator and a sample CDP, with the shipped example campaigns. The demo campaign
-is delivered by ``airflow dags test`` into the same metadata database; the browser logs in with the
-api-server's own token and opens the three pages through the Airflow UI (each is an iframe there).
+is triggered through the REST API as a user would and delivered by the stack's scheduler; the browser
+logs in with the api-server's own token and opens the three pages through the Airflow UI (each is an
+iframe there).
 Screenshots go to the test's temporary folder, or to ``$LINE_OA_SCREENSHOTS`` when set: ``make
 screenshots`` sets it to ``docs/images`` (the README links them there).
 """
