@@ -184,8 +184,7 @@ def run_engine(
         DAG run (``registration_seconds`` says how long that took); otherwise ``deliver_chunk``
         registers it while it sends, as for a chunk the log has never seen.
     """
-    from line_oa.delivery.chunk import deliver_chunk
-    from line_oa.delivery.keys import push_retry_keys
+    from line_oa.delivery.chunk import deliver_chunk, register_pending
     from line_oa.delivery.results import RetryPolicy
     from line_oa.integration.hooks import LineOAHook
 
@@ -196,9 +195,7 @@ def run_engine(
     try:
         if registered:
             started = time.perf_counter()
-            users = [user for _profile, user in people]  # as chunk_profiles registers a chunk
-            keys = push_retry_keys(ledger.campaign_id, ledger.run_id, users)
-            ledger.add_pending(0, [profile for profile, _user in people], users, keys)
+            register_pending(ledger, 0, [p for p, _ in people], [u for _, u in people])  # as chunk_profiles
             ledger.refresh_statistics()  # as chunk_profiles does: else PostgreSQL's planner may walk the run
             registration = time.perf_counter() - started
         started = time.perf_counter()

@@ -64,6 +64,20 @@ def pending_rows(
     ]
 
 
+def register_pending(
+    ledger: DeliveryLog,
+    chunk_index: int,
+    profile_ids: list[str],
+    user_ids: list[str],
+    *,
+    is_test: bool = False,
+) -> int:
+    """Register a chunk's recipients as pending rows under their push retry keys (the log's bulk path);
+    rows the log already has stay as they are. Return how many recipients were given."""
+    keys = push_retry_keys(ledger.campaign_id, ledger.run_id, user_ids)
+    return ledger.add_pending(chunk_index, profile_ids, user_ids, keys, is_test=is_test)
+
+
 def sender_identity() -> str:
     """Return who is sending (host, process, a random part): written to the chunk's claim."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -95,10 +109,10 @@ def deliver_chunk(
         recipients = ChunkRecipients.of(recipients)
     if ledger.chunk_size_logged(chunk_index) < recipients.count:
         rows = recipients.read()  # registered as ``pending_rows`` describes, by the log's bulk path
-        users = [user for _profile, user in rows]
-        keys = push_retry_keys(ledger.campaign_id, ledger.run_id, users)
-        ledger.add_pending(chunk_index, [profile for profile, _user in rows], users, keys, is_test=is_test)
-        del rows, users, keys
+        register_pending(
+            ledger, chunk_index, [profile for profile, _ in rows], [user for _, user in rows], is_test=is_test
+        )
+        del rows
         ledger.refresh_statistics()
     if engine_options.get("personalize") is not None:
         mode = "push"  # one body per recipient

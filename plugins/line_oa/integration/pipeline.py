@@ -162,7 +162,7 @@ def chunk_profiles(
     must number the profiles extracted (``segment["profiles"]``); otherwise raise ``RowCountMismatch``
     (a ``LineOAError``) before any chunk is sent.
     """
-    from line_oa.delivery.keys import push_retry_keys
+    from line_oa.delivery.chunk import register_pending
     from line_oa.integration.chunks import plan_chunk_size, write_chunk_tables
     from line_oa.integration.segment import read_segment_chunks
 
@@ -174,9 +174,8 @@ def chunk_profiles(
             profile_ids, user_ids = (
                 table.column(name).to_pylist() for name in ("profile_id", "line_user_id")
             )
-            keys = push_retry_keys(ledger.campaign_id, ledger.run_id, user_ids)
-            ledger.add_pending(index, profile_ids, user_ids, keys, is_test=is_test)
-            del profile_ids, user_ids, keys
+            register_pending(ledger, index, profile_ids, user_ids, is_test=is_test)
+            del profile_ids, user_ids
             yield table
 
     staging = segment["segment_uri"].rsplit("/", 1)[0] + "/chunks"
