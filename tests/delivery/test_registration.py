@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from line_oa.delivery.chunk import pending_rows
 from line_oa.delivery.keys import RETRY_KEY_NAMESPACE, push_retry_key, push_retry_keys
-from line_oa.delivery_log.rows import COLUMNS, TABLE
+from line_oa.delivery_log.rows import COLUMNS, TABLE, LedgerRow, row_values
 
 
 @settings(max_examples=300, deadline=None)
@@ -255,3 +256,58 @@ def test_a_run_whose_key_could_not_be_entered_registers_on_the_next_try(ledger_f
     )
     assert cursor.fetchone()[0] == 1
     blocker._conn.commit()
+
+
+_TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12)
+_STAMP = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+).map(lambda stamp: stamp.isoformat())
+_OUTCOME = st.builds(
+    LedgerRow,
+    profile_id=st.sampled_from(["p1", "p2", "p3", "p'4", 'p"5', "p\\6", "プ7"]),
+    line_user_id=st.one_of(st.none(), _TEXT),
+    status=st.sampled_from(["pending", "sending", "sent", "failed"]),
+    reason=st.one_of(st.none(), _TEXT),
+    chunk_index=st.one_of(st.none(), st.integers(0, 2**31 - 1)),
+    batch_id=st.one_of(st.none(), _TEXT),
+    retry_key=st.one_of(st.none(), _TEXT),
+    http_status=st.one_of(st.none(), st.integers(100, 599)),
+    line_request_id=st.one_of(st.none(), _TEXT),
+    accepted_request_id=st.one_of(st.none(), _TEXT),
+    line_message=st.one_of(st.none(), st.text(st.characters(blacklist_characters="\x00",
+                                                            blacklist_categories=("Cs",)), max_size=60)),
+    attempts=st.integers(0, 1000),
+    is_test=st.booleans(),
+    sent_at=st.one_of(st.none(), _STAMP),
+    dispatched_at=st.one_of(st.none(), _STAMP),
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.lists(_OUTCOME, max_size=8), second=st.lists(_OUTCOME, max_size=8), batch=st.integers(1, 4))
+def test_outcomes_are_written_as_one_statement_after_another_would_write_them(
+    ledger_factory, monkeypatch, first, second, batch
+):
+    """``upsert`` (each row's newest outcome wins) and ``add`` (a row already there stays as it is) leave
+    the log as writing the rows one by one in order would: any text, quotes, backslashes and Unicode, the
+    empty text apart from NULL, numbers, time stamps, and a profile written twice in one batch (batches of
+    1-4 here; PostgreSQL writes a batch as one statement from a JSON array)."""
+    from line_oa.delivery_log import store
+
+    monkeypatch.setattr(store, "BATCH_SIZE", batch)
+    ledger = ledger_factory(run_id=f"outcomes-{uuid.uuid4().hex[:12]}")
+    expected: dict[str, tuple] = {}
+    try:
+        ledger.add(first)
+        for row in first:
+            expected.setdefault(row.profile_id, _fields(row))
+        ledger.upsert(second)
+        expected |= {row.profile_id: _fields(row) for row in second}
+        assert {row.profile_id: _fields(row) for row in ledger.rows()} == expected
+    finally:
+        ledger.close()  # each example its own connection: PostgreSQL allows a hundred
+
+
+def _fields(row: LedgerRow) -> tuple:
+    stamps = [datetime.fromisoformat(s) if s else None for s in (row.sent_at, row.dispatched_at)]
+    return (*row_values(row)[:-2], *stamps)
