@@ -25,6 +25,7 @@ CASES = {
     "push": "push throughput: engine vs LINE SDK, HttpHook, bare aiohttp; limit 2,000/s and lifted",
     "multicast": "engine multicast, 200,000 recipients at LINE's 200 requests/s",
     "log_cost": "push with the delivery log on SQLite, PostgreSQL, and none",
+    "log_writes": "20,000 push outcomes into the PostgreSQL log: task and server CPU, upsert vs a statement a row",
     "parse": "DagBag parse time with 1, 50 and 200 campaign files",
     "dag_scale": "whole DAG runs: 1,000,000 profiles multicast (SQLite, PostgreSQL, LocalExecutor), 200,000 push",
 }
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 + (f" --reps {args.reps}" if args.reps != 3 else ""),
                 seconds=round(time.perf_counter() - started, 1),
                 load_average_after=_load_average(),
+                cpu_model=results["machine"].get("cpu_model"),
             )
             results["cases"][case] = figures
             save(results)
