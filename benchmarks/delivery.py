@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -159,6 +160,8 @@ class EngineOutcome:
     send_seconds: float
     failed: dict
     registration_seconds: float | None = None
+    cpu_seconds: float | None = None  # this process's CPU during the timed part (the log's writer thread too)
+    server_cpu_seconds: float | None = None  # the PostgreSQL log's server process (None: no such server here)
 
     @property
     def per_second(self) -> float:
@@ -198,7 +201,7 @@ def run_engine(
             register_pending(ledger, 0, [p for p, _ in people], [u for _, u in people])  # as chunk_profiles
             ledger.refresh_statistics()  # as chunk_profiles does: else PostgreSQL's planner may walk the run
             registration = time.perf_counter() - started
-        started = time.perf_counter()
+        server, cpu, started = server_cpu_seconds(ledger), time.process_time(), time.perf_counter()
         result = deliver_chunk(
             client_factory=lambda: hook.async_client(max_in_flight=max_in_flight),
             ledger=ledger,
@@ -210,7 +213,9 @@ def run_engine(
             rate=rate,
             max_in_flight=max_in_flight,
         )
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        server_after = server_cpu_seconds(ledger)
+        server = None if server is None or server_after is None else server_after - server
     finally:
         hook.close()
         ledger.close()
@@ -223,4 +228,23 @@ def run_engine(
         send_seconds=result.duration_seconds,
         failed=dict(result.failed),
         registration_seconds=registration,
+        cpu_seconds=cpu,
+        server_cpu_seconds=server,
     )
+
+
+def server_cpu_seconds(ledger) -> float | None:
+    """CPU seconds the PostgreSQL log's server process has used so far (None for another log, or for a
+    server that is not on this machine: read from ``/proc``)."""
+    if getattr(ledger, "dialect", None) != "postgres":
+        return None
+    cursor = ledger._conn.cursor()
+    cursor.execute("SELECT pg_backend_pid()")
+    pid = cursor.fetchone()[0]
+    ledger._conn.commit()
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

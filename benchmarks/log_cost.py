@@ -34,17 +34,23 @@ def run(work, reps: int = 3) -> dict[str, Any]:
                     "send_seconds": round(outcome.send_seconds, 3),
                     "per_second": round(outcome.per_second, 1),
                     "http_429": int(answers["push_status"].get("429", 0)),
+                    "cpu_seconds": round(outcome.cpu_seconds, 3),
+                    "server_cpu_seconds": _round(outcome.server_cpu_seconds),
                 }
                 print(f"  log_cost rep {rep} {kind:8s}: {row['sent']} sent in {row['wall_seconds']:.2f} s "
-                      f"= {row['per_second']:.1f}/s", flush=True)  # fmt: skip
+                      f"= {row['per_second']:.1f}/s, CPU {row['cpu_seconds']:.2f} s here, "
+                      f"{row['server_cpu_seconds']} s in the log's server", flush=True)  # fmt: skip
                 runs.append(row)
     table = []
     for kind in delivery.LEDGER_KINDS:
-        slower = []
+        slower, more_cpu = [], []
         for rep in range(reps):
             row = next(r for r in runs if r["rep"] == rep and r["log"] == kind)
             base = next(r for r in runs if r["rep"] == rep and r["log"] == "none")
             slower.append(ratio(row["wall_seconds"], base["wall_seconds"]) - 1)
+            more_cpu.append(
+                ratio(row["cpu_seconds"] + (row["server_cpu_seconds"] or 0), base["cpu_seconds"]) - 1
+            )
         rows = [r for r in runs if r["log"] == kind]
         table.append(
             {
@@ -55,6 +61,10 @@ def run(work, reps: int = 3) -> dict[str, Any]:
                 "wall_seconds_median": median(r["wall_seconds"] for r in rows),
                 "slower_than_no_log_median": median(slower),
                 "slower_than_no_log_all": [round(s, 4) for s in slower],
+                "cpu_seconds_median": median(r["cpu_seconds"] for r in rows),
+                "server_cpu_seconds_median": median(r["server_cpu_seconds"] for r in rows),
+                "more_cpu_than_no_log_median": median(more_cpu),
+                "more_cpu_than_no_log_all": [round(c, 4) for c in more_cpu],
             }
         )
     targets = [
@@ -74,3 +84,7 @@ def run(work, reps: int = 3) -> dict[str, Any]:
         "table": table,
         "targets": targets,
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

@@ -10,7 +10,6 @@ machine), which a wall time on a shared machine does not show.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -68,11 +67,11 @@ def _one(work, way: str, *, salt: int) -> dict[str, Any]:
             row.status, row.http_status, row.attempts = "sent", 200, 1
             row.line_request_id, row.sent_at = f"req-{row.profile_id}", ledger.clock().isoformat()
         write = ledger.upsert if way == "log upsert" else lambda batch: _statement_a_row(ledger, batch)
-        server, cpu, started = _server_cpu(ledger), time.process_time(), time.perf_counter()
+        server, cpu, started = delivery.server_cpu_seconds(ledger), time.process_time(), time.perf_counter()
         for start in range(0, len(rows), BATCH):
             write(rows[start : start + BATCH])
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-        server_after = _server_cpu(ledger)
+        server_after = delivery.server_cpu_seconds(ledger)
         server_cpu = None if server is None or server_after is None else round(server_after - server, 2)
         sent = ledger.counts().get(("sent", None, False), 0)
         if sent != OUTCOMES:
@@ -98,17 +97,3 @@ def _statement_a_row(ledger, rows) -> None:
     now = ledger.clock().isoformat()
     with ledger.transaction():
         ledger._conn.cursor().executemany(sql, [ledger._values(row, now) for row in rows])
-
-
-def _server_cpu(ledger) -> float | None:
-    """CPU seconds the log's server process has used so far (None unless it runs on this machine)."""
-    cursor = ledger._conn.cursor()
-    cursor.execute("SELECT pg_backend_pid()")
-    pid = cursor.fetchone()[0]
-    ledger._conn.commit()
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
