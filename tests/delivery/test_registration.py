@@ -292,9 +292,9 @@ def test_outcomes_are_written_as_one_statement_after_another_would_write_them(
     the log as writing the rows one by one in order would: any text, quotes, backslashes and Unicode, the
     empty text apart from NULL, numbers, time stamps, and a profile written twice in one batch (batches of
     1-4 here; PostgreSQL writes a batch as one statement from a JSON array)."""
-    from line_oa.delivery_log import store
+    from line_oa.delivery_log import writes
 
-    monkeypatch.setattr(store, "BATCH_SIZE", batch)
+    monkeypatch.setattr(writes, "BATCH_SIZE", batch)
     ledger = ledger_factory(run_id=f"outcomes-{uuid.uuid4().hex[:12]}")
     expected: dict[str, tuple] = {}
     try:
