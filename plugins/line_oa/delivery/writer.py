@@ -30,6 +30,10 @@ class LogWriter:
     written before the chunk ends (its row stays ``sending`` with its key until then, which a resume
     handles). Writes of one kind run in the order they were queued. Nothing depends on an outcome
     being written before a later mark: a mark touches only rows that have not been sent.
+
+    A log that offers ``transaction_now`` (SQLite) has its writes committed on the event loop while
+    the thread has none queued (``_run_here``); every other write goes to the thread, and once one
+    has, the next ones follow it until the thread has applied them, so the order above holds.
     """
 
     MAX_GROUP = 64
@@ -42,11 +46,50 @@ class LogWriter:
         self.loop = loop
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
+        # Writes run on the event loop itself while the thread has none (see ``_run_here``).
+        self._here: Callable[[], Any] | None = getattr(ledger, "transaction_now", None)
+        self._here_writes: list[tuple[int, Callable[[], Any], asyncio.Future]] = []
+        self._on_thread = 0  # writes queued for the thread and not yet applied
+        self._count_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="line-oa-log-writer", daemon=True)
         self._thread.start()
 
     def submit(self, write: Callable[[], Any], future: asyncio.Future, *, urgent: bool = False) -> None:
-        self._queue.put((self._URGENT if urgent else self._NORMAL, next(self._order), write, future))
+        """Queue a write (call on the event loop's thread); ``future`` resolves once it is committed."""
+        kind = self._URGENT if urgent else self._NORMAL
+        with self._count_lock:
+            here = self._here is not None and (self._here_writes or self._on_thread == 0)
+            if not here:
+                self._on_thread += 1
+        if here:
+            self._here_writes.append((kind, write, future))
+            if len(self._here_writes) == 1:
+                self.loop.call_soon(self._run_here)
+            return
+        self._queue.put((kind, next(self._order), write, future))
+
+    def _run_here(self) -> None:
+        """Apply the writes queued during one turn of the event loop in one transaction, on the loop.
+
+        Without the GIL passing to and fro between the loop and the thread for each SQLite call, a
+        mark commits within a turn of the loop. Only a transaction that can start at once runs here
+        (``transaction_now``); any failure hands all of them, in order, to the thread, which waits for
+        the database and reports each write's own error exactly as for any write.
+        """
+        writes, self._here_writes = self._here_writes, []
+        if self._dead:
+            return
+        try:
+            with self._here():  # type: ignore[misc]
+                values = [write() for _, write, _ in writes]
+        except Exception:
+            with self._count_lock:
+                self._on_thread += len(writes)
+            for kind, write, future in writes:
+                self._queue.put((kind, next(self._order), write, future))
+            return
+        for value, (_, _, future) in zip(values, writes, strict=True):
+            _settle_future(future, True, value)
 
     def close(self) -> None:
         self._queue.put((self._CLOSE, next(self._order), None, None))
@@ -73,6 +116,8 @@ class LogWriter:
                 group.append(nxt[2:])
                 normal += nxt[0] == self._NORMAL
             self._apply(group)
+            with self._count_lock:
+                self._on_thread -= len(group)
 
     def _apply(self, group: list[tuple[Callable[[], Any], asyncio.Future]]) -> None:
         if self._dead:

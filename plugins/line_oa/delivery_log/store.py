@@ -80,6 +80,10 @@ class ChunkClaimLost(Exception):
     """Another sender took this chunk (a retry racing a zombie task): this one may not write or send."""
 
 
+class LogBusy(Exception):
+    """``transaction_now`` would have had to wait: the caller hands the write to its writer thread."""
+
+
 def _use_wal(conn: Any, attempts: int = 50) -> None:
     """Put a SQLite log in WAL mode, also when several tasks open a new file at once.
 
@@ -184,6 +188,25 @@ class DeliveryLog(LogQueries, RunRecords, FrequencyRecords, PendingRegistration,
                 self._conn.commit()
             finally:
                 self._in_transaction = False
+
+    @contextlib.contextmanager
+    def transaction_now(self) -> Iterator[None]:
+        """``transaction()`` that fails at once where it would wait (SQLite only; ``LogBusy`` otherwise):
+        for another thread's use of this log, or for another connection's write lock."""
+        if self.dialect != "sqlite" or not self._lock.acquire(blocking=False):
+            raise LogBusy("the delivery log is in use")
+        try:
+            if self._in_transaction:
+                raise LogBusy("a transaction is open")
+            waits = self._conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            self._conn.execute("PRAGMA busy_timeout=0")
+            try:
+                with self.transaction():
+                    yield
+            finally:
+                self._conn.execute(f"PRAGMA busy_timeout={int(waits)}")
+        finally:
+            self._lock.release()
 
     def _commit(self) -> None:
         if not self._in_transaction:
