@@ -17,12 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from line_oa.delivery.chunk import deliver_chunk
 from line_oa.delivery.results import RetryPolicy
 from line_oa.delivery_log.store import DeliveryLog, LogBusy, sqlite_file_hook
-from line_oa.integration.hooks import LineOAHook
 
-from .test_engine import MESSAGES, recipients
+from .test_engine import recipients, run_chunk
 
 RECIPIENTS = 400
 QUICK = RetryPolicy(max_attempts=6, initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
@@ -80,21 +78,17 @@ def test_a_sqlite_log_locked_by_others_mid_chunk_delays_writes_but_loses_none(
         if requests in at:
             locks.hold(at.pop(requests))
 
-    hook = LineOAHook(line_oa_conn_id=line_conn)
     try:
-        result = deliver_chunk(
-            client_factory=lambda: hook.async_client(max_in_flight=in_flight),
-            ledger=ledger,
-            chunk_index=0,
-            recipients=people,
-            messages=MESSAGES,
+        result = run_chunk(
+            line_conn,
+            ledger,
+            people,
             mode="push",
             policy=QUICK,
             max_in_flight=in_flight,
             on_request=maybe_lock,
         )
     finally:
-        hook.close()
         locks.join()
         ledger.close()
     assert (result.sent, dict(result.failed)) == (RECIPIENTS, {})
