@@ -37,7 +37,8 @@ def _machine(m: dict) -> list[str]:
         f"- Machine: {m.get('nproc')} cores ({m.get('cpu_model')}), {m.get('memory_gib')} GiB RAM, "
         f"Linux {m.get('kernel')}, at the last run (each case names the processor it ran on, where recorded); "
         f"shared with other engineers' test runs (load average at the last start: "
-        f"{', '.join(str(x) for x in m.get('load_average_at_start', []))}).",
+        f"{', '.join(str(x) for x in m.get('load_average_at_start', []))}; single-core speed: "
+        f"{m.get('python_speed_at_start', '?')} M steps/s of a fixed Python loop, `benchmarks/environment.py`).",
         f"- Python {m.get('python')}; {versions}.",
         f"- Code at the last run's start: `{m.get('git_commit')}` (`+changes`: plugins/ or dags/ differed from "
         "that commit); each case names the code it ran on.",
@@ -48,6 +49,11 @@ def _case_header(case: dict) -> list[str]:
     return [
         f"Command: `{case['command']}` · run {case['date']} on code `{case.get('code', '?')}`"
         + (f" on an {case['cpu_model']}" if case.get("cpu_model") else "")
+        + (
+            f" (single-core speed before it: {case['python_speed_before']} M Python loop steps/s)"
+            if case.get("python_speed_before")
+            else ""
+        )
         + f" · {case['seconds']:.0f} s · "
         f"load average after: {', '.join(str(x) for x in case.get('load_average_after') or [])}",
         "",

@@ -19,7 +19,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from benchmarks.environment import REPO_ROOT, code_version, machine, prepare_airflow_home
+from benchmarks.environment import REPO_ROOT, code_version, machine, prepare_airflow_home, python_speed
 
 CASES = {
     "push": "push throughput: engine vs LINE SDK, HttpHook, bare aiohttp; limit 2,000/s and lifted",
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             date = datetime.now(UTC).isoformat(timespec="seconds")
             code = code_version()
+            speed = python_speed()
             figures = module.run(work, reps=1 if case == "dag_scale" else args.reps)
             command_env = figures.pop("command_env", "")  # the environment that chose what ran (dag_scale)
             figures.update(
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds=round(time.perf_counter() - started, 1),
                 load_average_after=_load_average(),
                 cpu_model=results["machine"].get("cpu_model"),
+                python_speed_before=speed,
             )
             results["cases"][case] = figures
             save(results)

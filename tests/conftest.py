@@ -37,6 +37,20 @@ os.environ["LINE_OA_TEST_PG_DATABASE"] = f"line_oa_test_{_WORKER}_{os.getpid()}"
 pytest_plugins = ["line_simulator.pytest_plugin"]
 
 
+def _fast_loop_profile() -> None:
+    """In ``make test-fast``, property tests that set no number of examples generate fewer (tests/fast_loop.py)."""
+    from hypothesis import settings
+
+    from tests.fast_loop import FAST, FAST_DEFAULT_EXAMPLES
+
+    if FAST:
+        settings.register_profile("line_oa_fast", max_examples=FAST_DEFAULT_EXAMPLES)
+        settings.load_profile("line_oa_fast")
+
+
+_fast_loop_profile()
+
+
 def _validate_checking_each_schema_once() -> None:
     """Make ``jsonschema.validate`` check a given schema against its metaschema once per process.
 

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from line_oa.delivery.chunk import pending_rows
 from line_oa.delivery.keys import RETRY_KEY_NAMESPACE, push_retry_key, push_retry_keys
 from line_oa.delivery_log.rows import COLUMNS, TABLE, LedgerRow, row_values
+from tests.fast_loop import examples
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     campaign_id=st.text(),
     run_id=st.text(),
@@ -99,7 +100,9 @@ def test_a_new_chunk_holding_a_recipient_the_log_already_has_keeps_that_row(ledg
     assert ledger.counts() == {("pending", None, False): 4}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     people=st.lists(st.tuples(st.text(min_size=1), st.one_of(st.none(), st.text())), max_size=40,
                     unique_by=lambda person: person[0]),
@@ -283,7 +286,9 @@ _OUTCOME = st.builds(
 )  # fmt: skip
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(first=st.lists(_OUTCOME, max_size=8), second=st.lists(_OUTCOME, max_size=8), batch=st.integers(1, 4))
 def test_outcomes_are_written_as_one_statement_after_another_would_write_them(
     ledger_factory, monkeypatch, first, second, batch

@@ -19,6 +19,7 @@ from line_oa.integration.chunks import (
     remove_chunks,
     write_chunks,
 )
+from tests.fast_loop import examples
 
 
 def recipients(count: int, start: int = 0):
@@ -223,6 +224,7 @@ print(json.dumps(sorted(name for name in ("pandas", "pyarrow.dataset") if name i
 """
 
 
+@pytest.mark.slow  # a fresh process that imports Airflow
 def test_staging_and_reading_recipients_never_loads_pandas_or_arrows_dataset_layer(tmp_path):
     """Each task process that stages or reads recipients stays small (issue 17: 300 MB under LocalExecutor):
     ``pa.array`` and ``pq.read_table`` would load pandas and Arrow's dataset layer, about 90 MB more."""
@@ -236,7 +238,7 @@ def test_staging_and_reading_recipients_never_loads_pandas_or_arrows_dataset_lay
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     batch_sizes=st.lists(st.integers(min_value=0, max_value=40), max_size=12),
     chunk_size=st.integers(min_value=1, max_value=50),

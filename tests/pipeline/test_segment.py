@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from line_oa.delivery_log.store import DeliveryLog, sqlite_file_hook
 from line_oa.integration.segment import classify, extract_segment, read_segment, wrap_segment_sql
+from tests.fast_loop import examples
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 GOOD = ["U" + f"{n:032x}" for n in range(10)]
@@ -381,7 +382,9 @@ _USER_IDS = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=examples(60), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(rows=st.lists(st.tuples(_PROFILE_IDS, _USER_IDS), max_size=25))
 def test_every_row_read_is_one_row_of_the_log_or_one_eligible_recipient(rows):
     import pathlib

@@ -23,6 +23,7 @@ from line_oa.campaign.loading import load_campaign
 from line_oa.campaign.validation import MAX_FILE_BYTES, campaign_from_text, validate_campaign_file
 from line_oa.errors import CampaignFileError
 from tests.dags.conftest import ledger_of, run_dag, task_states
+from tests.fast_loop import examples
 from tests.unit.campaign_docs import SQL_ROOT, problems_of, valid_document
 
 from .conftest import HOSTILE_NAME, HOSTILE_TEXT, assert_every_profile_accounted_for, assert_log_equals_record
@@ -31,7 +32,10 @@ if TYPE_CHECKING:
     import pathlib
 
 FUZZ = settings(
-    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 HOSTILE_STRINGS = [
     "x; DROP TABLE profiles",
@@ -113,7 +117,10 @@ def test_identifiers_are_validated_before_they_reach_a_path_or_a_query(location,
 
 
 @settings(
-    max_examples=20, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(20),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.binary(max_size=300))
 def test_one_hostile_file_never_hides_the_other_campaigns_from_the_dag_folder(tmp_path_factory, data):

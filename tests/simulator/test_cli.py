@@ -137,6 +137,7 @@ def test_a_simulator_process_ends_when_the_program_that_started_it_is_killed():
         requests.get(f"{base_url}/_sim/stats", timeout=2)
 
 
+@pytest.mark.slow  # six simulator processes, one after another
 def test_a_simulator_process_exits_cleanly_on_sigterm_and_when_its_stdin_closes():
     """Its thread watching standard input must not stop the interpreter from exiting cleanly (a thread
     blocked in ``sys.stdin.buffer`` made the exits abort with "could not acquire lock")."""

@@ -16,11 +16,16 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fast_loop import examples
+
 from .simulator_helpers import text, user_id
 from .test_contract import ENDPOINTS, SENDS, state, valid_body
 
 FUZZ = settings(
-    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 POST_ENDPOINTS = ["push", "multicast", "validate_push", "validate_multicast"]
 

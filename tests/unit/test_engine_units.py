@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from line_oa.delivery.keys import RETRY_KEY_NAMESPACE, push_retry_key
 from line_oa.delivery.writer import GIL_SWITCH_INTERVAL, ShortGilSwitches
+from tests.fast_loop import examples
 
 
 def test_the_gil_switch_interval_is_short_while_any_delivery_runs_and_restored_after_the_last():
@@ -37,7 +38,7 @@ def test_the_gil_switch_interval_is_short_while_any_delivery_runs_and_restored_a
     assert sys.getswitchinterval() == before
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(campaign_id=st.text(), run_id=st.text(), line_user_id=st.text())
 def test_the_push_retry_key_is_uuid5_of_campaign_run_and_recipient(campaign_id, run_id, line_user_id):
     """A resumed run finds its keys again only if the derivation never changes."""

@@ -19,6 +19,7 @@ from line_oa.campaign.personalization import (
     length_problems,
 )
 from line_oa.campaign.validation import campaign_from_text
+from tests.fast_loop import examples
 
 from .campaign_docs import problems_of, valid_document
 
@@ -72,7 +73,7 @@ def test_a_campaign_without_placeholders_sends_exactly_what_it_sent_before():
     assert bundle.render({"first_name": "x"}) == campaign.wire_messages()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(value=st.text(max_size=40), tier=st.text(max_size=20))
 def test_values_are_inserted_as_written_never_read_as_markup_or_placeholders(value, tier):
     """Whatever a value holds ({{ }}, tags, '$', a token's shape), it is inserted once, as text."""

@@ -14,6 +14,7 @@ from line_oa.campaign.loading import parse_campaign
 from line_oa.campaign.model import Campaign
 from line_oa.campaign.validation import ValidationReport, validate_campaign_file
 from line_oa.errors import CampaignFileError
+from tests.fast_loop import examples
 
 from .campaign_docs import SQL_ROOT, valid_document
 
@@ -41,7 +42,9 @@ documents = st.recursive(
     lambda children: st.one_of(st.lists(children, max_size=6), st.dictionaries(keys, children, max_size=6)),
     max_leaves=40,
 )
-FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=examples(150), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 TABS = {"campaign", "target_audience", "content", "delivery_schedule", "activation", "utm_tracking"}
@@ -126,7 +129,10 @@ def test_mutations_of_a_valid_campaign_parse_or_raise_campaign_file_error(change
 
 
 @settings(
-    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.sampled_from(VALID_PATHS), st.sampled_from(["delete", "replace", "add"]), documents)
 def test_validate_campaign_file_always_returns_a_report(tmp_path, path, action, value):
