@@ -15,5 +15,6 @@ FAST_DEFAULT_EXAMPLES = 20
 
 
 def examples(full: int) -> int:
-    """The number of examples a property test generates: ``full``, or a fifth (at least 10) in the fast loop."""
+    """The number of examples a property test generates: ``full``; in the fast loop a fifth of it, at least
+    10 (or ``full`` where that is fewer)."""
     return max(min(full, 10), full // 5) if FAST else full

@@ -14,7 +14,7 @@ def test_every_request_carries_the_unit_through_retries_and_lost_answers(
 ):
     sim.admin.configure(faults={"seed": 1, "accepted_then_lost_rate": 0.5, "error_500_rate": 0.2})
     ledger = ledger_factory()
-    # push: 400 requests meet about 200 lost answers and 80 errors, retried (2,000 took five times as long)
+    # push: 400 requests meet about 200 lost answers and 80 errors, each retried (2,000 took three times as long)
     people = recipients(2000 if mode == "multicast" else 400)
     result = run_chunk(line_conn, ledger, people, mode=mode, aggregation_unit="spring_sale")
     assert result.sent == len(people)

@@ -342,7 +342,7 @@ def test_after_a_kill_only_requests_in_flight_are_at_risk_past_24_hours(line_con
         if requests == (400 if mode == "push" else 3):
             engines[0].kill()
 
-    # push: killed at its 400th request, 1,200 leave rows never marked (the first run's 4,000 cost 3 s more)
+    # push: killed at its 400th request, 1,200 recipients still leave rows never marked (4,000 took 3 s more)
     people = recipients(4000 if mode == "multicast" else 1200)
     max_in_flight = 16
     with pytest.raises(BaseException):  # noqa: B017,PT011  (asyncio.CancelledError: the sender died)
