@@ -48,7 +48,8 @@ test: install ## Run the whole test suite (TEST_WORKERS=4 pytest-xdist workers; 
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # test-fast's tests keep the CPU busy (none waits on an Airflow stack or a window): on 2 cores three workers
-# beat four (side by side, 2026-12-07: 74.8 and 74.9 s against 91.2 and 83.9 s; two workers 85.0 and 79.4 s)
+# beat four (side by side, 2026-12-07: 74.8 and 74.9 s against 91.2 and 83.9 s; two workers 85.0 and 79.4 s);
+# on a faster machine later that day three, four and five read alike (41.3-43.4 s)
 FAST_WORKERS ?= 3
 test-fast: install ## Run the suite without the slow end-to-end tests, a fifth of the property tests' examples, the model checker at 10 sequences per log (FAST_WORKERS=3)
 	$(TEST_ENV) LINE_OA_FAST_TESTS=1 LINE_OA_MODEL_EXAMPLES=$${LINE_OA_MODEL_EXAMPLES:-10} $(BIN)/python -m pytest -n $(FAST_WORKERS) --dist loadgroup -m "not slow and not live"
