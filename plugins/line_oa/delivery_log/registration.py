@@ -28,6 +28,11 @@ STATEMENT_ROWS = 1000  # rows per executemany call (PostgreSQL pipelines each ca
 # SQLite: rows per INSERT … SELECT … FROM json_each(?) (``sqlite_insert_rows``); a few hundred kB of JSON
 JSON_ROWS = 5000
 NUL_IN_JSON = "\\u0000"  # how json.dumps writes a NUL character
+# SQLite: the page cache of a connection that registers recipients (KiB; SQLite's default is 2 MB). The
+# primary key (run key, profile id) receives a chunk's rows at random places, so with 2 MB most inserts
+# read a page again: 16 MB registered 1,000,000 recipients about 10 % faster for 14-16 MB more at the
+# chunk task's peak (benchmarks/analysis.md, seventeenth session; made room for by Arrow's allocator).
+REGISTRATION_CACHE_KIB = 16384
 # PostgreSQL: the session's temporary table a chunk is copied into before one INSERT ... SELECT.
 PG_STAGING = "line_oa_pending_in"
 # How long ANALYZE may wait for its table lock (a VACUUM or another run's ANALYZE holding it).
@@ -134,6 +139,7 @@ class PendingRegistration:
         # at the chunk task's peak (issue 17's 300 MB budget for a task process).
         with self.transaction():
             if self.dialect == "sqlite":
+                self._conn.execute(f"PRAGMA cache_size = -{REGISTRATION_CACHE_KIB}")
                 sqlite_insert_rows(
                     self._conn.cursor(),
                     f"INSERT INTO {TABLE} ({', '.join(PENDING_COLUMNS)}) {{select}} "

@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from airflow.sdk import ObjectStoragePath
+
+from line_oa.integration.arrow import pa, pq
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping

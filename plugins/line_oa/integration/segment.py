@@ -23,12 +23,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from line_oa.delivery_log.store import EXCLUDED, FAILED, LedgerRow
 from line_oa.errors import LineOAError
 from line_oa.integration import profile_values
+from line_oa.integration.arrow import pa, pq
 from line_oa.integration.chunks import arrow_chunks, parquet_file, staging_path, string_array
 from line_oa.vocabulary import Reason
 
