@@ -263,6 +263,8 @@ def test_arrow_chunks_regroup_any_batches_into_full_chunks_in_order(batch_sizes,
 
 POOL_PROGRAM = """
 import json, os, sys
+if sys.argv[2] == "arrow-first":
+    import pyarrow
 from line_oa.integration.chunks import write_chunks
 import pyarrow as pa
 write_chunks(iter([("P1", "U1")]), staging_uri=sys.argv[1], chunk_size=10)
@@ -272,16 +274,27 @@ print(json.dumps([pa.default_memory_pool().backend_name, os.environ.get("ARROW_D
 
 @pytest.mark.slow  # a fresh process that imports Airflow
 @pytest.mark.parametrize(
-    ("chosen", "expected"),
+    ("chosen", "first", "expected"),
     [
         pytest.param(
-            None, ["system", None], id="unset: the system allocator, the environment left as it was"
+            None,
+            "staging",
+            ["system", None],
+            id="unset: the system allocator, the environment left as it was",
         ),
-        pytest.param("mimalloc", ["mimalloc", "mimalloc"], id="an operator's choice of allocator stands"),
+        pytest.param(
+            None,
+            "arrow-first",
+            ["system", None],
+            id="Arrow imported before the staging code: still the system's",
+        ),
+        pytest.param(
+            "mimalloc", "staging", ["mimalloc", "mimalloc"], id="an operator's choice of allocator stands"
+        ),
     ],
 )
 def test_staging_allocates_arrow_buffers_from_the_system_allocator_unless_told_otherwise(
-    tmp_path, chosen, expected
+    tmp_path, chosen, first, expected
 ):
     """Arrow's mimalloc keeps freed chunks' pages: the chunk task peaked about 30 MB higher with it (issue
     17's 300 MB a task process). A task process imports Arrow first through the staging code."""
@@ -293,7 +306,7 @@ def test_staging_allocates_arrow_buffers_from_the_system_allocator_unless_told_o
     if chosen:
         env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
     done = subprocess.run(
-        [sys.executable, "-c", POOL_PROGRAM, str(tmp_path)],
+        [sys.executable, "-c", POOL_PROGRAM, str(tmp_path), first],
         capture_output=True,
         text=True,
         timeout=120,
