@@ -285,8 +285,8 @@ print(json.dumps([pa.default_memory_pool().backend_name, os.environ.get("ARROW_D
         pytest.param(
             None,
             "arrow-first",
-            ["system", None],
-            id="Arrow imported before the staging code: still the system's",
+            ["mimalloc", None],
+            id="Arrow imported before the staging code: its pool is not switched under it",
         ),
         pytest.param(
             "mimalloc", "staging", ["mimalloc", "mimalloc"], id="an operator's choice of allocator stands"

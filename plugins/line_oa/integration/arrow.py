@@ -7,7 +7,10 @@ with the system allocator, at the same speed (benchmarks/analysis.md, seventeent
 under issue 17's 300 MB a task process. Arrow picks its default allocator once, when it is imported,
 from ``ARROW_DEFAULT_MEMORY_POOL``; so this module asks for ``system`` just for that import (and puts
 the environment back), unless the variable is already set, which then decides. If something imported
-Arrow earlier, later buffers at least come from the system allocator.
+Arrow earlier, its allocator stays: switching a running Arrow's default pool (``pa.set_memory_pool``)
+was tried and dropped after a process that did so died of SIGABRT once in CI under load (a buffer
+freed through another allocator than the one it came from is the likely cause; not reproduced in 18
+runs), and it saved only half as much.
 """
 
 from __future__ import annotations
@@ -16,18 +19,15 @@ import os
 import sys
 
 POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
-_CHOSEN = POOL_VARIABLE in os.environ
-_IMPORTED_BEFORE = "pyarrow" in sys.modules
+_ASK = POOL_VARIABLE not in os.environ and "pyarrow" not in sys.modules
 
-if not _CHOSEN and not _IMPORTED_BEFORE:
+if _ASK:
     os.environ[POOL_VARIABLE] = "system"
 try:
     import pyarrow as pa
     import pyarrow.parquet as pq
 finally:
-    if not _CHOSEN:
-        os.environ.pop(POOL_VARIABLE, None)
-if not _CHOSEN and _IMPORTED_BEFORE:
-    pa.set_memory_pool(pa.system_memory_pool())
+    if _ASK:
+        del os.environ[POOL_VARIABLE]
 
 __all__ = ["pa", "pq"]
