@@ -8,9 +8,9 @@ under issue 17's 300 MB a task process. Arrow picks its default allocator once, 
 from ``ARROW_DEFAULT_MEMORY_POOL``; so this module asks for ``system`` just for that import (and puts
 the environment back), unless the variable is already set, which then decides. If something imported
 Arrow earlier, its allocator stays: switching a running Arrow's default pool (``pa.set_memory_pool``)
-was tried and dropped after a process that did so died of SIGABRT once in CI under load (a buffer
-freed through another allocator than the one it came from is the likely cause; not reproduced in 18
-runs), and it saved only half as much.
+saved only half as much and was dropped. (The SIGABRT once blamed on it was Arrow's thread pool
+aborting a normal interpreter exit, apache/arrow#34314, which happens with either allocator; Airflow's
+task processes leave by ``os._exit`` and do not reach that teardown.)
 """
 
 from __future__ import annotations
