@@ -184,7 +184,8 @@ sys.stderr.flush()
 os._exit(0)
 """
 
-MILLION_ROWS_PROGRAM = """
+MILLION_ROWS_PROGRAM = (
+    """
 import json, os, resource, sys
 import pyarrow as pa
 from line_oa.integration.chunks import read_chunk, write_chunks
@@ -198,7 +199,9 @@ print(json.dumps({
     "last": list(read_chunk(descriptors[-1])[-1]), "rss_growth_kib": growth,
     "arrow_peak": pa.default_memory_pool().max_memory() or 0,
 }))
-""" + TASK_PROCESS_EXIT
+"""
+    + TASK_PROCESS_EXIT
+)
 
 
 @pytest.mark.slow
@@ -223,7 +226,8 @@ def test_a_million_rows_make_100_chunks_in_bounded_memory(tmp_path):
     assert result["arrow_peak"] < 100 * 2**20
 
 
-STAGING_PROGRAM = """
+STAGING_PROGRAM = (
+    """
 import json, os, sys
 from line_oa.integration.chunks import read_chunk, write_chunks
 from line_oa.integration.segment import read_segment_chunks
@@ -232,7 +236,9 @@ descriptors = write_chunks(iter(rows), staging_uri=sys.argv[1], chunk_size=10_00
 assert [r for d in descriptors for r in read_chunk(d)] == rows
 assert sum(t.num_rows for t in read_segment_chunks(descriptors[0]["uri"], 4_000)) == 10_000
 print(json.dumps(sorted(name for name in ("pandas", "pyarrow.dataset") if name in sys.modules)))
-""" + TASK_PROCESS_EXIT
+"""
+    + TASK_PROCESS_EXIT
+)
 
 
 @pytest.mark.slow  # a fresh process that imports Airflow
@@ -272,7 +278,8 @@ def test_arrow_chunks_regroup_any_batches_into_full_chunks_in_order(batch_sizes,
     ]
 
 
-POOL_PROGRAM = """
+POOL_PROGRAM = (
+    """
 import json, os, sys
 if sys.argv[2] == "arrow-first":
     import pyarrow
@@ -280,7 +287,9 @@ from line_oa.integration.chunks import write_chunks
 import pyarrow as pa
 write_chunks(iter([("P1", "U1")]), staging_uri=sys.argv[1], chunk_size=10)
 print(json.dumps([pa.default_memory_pool().backend_name, os.environ.get("ARROW_DEFAULT_MEMORY_POOL")]))
-""" + TASK_PROCESS_EXIT
+"""
+    + TASK_PROCESS_EXIT
+)
 
 
 @pytest.mark.slow  # a fresh process that imports Airflow
