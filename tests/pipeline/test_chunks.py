@@ -176,8 +176,9 @@ def test_plan_chunk_size_refuses_impossible_inputs(arguments):
 # How each fresh-process program below ends: as an Airflow task process does (the supervisor's child
 # leaves by os._exit), not by the interpreter's normal exit. At a normal exit, Arrow's thread pool is torn
 # down with the interpreter and sometimes aborts it after the work is done ("terminate called without an
-# active exception", SIGABRT: apache/arrow#34314): 2 of 10 runs of the million-row program here, three at a
-# time, and the cause of the two CI failures of the seventeenth and eighteenth sessions.
+# active exception", SIGABRT: apache/arrow#34314): 5 of about 15, then 1 of 18 runs of the million-row
+# program here, three at a time (0 of 30 with this ending); the CI failures of the seventeenth and
+# eighteenth sessions.
 TASK_PROCESS_EXIT = """
 sys.stdout.flush()
 sys.stderr.flush()
