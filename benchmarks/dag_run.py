@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.environment import REPO_ROOT
 from benchmarks.memory import TreeMemorySampler
 from benchmarks.push import simulator_config
+from line_oa.cli.dag_runs import recorded_run_state, run_outcome
 
 if TYPE_CHECKING:
     import pathlib
@@ -45,6 +46,8 @@ RUNNERS = {
     "dags_test": ["-m", "airflow", "dags", "test"],
     "local_executor": ["-m", "benchmarks.executor_dag_test"],
 }
+#: How each runner's command is named in a run's outcome.
+RUNNER_NAMES = {runner: " ".join(args[1:]) for runner, args in RUNNERS.items()}
 
 
 def write_campaign(directory: pathlib.Path, campaign_id: str, mode: str, chunk_size: int) -> pathlib.Path:
@@ -358,6 +361,7 @@ def collect(
         "scenario": name, "profiles": spec["profiles"], "mode": spec["mode"], "runner": spec["runner"],
         "stores": spec["stores"], "chunk_size": chunk_size, "parallelism": figures["parallelism"],
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "returncode": figures["returncode"],
+        "run_state": recorded_run_state(home / "airflow" / "airflow.db", dag_id),
         **{k: figures[k] for k in ("cdp_seconds", "cdp_copy_to_postgres_seconds", "db_migrate_seconds") if k in figures},
         "dags_test_wall_seconds": round(wall, 2), "tasks_span_seconds": round(span, 2) if span else None,
         "tasks": tasks, "memory_basis": "tree", "process_peak_rss_mb": round(sampler.peak / MB, 1),
@@ -376,16 +380,24 @@ def collect(
         result.update(memory_basis="task_process", task_processes=processes, **other_processes(sampler))
         result["largest_task_process"] = max(processes, key=lambda p: p["peak_rss_mb"], default=None)
         result["tasks_without_sampled_process"] = [t["task"] for t in tasks if not t["processes_sampled"]]
-    if figures["returncode"] != 0:
+    result["outcome"] = run_outcome(
+        result["returncode"], result["run_state"], RUNNER_NAMES[spec["runner"]]
+    ).message
+    if not succeeded(result):
         errors = [ln for ln in text.splitlines() if "Error" in ln or "Traceback" in ln or "FAILED" in ln]
         result["error_excerpt"] = errors[-15:]
     print_result(result)
     return result
 
 
+def succeeded(r: dict) -> bool:
+    """Whether a run succeeded: its recorded state (results from before it was kept: the exit status)."""
+    return r["run_state"] == "success" if "run_state" in r else r["returncode"] == 0
+
+
 def print_result(r: dict) -> None:
-    print(f"  dag_scale {r['scenario']} ({r['profiles']:,} profiles, {r['runner']}, {r['stores']}): exit "
-          f"{r['returncode']}, wall {r['dags_test_wall_seconds']:.1f} s (tasks {r['tasks_span_seconds']} s), sending "
+    print(f"  dag_scale {r['scenario']} ({r['profiles']:,} profiles, {r['runner']}, {r['stores']}): "
+          f"{r.get('outcome', 'exit ' + str(r['returncode']))}, wall {r['dags_test_wall_seconds']:.1f} s (tasks {r['tasks_span_seconds']} s), sending "
           f"{r['send_seconds']:.1f} s in {r['chunks_done']} chunks ({_share(r['outside_sends_share_wall'])} of the wall "
           f"outside), tree peak RSS {r['process_peak_rss_mb']} MB, {r['simulator']['deliveries']:,} deliveries",
           flush=True)  # fmt: skip

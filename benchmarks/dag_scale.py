@@ -34,7 +34,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.dag_run import run_dag
+from benchmarks.dag_run import run_dag, succeeded
 
 if TYPE_CHECKING:
     import pathlib
@@ -183,16 +183,16 @@ def targets(by: dict[str, dict], sample_cdp: dict | None) -> list[dict]:
         if r:
             wall = r["dags_test_wall_seconds"]
             rows.append({"target": text + _carried(r), "value": wall, "goal": goal,
-                         "met": r["returncode"] == 0 and wall <= goal})  # fmt: skip
+                         "met": succeeded(r) and wall <= goal})  # fmt: skip
     r = by.get("push_200k")
     if r:
         share = r["outside_sends_share_wall"]
         rows.append({"target": "(3) 200k push: time outside the sends at most 8% of the wall time" + _carried(r),
-                     "value": share, "goal": 0.08, "met": r["returncode"] == 0 and share is not None and share <= 0.08})  # fmt: skip
+                     "value": share, "goal": 0.08, "met": succeeded(r) and share is not None and share <= 0.08})  # fmt: skip
     r = by.get("multicast_1m_local")
     if r:
         largest = (r.get("largest_task_process") or {}).get("peak_rss_mb")
         rows.append({"target": "(4) 1M profiles multicast under LocalExecutor: no task process above 300 MB (peak RSS)"
                      + _carried(r), "value": largest, "goal": 300,
-                     "met": r["returncode"] == 0 and largest is not None and largest <= 300})  # fmt: skip
+                     "met": succeeded(r) and largest is not None and largest <= 300})  # fmt: skip
     return rows

@@ -227,9 +227,10 @@ def _carried_note(r: dict) -> str:
 def _dag_scale_paragraph(r: dict) -> str:
     runner = {"dags_test": "dags test", "local_executor": "LocalExecutor"}[r.get("runner", "dags_test")]
     copy = r.get("cdp_copy_to_postgres_seconds")
+    outcome = r.get("outcome", f"exit status {r['returncode']}")
     text = (
         f"**{r['scenario']}**: {r['profiles']:,} profiles, {r['mode']}, {runner}, stores {r.get('stores', 'sqlite')}, "
-        f"chunks of {r.get('chunk_size', 50_000):,}{_carried_note(r)}; exit status {r['returncode']}; wall "
+        f"chunks of {r.get('chunk_size', 50_000):,}{_carried_note(r)}; {outcome}; wall "
         f"{r['dags_test_wall_seconds']:.1f} s (first task start to last task end {_n(r['tasks_span_seconds'], 1)} s; "
         f"`db migrate` {r['db_migrate_seconds']:.1f} s, the sample CDP {r['cdp_seconds']:.1f} s"
         + (f" and its copy to PostgreSQL {copy:.1f} s" if copy is not None else "")

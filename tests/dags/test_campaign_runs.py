@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sqlite3
 import threading
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from line_oa.cli.dag_runs import recorded_run_state
 from line_oa.integration.segment import LINE_USER_ID
 from line_simulator import DEFAULT_TOKEN
 
@@ -34,6 +36,8 @@ def kind_rows(dag_run) -> dict[str, str]:
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+#: This test process's metadata database (tests/conftest.py), which the demo's judge reads.
+AIRFLOW_DB = pathlib.Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
 
 
 def test_immediate_campaign_delivers_every_eligible_recipient_once(airflow_env, line):
@@ -54,6 +58,7 @@ def test_immediate_campaign_delivers_every_eligible_recipient_once(airflow_env, 
     assert not any(status in ("pending", "sending") for status, _ in counts)
     report = next((airflow_env["base"] / "data" / "reports" / "e2e_immediate").glob("*.html"))
     assert "Finished" in report.read_text()
+    assert recorded_run_state(AIRFLOW_DB, "line_campaign__e2e_immediate") == "success"
 
 
 def test_a_finished_one_off_campaign_refuses_a_second_delivery_unless_asked(airflow_env, line):
@@ -165,6 +170,7 @@ def test_a_draft_refuses_to_deliver(airflow_env, line):
     # validate retries infrastructure failures, never a refusal (AirflowFailException)
     assert dag_run.get_task_instance("validate").try_number == 1
     assert line.admin.stats()["requests_total"] == 0
+    assert recorded_run_state(AIRFLOW_DB, "line_campaign__e2e_draft") == "failed"
 
 
 def test_a_sender_account_of_another_workspace_is_refused(airflow_env, line):

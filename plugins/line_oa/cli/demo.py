@@ -2,9 +2,10 @@
 
 Sets up everything under ``data/demo`` (Airflow home on SQLite, a 50,000-profile sample CDP, the
 delivery log), starts the LINE simulator with some recipients blocked or unknown, runs the
-``welcome_back`` campaign's DAG for real with ``airflow dags test``, lets 1, 3 and 7 days pass at the
-simulator and runs ``line_campaign_insights`` for each, prints the summary, LINE's figures, the
-report's path and the campaign's state, and stops the simulator.
+``welcome_back`` campaign's DAG for real with ``airflow dags test`` (judged by the run's recorded
+state: ``line_oa.cli.dag_runs``), lets 1, 3 and 7 days pass at the simulator and runs
+``line_campaign_insights`` for each, prints the summary, LINE's figures, the report's path and the
+campaign's state, and stops the simulator.
 
 It runs from a source checkout only: it uses the checkout's ``dags/`` and ``include/`` (campaign file,
 segment SQL), which a wheel does not carry.
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from line_oa.cli.dag_runs import recorded_run_state, run_outcome
 from line_oa.paths import source_checkout
 
 DEMO_CAMPAIGN = "welcome_back"
@@ -100,8 +102,9 @@ def run_demo(profiles: int, home: pathlib.Path) -> int:
                 [*airflow, "dags", "test", dag_id], env=env, stdout=log, stderr=subprocess.STDOUT
             )
         stats = simulator.admin.stats()
-        print(f"the DAG run {'succeeded' if result.returncode == 0 else 'FAILED'} (full log: {log_path})")
-        if result.returncode == 0:
+        outcome = run_outcome(result.returncode, recorded_run_state(home / "airflow" / "airflow.db", dag_id))
+        print(f"the DAG run {outcome.message} (full log: {log_path})")
+        if outcome.succeeded:
             collect_insights(simulator, env, home)
 
     summary = _print_summary(env, log_path)
@@ -114,7 +117,7 @@ def run_demo(profiles: int, home: pathlib.Path) -> int:
     if summary and summary.get("report_path"):
         print(f"delivery report: {summary['report_path']}")
     print(f"demo finished in {time.monotonic() - started:.0f} s")
-    return result.returncode
+    return 0 if outcome.succeeded else 1
 
 
 def collect_insights(simulator, env: dict[str, str], home: pathlib.Path, days=INSIGHT_DAYS) -> None:
