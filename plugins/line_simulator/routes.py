@@ -340,16 +340,25 @@ async def read_only(request: web.Request, endpoint: str) -> web.Response:
 
 def _handler(function, endpoint: str):
     async def handler(request: web.Request) -> web.StreamResponse:
+        sim = request.app[SIMULATOR]
+        task = asyncio.current_task()
+        if task is not None:
+            sim.in_flight.add(task)  # a reset cancels it (Simulator.reset)
         try:
             return await function(request, endpoint)
         except Dropped:
             # The transport is already closed; an empty response is discarded by aiohttp.
             return web.Response(status=500)
+        except ConnectionResetError:
+            # The client went away before its request was read whole: nothing was sent, nobody to answer.
+            sim.record.requests[endpoint, "abandoned"] += 1
+            return web.Response(status=500)
         except Exception:  # a simulator bug: still LINE's shape, and the stats show it
             logger.exception("%s: unexpected error", endpoint)
-            sim = request.app[SIMULATOR]
             sim.record.events["internal_errors"] += 1
             return respond(sim, endpoint, 500, INTERNAL_ERROR)
+        finally:
+            sim.in_flight.discard(task)
 
     handler.__name__ = f"{endpoint}_handler"
     return handler

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -21,6 +21,9 @@ from line_simulator.state import (
     SimulatedClock,
     TokenBucket,
 )
+
+if TYPE_CHECKING:
+    import asyncio
 
 #: Which ``rate_limits`` key sets the bucket of each endpoint (each endpoint has its own bucket).
 RATE_LIMIT_KEY = {
@@ -76,6 +79,8 @@ class Simulator:
         self.record = Record()
         self.states: dict[str, ChannelState] = {}
         self.config: dict[str, Any] = {}
+        #: The tasks serving a LINE request right now (``routes._handler``); ``reset`` cancels them.
+        self.in_flight: set[asyncio.Task] = set()
         self.apply(copy.deepcopy(self.startup_config))
 
     def apply(self, config: dict[str, Any], *, reseed: bool = False) -> None:
@@ -128,11 +133,17 @@ class Simulator:
     ) -> None:
         """Forget the record, retry keys, counters, consumption and reservations; clock to real time.
 
-        Reservations go back to the configured ``quota.reserved`` (0 unless configured).
+        Reservations go back to the configured ``quota.reserved`` (0 unless configured). LINE requests
+        still in flight (sleeping in an injected latency or hang, reading their body) are cancelled:
+        their connections close unanswered and they count nowhere, so a request a client gave up on
+        before the reset never lands in the record that follows it.
 
         :param keep_config: keep the current configuration; if false, go back to the startup one.
         :param config: start from the defaults merged with this configuration instead.
         """
+        for task in self.in_flight:
+            task.cancel()
+        self.in_flight.clear()
         self.record = Record()
         self.states = {}
         if not keep_clock:

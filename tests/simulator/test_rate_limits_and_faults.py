@@ -184,3 +184,43 @@ def test_faults_never_hide_a_wrong_token(sim):
     )
 
     assert response.status_code == 401
+
+
+def test_a_request_abandoned_before_it_was_read_counts_as_abandoned_not_as_a_simulator_error(line, sim):
+    sim.admin.configure(faults={"latency_ms": 400})
+
+    with pytest.raises(requests.Timeout):
+        line.multicast([user_id(n) for n in range(300)], timeout=0.05)
+    time.sleep(0.8)  # the handler wakes from the latency and finds the client gone
+
+    stats = sim.admin.stats()
+    assert stats["requests"] == {"multicast": {"abandoned": 1}}
+    assert stats["internal_errors"] == 0
+    assert sim.admin.deliveries() == []
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        pytest.param({"latency_ms": 400}, id="in an injected latency"),
+        pytest.param({"latency_ms": 400, "error_500_rate": 1.0}, id="before an injected 500"),
+        pytest.param(
+            {"hang_rate": 1.0, "hang_seconds": 0.4, "hang_then": "process"}, id="in a hang that then sends"
+        ),
+    ],
+)
+def test_a_request_still_in_flight_at_a_reset_never_lands_in_the_record_after_it(line, sim, faults):
+    """A client's abandoned request used to show up in the next test's stats (a 500 no client had seen)."""
+    sim.admin.configure(faults=faults)
+    with pytest.raises(requests.Timeout):
+        line.multicast([user_id(n) for n in range(300)], timeout=0.05)
+
+    sim.admin.reset(keep_config=False)
+    sim.admin.configure(faults={"error_503_rate": 1.0})
+    time.sleep(0.8)  # past the old request's latency or hang
+
+    stats = sim.admin.stats()
+    assert stats["requests"] == {}
+    assert stats["internal_errors"] == 0
+    assert sim.admin.deliveries() == []
+    assert line.multicast([user_id(1)]).status_code == 503, "the simulator serves on after the reset"
