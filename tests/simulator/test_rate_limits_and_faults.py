@@ -191,7 +191,9 @@ def test_a_request_abandoned_before_it_was_read_counts_as_abandoned_not_as_a_sim
 
     with pytest.raises(requests.Timeout):
         line.multicast([user_id(n) for n in range(300)], timeout=0.05)
-    time.sleep(0.8)  # the handler wakes from the latency and finds the client gone
+    deadline = time.monotonic() + 10  # the handler wakes from the latency and finds the client gone
+    while not sim.admin.stats()["requests"] and time.monotonic() < deadline:
+        time.sleep(0.1)
 
     stats = sim.admin.stats()
     assert stats["requests"] == {"multicast": {"abandoned": 1}}
