@@ -25,7 +25,7 @@ COPY_BATCH = 20_000
 PROFILE_COLUMNS = ("profile_id", "line_user_id", "email", "country", "loyalty_tier", "opted_in", "first_name")
 
 
-def _admin_connection():
+def admin_connection():
     """Return an autocommit connection to the server's ``test`` database, as ``postgres`` or else ``root``."""
     import psycopg
 
@@ -44,9 +44,23 @@ def _admin_connection():
 
 
 @contextlib.contextmanager
+def server_watched(figures: dict) -> Iterator[None]:
+    """Put into ``figures["postgres_server"]`` what the server did during the block (``benchmarks.pg_server``)."""
+    from benchmarks.pg_server import activity, snapshot
+
+    admin, _ = admin_connection()
+    try:
+        before = snapshot(admin)
+        yield
+        figures["postgres_server"] = activity(before, snapshot(admin))
+    finally:
+        admin.close()
+
+
+@contextlib.contextmanager
 def scratch_database(prefix: str = "line_oa_bench") -> Iterator[dict]:
     """Create database ``<prefix>_<pid>`` and yield its Airflow connection (JSON form); drop it at the end."""
-    admin, user = _admin_connection()
+    admin, user = admin_connection()
     name = f"{prefix}_{os.getpid()}"
     try:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.environment import REPO_ROOT
 from benchmarks.memory import TreeMemorySampler
+from benchmarks.pg_server import describe
 from benchmarks.push import simulator_config
 from line_oa.cli.dag_runs import recorded_run_state, run_outcome
 
@@ -317,7 +318,7 @@ def prepare_cdp(home: pathlib.Path, profiles: int, postgres: dict | None) -> dic
 
 def run_dag(work: pathlib.Path, name: str, spec: dict, chunk_size: int) -> dict[str, Any]:
     """Run scenario ``name`` once (``spec``: profiles, mode, runner, stores); return its figures."""
-    from benchmarks.cdp_postgres import scratch_database
+    from benchmarks.cdp_postgres import scratch_database, server_watched
     from line_simulator.testing import SimulatorProcess
 
     home = work / f"dag_scale-{name}-{spec['profiles']}"
@@ -335,7 +336,10 @@ def run_dag(work: pathlib.Path, name: str, spec: dict, chunk_size: int) -> dict[
             )
             figures["db_migrate_seconds"] = round(time.perf_counter() - started, 2)
             log_path = home / f"{spec['runner']}.log"
-            returncode, wall, sampler = launch(spec["runner"], f"line_campaign__{campaign_id}", env, log_path)
+            with server_watched(figures) if postgres else contextlib.nullcontext():
+                returncode, wall, sampler = launch(
+                    spec["runner"], f"line_campaign__{campaign_id}", env, log_path
+                )
             stats = sim.admin.stats()
     figures.update(returncode=returncode, wall=wall, stats=stats, log=log_path, postgres=postgres,
                    parallelism=int(env.get("AIRFLOW__CORE__PARALLELISM", 0)) or None)  # fmt: skip
@@ -374,6 +378,7 @@ def collect(
     }  # fmt: skip
     if figures["postgres"]:
         result["postgres_database"] = figures["postgres"]["schema"]
+        result["postgres_server"] = figures.get("postgres_server")
     if spec["runner"] == "local_executor":
         processes = task_processes(instances, sampler)
         by_task_process(tasks, processes)
@@ -412,6 +417,8 @@ def print_result(r: dict) -> None:
             f"    {t['task']:16s} x{t['instances']:<3d} {t['seconds']:7.2f} s  {memory} {t['states']}",
             flush=True,
         )
+    if r.get("postgres_server"):
+        print(f"    {describe(r['postgres_server'])}", flush=True)
     if r.get("largest_task_process"):
         p = r["largest_task_process"]
         print(f"    largest task process: {p['task']}[{p['map_index']}] pid {p['pid']} {p['peak_rss_mb']} MB RSS "

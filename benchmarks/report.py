@@ -7,6 +7,7 @@ by hand in ``benchmarks/analysis.md`` and appended as is.
 from __future__ import annotations
 
 from benchmarks.environment import REPO_ROOT
+from benchmarks.pg_server import describe
 
 ANALYSIS = REPO_ROOT / "benchmarks" / "analysis.md"
 
@@ -240,6 +241,8 @@ def _dag_scale_paragraph(r: dict) -> str:
         f"{r['process_peak_rss_mb']:,.0f} MB; "
         f"simulator: {r['simulator']['deliveries']:,} deliveries, {r['simulator']['rate_limited']} rate-limited answers."
     )
+    if r.get("postgres_server"):
+        text += f" {describe(r['postgres_server'])}."
     largest = r.get("largest_task_process")
     if largest:
         text += (
