@@ -2,16 +2,18 @@
 
 A run's wall time on PostgreSQL depends on the server as well as on the product. Two of the server's
 doings showed in the twentieth session's runs (benchmarks/analysis.md): a 1,000,000-profile run writes
-about 2 GB of write-ahead log at PostgreSQL's default ``max_wal_size`` of 1 GB (about four checkpoints
-a run, each followed by full-page images), and a server that has not written that much lately creates
+about 2 GB of write-ahead log at PostgreSQL's default ``max_wal_size`` of 1 GB (three or four
+checkpoints a run, each followed by full-page images), and a server that has not written that much lately creates
 new 16 MB WAL segment files, zero-filled and synced, during the run (the session's first run went from
 5 to 64 of them and was the slowest). Later runs recycle those files. So each PostgreSQL result keeps
 the server's counters taken just before and after the DAG run, and the report prints them beside the
 wall time.
 
 The counters are the server's, not the run's database's alone: another client's work on a shared
-server counts too. A counter the connecting role may not read (``pg_ls_waldir`` needs a superuser or
-``pg_monitor``), or one this server version lacks, is None.
+server counts too. A backend reports its WAL figures when it waits for its next command (at most
+once a second) and when it ends; the run's backends end with the run, just before the second snapshot,
+so a backend still ending then may leave its last moment out. A counter the connecting role may not
+read (``pg_ls_waldir`` needs a superuser or ``pg_monitor``), or one this server version lacks, is None.
 """
 
 from __future__ import annotations
@@ -90,9 +92,9 @@ def describe(server: dict[str, Any]) -> str:
     requested, timed = server.get("checkpoints_requested"), server.get("checkpoints_timed")
     if requested is not None:
         parts.append(f"checkpoints: {requested} requested, {timed} timed")
-    settings = ", ".join(f"{name} {server[name]}" for name in SETTINGS if server.get(name) is not None)
     if not parts:
         return "PostgreSQL server: its counters could not be read"
+    settings = ", ".join(f"{name} {server[name]}" for name in SETTINGS if server.get(name) is not None)
     return (
         "PostgreSQL server during the run (every database's): "
         + "; ".join(parts)
