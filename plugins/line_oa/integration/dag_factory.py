@@ -22,6 +22,7 @@ from line_oa.campaign.personalization import is_personalized
 from line_oa.delivery.client import DEFAULT_MULTICAST_RATE_LIMIT, DEFAULT_PUSH_RATE_LIMIT
 from line_oa.delivery.plan import MULTICAST_MAX_RECIPIENTS
 from line_oa.errors import CampaignFileError, LineOAError
+from line_oa.integration.collector import collecting_young_objects_only
 from line_oa.integration.dag_docs import describe, trigger_params
 from line_oa.integration.operators import LineOAPushOperator
 from line_oa.integration.quiet_hours import QuietHoursOperator
@@ -195,6 +196,7 @@ def run_kind_marker(kind: str) -> str:
 
 
 @task
+@collecting_young_objects_only
 def validate(campaign_file: str) -> dict[str, Any]:
     """Check the campaign is ready to launch: schema, LINE rules, sender account, segment, quota."""
     from line_oa.integration.launch import validate_for_launch
@@ -223,6 +225,7 @@ def validate(campaign_file: str) -> dict[str, Any]:
 
 
 @task
+@collecting_young_objects_only
 def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str, Any]:
     """Stream the segment from the CDP; log exclusions; stage the eligible recipients."""
     from line_oa.integration import pipeline, segment
@@ -267,6 +270,7 @@ def extract_segment(campaign_file: str, validation: dict[str, Any]) -> dict[str,
 
 
 @task
+@collecting_young_objects_only
 def chunk_profiles(campaign_file: str, segment: dict[str, Any]) -> list[dict[str, Any]]:
     """Write chunk files of eligible recipients and register them as pending in the delivery log."""
     from line_oa.integration.pipeline import RowCountMismatch
@@ -286,6 +290,7 @@ def chunk_profiles(campaign_file: str, segment: dict[str, Any]) -> list[dict[str
 
 
 @task
+@collecting_young_objects_only
 def summarize(campaign_file: str) -> dict[str, Any]:
     """Count the run from the delivery log, log the summary block, write the summary row and report."""
     from line_oa.integration.summary import summarize_run, summary_block

@@ -15,6 +15,7 @@ from line_oa.delivery.chunk import ChunkRecipients, deliver_chunk
 from line_oa.delivery.ratelimit import channel_share
 from line_oa.delivery.results import RetryPolicy
 from line_oa.delivery_log.store import DeliveryLog
+from line_oa.integration.collector import young_objects_only
 from line_oa.integration.hooks import LineOAHook
 from line_oa.vocabulary import Reason
 
@@ -109,9 +110,10 @@ class LineOAPushOperator(BaseOperator):
         options = self._sending_options(chunk, recipients)
         ledger = DeliveryLog.connect(self.ledger_conn_id, campaign_id=campaign.id, run_id=self.run_id)
         try:
-            result = deliver_chunk(
-                ledger=ledger, chunk_index=int(chunk["index"]), recipients=recipients, **options
-            )
+            with young_objects_only():  # the chunk's rows and requests, not Airflow's objects
+                result = deliver_chunk(
+                    ledger=ledger, chunk_index=int(chunk["index"]), recipients=recipients, **options
+                )
         finally:
             ledger.close()
             self.hook.close()

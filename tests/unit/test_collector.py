@@ -1,0 +1,84 @@
+"""A task's collections skip the objects the process held before it, and nothing stays uncollected."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from line_oa.integration.collector import collecting_young_objects_only, young_objects_only
+
+
+class Node:
+    """An object that can be put in a reference cycle and watched through a weak reference."""
+
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def cycle() -> weakref.ref:
+    """Make two nodes that refer to each other and nothing else refers to; return a weak reference."""
+    first, second = Node(), Node()
+    first.other, second.other = second, first
+    return weakref.ref(first)
+
+
+@pytest.fixture
+def nothing_frozen():
+    """Start with an empty permanent generation, as in an `airflow dags test` process (the suite's
+    conftest freezes what it loaded); freeze again afterwards, as the suite expects."""
+    gc.unfreeze()
+    yield
+    gc.freeze()
+
+
+@pytest.mark.usefixtures("nothing_frozen")
+def test_older_cycles_wait_for_the_end_and_the_tasks_own_are_collected_during_it():
+    older = Node()
+    older.other = Node()
+    older.other.other = older  # a cycle that exists when the task starts
+    older_ref = weakref.ref(older)
+    with young_objects_only():
+        assert gc.get_freeze_count() > 0
+        del older
+        young_ref = cycle()
+        gc.collect()
+        assert young_ref() is None  # the task's own garbage: collected as before
+        assert older_ref() is not None  # frozen: full collections do not walk it during the task
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert older_ref() is None  # after the task it is collected: nothing stays uncollected
+
+
+@pytest.mark.usefixtures("nothing_frozen")
+def test_the_objects_are_put_back_when_the_task_fails():
+    with pytest.raises(RuntimeError, match="the task failed"), young_objects_only():
+        raise RuntimeError("the task failed")
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.usefixtures("nothing_frozen")
+def test_a_process_that_froze_its_objects_itself_keeps_them_frozen():
+    """A LocalExecutor or Celery worker freezes what it loaded before it forks: not undone by a task."""
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    with young_objects_only():
+        assert gc.get_freeze_count() == frozen
+    assert gc.get_freeze_count() == frozen
+    gc.unfreeze()
+
+
+@pytest.mark.usefixtures("nothing_frozen")
+def test_the_task_decorator_keeps_the_callable_its_name_and_its_result():
+    seen = []
+
+    @collecting_young_objects_only
+    def chunk_profiles(campaign_file: str, *, segment: dict) -> list:
+        seen.append(gc.get_freeze_count())
+        return [campaign_file, segment]
+
+    assert chunk_profiles.__name__ == "chunk_profiles"
+    assert chunk_profiles("a.yaml", segment={"rows": 3}) == ["a.yaml", {"rows": 3}]
+    assert seen[0] > 0
+    assert gc.get_freeze_count() == 0
