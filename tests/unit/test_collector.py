@@ -61,12 +61,21 @@ def test_the_objects_are_put_back_when_the_task_fails():
 @pytest.mark.usefixtures("nothing_frozen")
 def test_a_process_that_froze_its_objects_itself_keeps_them_frozen():
     """A LocalExecutor or Celery worker freezes what it loaded before it forks: not undone by a task."""
+    older = Node()
+    older.other = Node()
+    older.other.other = older
+    older_ref = weakref.ref(older)
     gc.freeze()
-    frozen = gc.get_freeze_count()
     with young_objects_only():
-        assert gc.get_freeze_count() == frozen
-    assert gc.get_freeze_count() == frozen
+        del older
+        gc.collect()
+        assert older_ref() is not None
+    gc.collect()
+    assert older_ref() is not None  # still in the process's own permanent generation
+    assert gc.get_freeze_count() > 0
     gc.unfreeze()
+    gc.collect()
+    assert older_ref() is None
 
 
 @pytest.mark.usefixtures("nothing_frozen")
