@@ -91,3 +91,52 @@ def test_the_task_decorator_keeps_the_callable_its_name_and_its_result():
     assert chunk_profiles("a.yaml", segment={"rows": 3}) == ["a.yaml", {"rows": 3}]
     assert seen[0] > 0
     assert gc.get_freeze_count() == 0
+
+
+def test_the_campaign_tasks_run_their_work_with_the_older_objects_frozen():
+    """The wiring: the four task callables and the push operator's delivery are wrapped."""
+    from line_oa.integration import dag_factory
+
+    marker = collecting_young_objects_only(lambda: None).__code__
+    for task in (
+        dag_factory.validate,
+        dag_factory.extract_segment,
+        dag_factory.chunk_profiles,
+        dag_factory.summarize,
+    ):
+        assert task.function.__code__ is marker, task.function.__name__
+        assert task.function.__wrapped__.__name__ == task.function.__name__
+
+
+@pytest.mark.usefixtures("nothing_frozen")
+def test_the_push_operator_delivers_its_chunk_with_the_older_objects_frozen(monkeypatch):
+    from line_oa.delivery.results import ChunkResult
+    from line_oa.integration import operators
+
+    from .campaign_docs import FIXTURES
+
+    seen = []
+
+    class Log:
+        def close(self) -> None:
+            seen.append(("closed", gc.get_freeze_count()))
+
+    def deliver_chunk(**kwargs):
+        seen.append(("delivering", gc.get_freeze_count()))
+        return ChunkResult(chunk_index=0, sent=1)
+
+    monkeypatch.setattr(operators, "deliver_chunk", deliver_chunk)
+    monkeypatch.setattr(operators.DeliveryLog, "connect", lambda *args, **kwargs: Log())
+    monkeypatch.setattr(operators.LineOAPushOperator, "_wait_out_quiet_hours", lambda *args: None)
+    monkeypatch.setattr(operators.LineOAPushOperator, "_sending_options", lambda *args: {})
+    operator = operators.LineOAPushOperator(
+        task_id="push",
+        campaign_file=str(FIXTURES / "valid" / "full_featured.yaml"),
+        chunk={"index": 0, "rows": 1},
+        run_id="run-1",
+    )
+    operator.execute(context={})
+    assert seen[0][0] == "delivering"
+    assert seen[0][1] > 0  # the older objects frozen while the chunk is delivered
+    assert seen[1] == ("closed", 0)  # put back before the task's own bookkeeping
+    assert gc.get_freeze_count() == 0
